@@ -1,0 +1,103 @@
+"""DIRAC's return-value envelope: ``S_OK``, ``S_ERROR`` and helpers.
+
+Key order matters on the wire (PROTOCOL.md 5.3): ``OK, Value`` for success and
+``OK, Errno, Message, CallStack`` for errors. ``CallStack`` and ``ExecInfo`` are
+local diagnostics; the service strips them from handler results before sending.
+"""
+
+from __future__ import annotations
+
+
+import os
+import traceback
+from typing import Any
+
+from seproxy.errors import SeproxyError
+
+#: DIRAC-specific errno values (DIRAC.Core.Utilities.DErrno) that seproxy produces.
+EUNAUTHORIZED = 1111
+DIRAC_ERRNO_STRINGS: dict[int, str] = {EUNAUTHORIZED: "Unauthorized query"}
+
+DReturnType = dict[str, Any]
+
+
+def S_OK(value: Any = None) -> DReturnType:
+    """A successful result carrying ``value``."""
+    return {"OK": True, "Value": value}
+
+
+def _strerror(code: int) -> str:
+    if code in DIRAC_ERRNO_STRINGS:
+        return DIRAC_ERRNO_STRINGS[code]
+    return os.strerror(code)
+
+
+def S_ERROR(*args: Any, **kwargs: Any) -> DReturnType:
+    """An error result, with DIRAC's signatures.
+
+    ``S_ERROR("msg")``, ``S_ERROR(errno, "msg")``, ``S_ERROR(errno)`` and
+    ``S_ERROR(seproxy_exception)`` are accepted; ``callStack=`` replaces the
+    captured stack. An errno other than 0 formats the message as
+    ``"<strerror> ( <errno> : <message>)"`` like DIRAC.
+    """
+    call_stack = kwargs.pop("callStack", None)
+    code = 0
+    message = ""
+    if args and isinstance(args[0], SeproxyError):
+        code = args[0].errno
+        message = str(args[0])
+    elif args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        code = args[0]
+        message = str(args[1]) if len(args) > 1 else ""
+    elif args:
+        message = str(args[0])
+    if code:
+        message = f"{_strerror(code)} ( {code} : {message})"
+    result: DReturnType = {"OK": False, "Errno": code, "Message": message}
+    if call_stack is None:
+        call_stack = traceback.format_stack()[:-1]
+    result["CallStack"] = call_stack
+    return result
+
+
+def isReturnStructure(value: Any) -> bool:
+    """True for a dict shaped like S_OK (``OK`` and ``Value``) or S_ERROR (``Message``)."""
+    if not isinstance(value, dict) or "OK" not in value:
+        return False
+    return ("Value" in value) if value["OK"] else ("Message" in value)
+
+
+def isSError(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("OK") is False and "Message" in value
+
+
+def returnSingleResult(result: DReturnType) -> DReturnType:
+    """Reduce a bulk ``{"Successful", "Failed"}`` result to one S_OK/S_ERROR."""
+    if not result.get("OK"):
+        return result
+    value = result["Value"]
+    failed = value.get("Failed") or {}
+    if failed:
+        return S_ERROR(str(next(iter(failed.values()))))
+    successful = value.get("Successful") or {}
+    if successful:
+        return S_OK(next(iter(successful.values())))
+    return S_ERROR("returnSingleResult: Failed and Successful dictionaries are empty")
+
+
+def cmpError(result: Any, code: int) -> bool:
+    """True if an S_ERROR carries DIRAC errno ``code``."""
+    return isinstance(result, dict) and result.get("Errno") == code
+
+
+__all__ = [
+    "S_OK",
+    "S_ERROR",
+    "isReturnStructure",
+    "isSError",
+    "returnSingleResult",
+    "cmpError",
+    "EUNAUTHORIZED",
+    "DReturnType",
+]
+

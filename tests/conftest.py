@@ -1,0 +1,36 @@
+"""Test-suite wide fixtures: where the shared DIRAC vectors live, free ports."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: CI lays ``shared/`` beside the checkout; tests find it relative to the repository root.
+SHARED_DIR = REPO_ROOT.parent / "shared"
+VECTORS_DIR = SHARED_DIR / "vectors"
+
+
+def load_vectors(name: str) -> list[dict[str, Any]]:
+    """Load one ``../shared/vectors/<name>`` JSON Lines file (fails loudly if missing)."""
+    path = VECTORS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"shared vectors not found at {path}: shared/ must sit beside the checkout")
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (for servers that cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return VECTORS_DIR

@@ -34,3 +34,11 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     return VECTORS_DIR
+
+
+pytest_plugins = [
+    "tests.fixtures.pki",
+    "tests.fixtures.services",
+    "tests.fixtures.dirac",
+    "tests.fixtures.servers",
+]

@@ -1,0 +1,330 @@
+"""The configuration tree: ``Config``, a thin layer over ``diraccfg.CFG``.
+
+``Config`` owns the merged view of the embedded ``default.cfg``, any number of
+site ``.cfg`` files (later wins) and command-line style overrides
+(``/Section/Option=value``, later wins).  ``reload()`` re-reads every file and
+re-applies the overrides and every ``setOption`` made since loading, so a reload
+never loses a value set at run time.
+
+Reads are lock-free (the merged ``diraccfg.CFG`` is swapped atomically on every
+change); changes take a lock.
+
+Placeholders: a value may contain ``@NAME@`` (the embedded default uses
+``@DATADIR@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
+while a placeholder is unset, an option whose value still contains it reads as
+*absent*, so code falls back to its own default instead of using a bogus path.
+
+Service sections are found in both DIRAC layouts (PROTOCOL.md 9.2): 9.x
+``/Systems/<System>/Services/<Service>`` and 8.0
+``/Systems/<System>/<Instance>/Services/<Service>`` where ``<Instance>`` is
+``/DIRAC/Setups/<Setup>/<System>`` and ``<Setup>`` is ``/DIRAC/Setup``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from diraccfg import CFG
+
+from seproxy.errors import ConfigError
+
+_PLACEHOLDER_RE = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+_TRUE_WORDS = frozenset({"y", "yes", "true", "1"})
+
+
+def default_config_path() -> Path:
+    """Path of the embedded ``default.cfg`` (package data)."""
+    return Path(str(resources.files("seproxy.config").joinpath("default.cfg")))
+
+
+def split_path(path: str) -> list[str]:
+    """``"/A//B/ C"`` -> ``["A", "B", "C"]`` (empty components ignored, like diraccfg)."""
+    return [part.strip() for part in path.split("/") if part.strip()]
+
+
+def join_path(*parts: str) -> str:
+    """Join path pieces into one absolute CFG path."""
+    return "/" + "/".join(p for part in parts for p in split_path(part))
+
+
+def as_list(value: str) -> list[str]:
+    """A CFG comma list: items stripped, empty items dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def as_bool(value: str) -> bool:
+    """CFG truth: ``y``, ``yes``, ``true``, ``1`` (any case); anything else is False."""
+    return value.strip().lower() in _TRUE_WORDS
+
+
+def cast_value(raw: str, default: Any) -> Any:
+    """Convert ``raw`` to the type of ``default`` (or to ``default`` if it is a type).
+
+    bool: CFG truth words; list: comma list; int/float/str: constructor. A value
+    that does not convert yields ``default`` (DIRAC behaviour).
+    """
+    target = default if isinstance(default, type) else type(default)
+    if default is None or target is str:
+        return raw
+    if target is bool:
+        return as_bool(raw)
+    if target in (list, tuple):
+        return target(as_list(raw))
+    try:
+        return target(raw.strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """``"/Section/Option=value"`` (optionally prefixed by ``-o``) -> (path, value)."""
+    body = text.strip()
+    if body.startswith("-o"):
+        body = body[2:].strip()
+    path, sep, value = body.partition("=")
+    if not sep or not split_path(path):
+        raise ConfigError(f"Invalid configuration override {text!r}: expected /Section/Option=value")
+    return join_path(path), value.strip()
+
+
+def _load_cfg_file(path: Path) -> CFG:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read configuration file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Configuration file {path} is not UTF-8: {exc}") from exc
+    try:
+        return CFG().loadFromBuffer(text)
+    except Exception as exc:  # diraccfg raises ValueError/KeyError on malformed text
+        raise ConfigError(f"Malformed configuration file {path}: {exc}") from exc
+
+
+def _set_in(tree: CFG, path: str, value: str) -> None:
+    """Set option ``path`` in ``tree``, creating missing sections."""
+    parts = split_path(path)
+    if not parts:
+        raise ConfigError(f"Invalid option path {path!r}")
+    node = tree
+    for name in parts[:-1]:
+        if node.isOption(name):
+            raise ConfigError(f"Cannot set {path}: {name} is an option, not a section")
+        if not node.isSection(name):
+            node.createNewSection(name)
+        node = node[name]
+    if node.isSection(parts[-1]):
+        raise ConfigError(f"Cannot set {path}: it is a section")
+    node.setOption(parts[-1], str(value))
+
+
+class Config:
+    """A merged CFG tree with DIRAC-style accessors (see docs/ARCHITECTURE.md)."""
+
+    def __init__(self, *, files: Sequence[str | Path] = (), use_default: bool = True,
+                 overrides: Sequence[str] = ()) -> None:
+        self._lock = threading.RLock()
+        self._files: list[Path] = [Path(f) for f in files]
+        self._use_default = use_default
+        self._changes: list[tuple[str, str]] = [parse_override(o) for o in overrides]
+        self._placeholders: dict[str, str] = {}
+        self._texts: list[str] = []
+        #: incremented at every change; caches (Registry) compare it.
+        self.generation = 0
+        self._tree = CFG()
+        self.reload()
+
+    # -- construction and mutation ---------------------------------------------------------
+    @classmethod
+    def load(cls, files: Sequence[str | Path] = (), *, use_default: bool = True,
+             overrides: Sequence[str] = ()) -> Config:
+        """Merge the embedded default (unless ``use_default=False``), ``files`` and overrides."""
+        return cls(files=files, use_default=use_default, overrides=overrides)
+
+    @classmethod
+    def from_text(cls, text: str, *, use_default: bool = False) -> Config:
+        """A Config from CFG text (handy in tests and tools)."""
+        cfg = cls(use_default=use_default)
+        cfg.merge_text(text)
+        return cfg
+
+    @property
+    def files(self) -> list[Path]:
+        """The configuration files in merge order (embedded default first if used)."""
+        return ([default_config_path()] if self._use_default else []) + list(self._files)
+
+    def reload(self) -> None:
+        """Re-read every file, then re-apply overrides and run-time changes."""
+        with self._lock:
+            tree = CFG()
+            for path in self.files:
+                tree = tree.mergeWith(_load_cfg_file(path))
+            for text in self._texts:
+                tree = tree.mergeWith(CFG().loadFromBuffer(text))
+            for path, value in self._changes:
+                _set_in(tree, path, value)
+            self._commit(tree)
+
+    def merge_file(self, path: str | Path) -> None:
+        """Merge one more file on top (it is re-read by ``reload``)."""
+        with self._lock:
+            path = Path(path)
+            extra = _load_cfg_file(path)
+            self._files.append(path)
+            self._commit(self._tree.mergeWith(extra))
+            self._reapply_changes()
+
+    def merge_text(self, text: str) -> None:
+        """Merge CFG text on top (kept and re-applied by ``reload``)."""
+        try:
+            extra = CFG().loadFromBuffer(text)
+        except Exception as exc:
+            raise ConfigError(f"Malformed configuration text: {exc}") from exc
+        with self._lock:
+            self._texts.append(text)
+            self._commit(self._tree.mergeWith(extra))
+            self._reapply_changes()
+
+    def setOption(self, path: str, value: Any) -> None:  # noqa: N802 (DIRAC name)
+        """Set one option (creating sections); survives ``reload``."""
+        path = join_path(path)
+        value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        with self._lock:
+            tree = self._tree.clone()
+            _set_in(tree, path, value)
+            self._changes.append((path, value))
+            self._commit(tree)
+
+    def apply_override(self, text: str) -> None:
+        """Apply one ``/Section/Option=value`` override (as given to ``-o``)."""
+        self.setOption(*parse_override(text))
+
+    def set_placeholder(self, name: str, value: str | Path) -> None:
+        """Substitute ``@NAME@`` by ``value`` in every option value (now and after reload)."""
+        with self._lock:
+            self._placeholders[name] = str(value)
+            self.generation += 1
+
+    def _reapply_changes(self) -> None:
+        tree = self._tree.clone()
+        for path, value in self._changes:
+            _set_in(tree, path, value)
+        self._commit(tree)
+
+    def _commit(self, tree: CFG) -> None:
+        self._tree = tree
+        self.generation += 1
+
+    # -- reading ---------------------------------------------------------------------------
+    def _expand(self, raw: str) -> str | None:
+        if "@" not in raw:
+            return raw
+        missing = False
+
+        def repl(match: re.Match[str]) -> str:
+            nonlocal missing
+            if match.group(1) in self._placeholders:
+                return self._placeholders[match.group(1)]
+            missing = True
+            return match.group(0)
+
+        text = _PLACEHOLDER_RE.sub(repl, raw)
+        return None if missing else text
+
+    def _node(self, path: str) -> CFG | str | None:
+        node: CFG | str = self._tree
+        for name in split_path(path):
+            if not isinstance(node, CFG) or name not in node.listAll():
+                return None
+            node = node[name]
+        return node
+
+    def getOption(self, path: str) -> str | None:  # noqa: N802
+        """Raw string of an option (placeholders expanded), None if absent or a section."""
+        node = self._node(path)
+        return self._expand(node) if isinstance(node, str) else None
+
+    def getValue(self, path: str, default: Any = None) -> Any:  # noqa: N802
+        """The option converted to the type of ``default``; ``default`` if absent."""
+        raw = self.getOption(path)
+        if raw is None:
+            return default if not isinstance(default, type) else None
+        return cast_value(raw, default)
+
+    def isSection(self, path: str) -> bool:  # noqa: N802
+        return isinstance(self._node(path), CFG)
+
+    def isOption(self, path: str) -> bool:  # noqa: N802
+        return self.getOption(path) is not None
+
+    def getOptions(self, path: str) -> list[str]:  # noqa: N802
+        """Names of the options directly in section ``path`` (file order)."""
+        node = self._node(path)
+        return list(node.listOptions()) if isinstance(node, CFG) else []
+
+    def getSections(self, path: str) -> list[str]:  # noqa: N802
+        """Names of the sub-sections of ``path`` (file order)."""
+        node = self._node(path)
+        return list(node.listSections()) if isinstance(node, CFG) else []
+
+    def getOptionsDict(self, path: str) -> dict[str, str]:  # noqa: N802
+        """``{option: raw value}`` for the options of section ``path``."""
+        base = join_path(path)
+        result = {}
+        for name in self.getOptions(base):
+            value = self.getOption(f"{base}/{name}")
+            if value is not None:
+                result[name] = value
+        return result
+
+    def serialize(self) -> str:
+        """The merged tree as CFG text."""
+        return self._tree.serialize()
+
+    # -- DIRAC service layouts (PROTOCOL.md 9.2) -------------------------------------------
+    def _instance(self, system: str) -> str | None:
+        if self.getValue("/DIRAC/NoSetup", False):
+            return None
+        setup = self.getOption("/DIRAC/Setup")
+        if not setup:
+            return None
+        return self.getOption(f"/DIRAC/Setups/{setup}/{system}") or None
+
+    def _system_base(self, system: str, kind: str, name: str) -> str:
+        modern = join_path("Systems", system, kind, name)
+        instance = self._instance(system)
+        if instance is None:
+            return modern
+        legacy = join_path("Systems", system, instance, kind, name)
+        if self._node(legacy) is not None or self._node(modern) is None:
+            return legacy
+        return modern
+
+    @staticmethod
+    def _split_service(name: str) -> tuple[str, str]:
+        parts = split_path(name)
+        if len(parts) != 2:
+            raise ConfigError(f"Invalid service name {name!r}: expected System/Service")
+        return parts[0], parts[1]
+
+    def service_section(self, name: str) -> str:
+        """CFG path of the options of service ``System/Service``.
+
+        8.0 layout if ``/DIRAC/Setup`` resolves to an instance and that section
+        exists (or the 9.x one does not); otherwise the 9.x layout.
+        """
+        system, service = self._split_service(name)
+        return self._system_base(system, "Services", service)
+
+    def service_urls(self, name: str) -> list[str]:
+        """The URL list of service ``System/Service`` (``.../URLs/<Service>``)."""
+        system, service = self._split_service(name)
+        raw = self.getOption(self._system_base(system, "URLs", service))
+        return as_list(raw) if raw else []
+
+    def __repr__(self) -> str:
+        return f"Config(files={[str(f) for f in self.files]!r}, changes={len(self._changes)})"

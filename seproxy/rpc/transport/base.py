@@ -1,0 +1,419 @@
+"""The transport interface: one connection to one peer, carrying DISET frames.
+
+``Transport`` owns a non-blocking socket and does all framing work itself;
+a backend (plain TCP, pyOpenSSL, M2Crypto) only supplies five primitive
+operations (:meth:`_recv_into`, :meth:`_send`, :meth:`_wait_fd`, the
+handshake, :meth:`_shutdown`).  Every wait goes through ``poll`` with a
+deadline, so each read and write has a bounded outcome.
+
+Frame on the wire (PROTOCOL.md 2.1/2.2)::
+
+    +---------------+----------------+-----+------------------+
+    | "dka" (opt.)  | length (ASCII) | ":" | payload (length) |
+    +---------------+----------------+-----+------------------+
+
+* sends go out as ``memoryview`` slices of at most 1 MiB; small parts of a frame
+  are coalesced into one write (one TLS record, one TCP segment);
+* receives go into one reusable buffer and are fed to
+  :class:`seproxy.rpc.wire.framing.FrameParser`;
+* a keep-alive PING is answered at once with a PONG carrying the same ``id``;
+  a transport created with a ``keepalive_lapse`` (clients only) sends a PING
+  itself when the connection has been idle that long while it waits for data.
+
+Error texts follow DIRAC's reader/writer messages (PROTOCOL.md 2.3/2.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import select
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from seproxy.errors import PeerClosed, ProtocolError, TransportError
+from seproxy.rpc.wire import codec
+from seproxy.rpc.wire.framing import FrameParser, KeepAlive, frame_header
+
+if TYPE_CHECKING:
+    from seproxy.security.x509 import X509Chain
+
+#: PROTOCOL.md 2.5
+DEFAULT_CONNECTION_TIMEOUT = 10.0
+DEFAULT_RPC_TIMEOUT = 600.0
+#: Largest frame we accept (DIRAC has no bound; DESIGN.md asks for one).
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+WRITE_SLICE = 1024 * 1024
+READ_SIZE = 256 * 1024
+#: Frame parts smaller than this are copied together into one write.
+COALESCE_LIMIT = 64 * 1024
+
+#: Backend results meaning "would block, wait for the socket to be readable/writable".
+WANT_READ = -1
+WANT_WRITE = -2
+
+Buffer = bytes | bytearray | memoryview
+
+
+def _as_views(payload: Buffer | Sequence[Buffer]) -> list[memoryview]:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        payload = (payload,)
+    views = []
+    for part in payload:
+        view = part if isinstance(part, memoryview) else memoryview(part)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        if view.nbytes:
+            views.append(view)
+    return views
+
+
+def endpoint(address: tuple) -> str:
+    """``ip:port`` text of a socket address (IPv6 addresses keep their plain form)."""
+    return f"{address[0]}:{address[1]}"
+
+
+class Transport:
+    """One connection to one peer (ARCHITECTURE.md, seproxy.rpc.transport)."""
+
+    #: Reader/writer message prefixes; TLS backends use DIRAC's ``_read``/``_write`` texts.
+    _READ_ERROR = "Exception while reading from peer"
+    _WRITE_ERROR = "Exception while sending to peer"
+
+    def __init__(self, sock: socket.socket, *, server_side: bool, keepalive_lapse: float = 0.0,
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 timeout: float | None = DEFAULT_RPC_TIMEOUT) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self.server_side = server_side
+        self.local_address: tuple[str, int] = sock.getsockname()[:2]
+        self.remote_address: tuple[str, int] = sock.getpeername()[:2]
+        self.id = f"{endpoint(self.local_address)}->{endpoint(self.remote_address)}"
+        self._timeout = timeout
+        self._parser = FrameParser(max_frame_size=max_frame_size)
+        self._rbuf = bytearray(READ_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._send_lock = threading.Lock()
+        self._io_lock = threading.RLock()  # one backend call at a time (TLS objects are not thread-safe)
+        self._closed = False
+        self.keepalive_lapse = float(keepalive_lapse or 0.0)
+        self._last_activity = time.monotonic()
+        self._waiting_pong = False
+        self._ping_prefix = hashlib.md5(
+            (str(self.remote_address) + str(server_side)).encode(), usedforsecurity=False
+        ).hexdigest()
+        self._ping_count = 0
+
+    # -- backend primitives -------------------------------------------------------------
+    def _recv_into(self, view: memoryview) -> int:
+        """Bytes read into ``view`` (> 0), 0 at end of stream, or WANT_READ / WANT_WRITE."""
+        raise NotImplementedError
+
+    def _send(self, view: memoryview) -> int:
+        """Bytes written from ``view`` (> 0), or WANT_READ / WANT_WRITE; 0 means closed."""
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        """Best-effort orderly shutdown before the socket is closed (never blocks)."""
+
+    # -- public interface ---------------------------------------------------------------
+    def fileno(self) -> int:
+        return self._fd
+
+    def handshake(self, timeout: float = DEFAULT_CONNECTION_TIMEOUT) -> None:
+        """Server side: finish the connection set-up (TLS handshake). Nothing for ``dip``."""
+
+    def peer_credentials(self) -> dict:
+        """The credential dict of the peer (PROTOCOL.md 8.1); ``{}`` without TLS."""
+        return {}
+
+    def peer_chain(self) -> X509Chain | None:
+        return None
+
+    def settimeout(self, seconds: float | None) -> None:
+        """Bound for each wait for the peer (None: no bound)."""
+        self._timeout = seconds if seconds is None or seconds > 0 else None
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def send_frame(self, payload: Buffer | Sequence[Buffer], *, keepalive: bool = False) -> None:
+        views = _as_views(payload)
+        header = frame_header(sum(v.nbytes for v in views), keepalive)
+        with self._send_lock:
+            self._send_views([memoryview(header), *views])
+            self._last_activity = time.monotonic()
+
+    def send_data(self, value: Any, encoding: str | None = None) -> None:
+        self.send_frame(codec.encode(value, encoding))
+
+    def receive_frame(self, max_size: int | None = None) -> bytes:
+        """The next data frame's payload; keep-alives in between are handled here.
+
+        ``max_size`` follows DIRAC's reader: the bytes read after the first read of
+        this call may not exceed it while the frame is incomplete.
+        """
+        after_first = -1
+        while True:
+            event = self._parser.next_event()
+            if event is None:
+                if max_size is not None and after_first > max_size:
+                    raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+                count = self._read_some()
+                self._parser.feed(self._rview[:count])
+                after_first = count if after_first < 0 else after_first + count
+            elif isinstance(event, KeepAlive):
+                self._keepalive(event.payload)
+            else:
+                return bytes(event.payload)
+
+    def receive_data(self, max_size: int | None = None) -> Any:
+        payload = self.receive_frame(max_size)
+        try:
+            return codec.decode(payload)
+        except ProtocolError as exc:
+            raise ProtocolError(f"Could not decode received data: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with self._io_lock:
+                self._shutdown()
+        except Exception:  # noqa: BLE001 - closing must not fail
+            pass
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    # -- keep-alives --------------------------------------------------------------------
+    def _keepalive(self, payload: bytes | memoryview) -> None:
+        payload = bytes(payload)
+        try:
+            message = codec.decode(payload)
+        except ProtocolError as exc:
+            raise ProtocolError(f"Could not decode received data: {exc}") from exc
+        value = message.get("Value") if isinstance(message, dict) else None
+        if not isinstance(value, dict) or "id" not in value:
+            raise ProtocolError("Invalid keep alive, missing id")
+        if "kaping" not in value:
+            raise ProtocolError("Invalid keep alive, missing kaping")
+        if value["kaping"]:
+            encoding = "dencode" if payload[:1] == b"d" else "json"
+            pong = {"OK": True, "Value": {"id": value["id"], "kaping": False}}
+            self.send_frame(codec.encode(pong, encoding), keepalive=True)
+        else:
+            self._waiting_pong = False
+
+    def _send_ping(self) -> None:
+        ping = {"OK": True, "Value": {"id": f"{self._ping_prefix}{self._ping_count}", "kaping": True}}
+        self._ping_count += 1
+        self._waiting_pong = True
+        self.send_frame(codec.encode(ping), keepalive=True)
+
+    # -- bounded I/O loops --------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError("Transport is closed")
+
+    def _wait_fd(self, want: int, deadline: float | None, what: str) -> bool:
+        """Wait until the socket is ready for ``want``; False when the deadline passed."""
+        events = select.POLLIN if want == WANT_READ else select.POLLOUT
+        poller = select.poll()
+        poller.register(self._fd, events)
+        while True:
+            if deadline is None:
+                wait_ms = None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                wait_ms = max(1, int(remaining * 1000))
+            try:
+                if poller.poll(wait_ms):
+                    return True
+            except InterruptedError:  # pragma: no cover - PEP 475 retries anyway
+                continue
+
+    def _deadline(self) -> float | None:
+        return None if self._timeout is None else time.monotonic() + self._timeout
+
+    def _read_some(self) -> int:
+        """Read at least one byte into the reusable buffer, sending pings while idle."""
+        self._check_open()
+        deadline = self._deadline()
+        while True:
+            with self._io_lock:
+                count = self._recv_into(self._rview)
+            if count > 0:
+                self._last_activity = time.monotonic()
+                return count
+            if count == 0:
+                raise PeerClosed("Peer closed connection")
+            wait_until = deadline
+            ping_due = None
+            if self.keepalive_lapse > 0 and not self._waiting_pong:
+                ping_due = self._last_activity + self.keepalive_lapse
+                if wait_until is None or ping_due < wait_until:
+                    wait_until = ping_due
+            if not self._wait_fd(count, wait_until, "read"):
+                if ping_due is not None and time.monotonic() >= ping_due:
+                    self._send_ping()
+                    continue
+                raise TransportError("Socket read timeout exceeded")
+
+    def _send_all(self, view: memoryview) -> None:
+        deadline = self._deadline()
+        while view:
+            with self._io_lock:
+                sent = self._send(view[:WRITE_SLICE])
+            if sent > 0:
+                view = view[sent:]
+                deadline = self._deadline()
+            elif sent == 0:
+                raise PeerClosed("Connection closed by peer")
+            elif sent in (WANT_READ, WANT_WRITE):
+                if not self._wait_fd(sent, deadline, "write"):
+                    raise TransportError("Socket write timeout exceeded")
+            else:
+                raise TransportError("Unknown unrecoverable error from socket while sending data")
+
+    def _send_views(self, views: list[memoryview]) -> None:
+        """Write all views in order; small neighbours are joined into one write."""
+        self._check_open()
+        pending = bytearray()
+        for view in views:
+            if view.nbytes < COALESCE_LIMIT:
+                pending += view
+                if len(pending) < COALESCE_LIMIT:
+                    continue
+                view = memoryview(pending)
+                pending = bytearray()
+            elif pending:
+                # top up the small part so that the first write is a full one
+                take = COALESCE_LIMIT - len(pending)
+                pending += view[:take]
+                self._send_all(memoryview(pending))
+                pending = bytearray()
+                view = view[take:]
+            self._send_all(view)
+        if pending:
+            self._send_all(memoryview(pending))
+
+
+class Listener:
+    """A listening socket that hands out backend transports (handshake not yet done)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.address = sock.getsockname()[:2]
+        self._closed = False
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def accept(self, timeout: float | None = None) -> Transport:
+        """Wait for the next connection (``timeout``: TransportError when none came)."""
+        if timeout is not None:
+            ready, _, _ = select.select([self._sock], [], [], timeout)
+            if not ready:
+                raise TransportError("No connection to accept within the timeout")
+        try:
+            sock, _ = self._sock.accept()
+        except OSError as exc:
+            if self._closed:
+                raise TransportError("Listener is closed") from exc
+            raise TransportError(f"Error accepting connection: {exc}") from exc
+        try:
+            configure_socket(sock)
+            return self._wrap(sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _wrap(self, sock: socket.socket) -> Transport:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:  # wakes up a thread blocked in accept()
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def configure_socket(sock: socket.socket) -> None:
+    """Options both ends set on a connected socket (keep-alive; no Nagle delay)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A bound, listening TCP socket; ``host`` "" means all addresses (dual stack if possible)."""
+    backlog = max(128, backlog)
+    if not host:
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6, backlog=backlog,
+                                        reuse_port=False, dualstack_ipv6=True)
+        return socket.create_server(("", port), backlog=backlog)
+    last_error: OSError | None = None
+    for family, _, _, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                       flags=socket.AI_PASSIVE):
+        try:
+            return socket.create_server(address, family=family, backlog=backlog)
+        except OSError as exc:
+            last_error = exc
+    raise TransportError(f"Cannot listen on {host}:{port}: {last_error}")
+
+
+def connected_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """TCP connection to ``host:port``, trying every resolved address (IPv6 and IPv4)."""
+    deadline = time.monotonic() + timeout
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise TransportError(f"Cannot resolve {host}: {exc}") from exc
+    errors = []
+    for family, kind, proto, _, address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            errors.append("timeout")
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+            configure_socket(sock)
+            return sock
+        except OSError as exc:
+            sock.close()
+            errors.append(f"{endpoint(address)}: {exc}")
+    raise TransportError(f"Cannot connect to {host}:{port}: {'; '.join(errors)}")

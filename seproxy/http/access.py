@@ -1,0 +1,297 @@
+"""Key-based HTTP download of the files ``prepareFileForHTTP`` staged.
+
+``GET /<key>`` (DIRAC 8.0.55's behaviour, PROTOCOL.md 10.7) with the defects fixed:
+
+==========================  =================================================================
+request                     answer
+==========================  =================================================================
+unknown or expired key      401 ``Invalid key provided, access denied``
+key directory unreadable    404 ``File not found``
+one file                    200, the file (``socket.sendfile``), its own name
+several files               200, a tar of them produced on the fly with :mod:`tarfile`
+                            headers (no shell, no copy on disk), ``dirac_data_<id>.tar``
+``HEAD``                    the same headers, no body, the key is not used up
+``Range: bytes=a-b``        206 with ``Content-Range`` (also inside the tar); 416 when
+                            unsatisfiable; ``If-Range`` honoured
+anything else               501
+==========================  =================================================================
+
+Headers: ``Content-Type: application/octet-stream``, ``Content-Length``,
+``Last-Modified`` (once), ``ETag``, ``Accept-Ranges: bytes`` and an RFC 6266
+``Content-Disposition: attachment; filename="<ascii>"; filename*=UTF-8''<pct>``.
+
+Keys are looked up by their SHA-256 digest (see :func:`key_digest`), so the lookup
+time does not depend on how close a guess is. A key is single-use unless the server
+is multi-use: it is removed once a response carrying the last byte of the entity has
+been sent completely (an interrupted download can be resumed with ``Range``). The
+URL path is only ever a key, never a file path; files are opened relative to the
+key directory with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tarfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from seproxy.errors import PathError
+from seproxy.handler.namespace import open_dir, open_regular
+
+log = logging.getLogger(__name__)
+
+INVALID_KEY = "Invalid key provided, access denied"
+MAX_KEY_LENGTH = 256
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+
+
+def new_key() -> str:
+    """A fresh download key: 256 random bits from :mod:`secrets`, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def key_digest(key: str) -> str:
+    """The register index of a key (its SHA-256, hex)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the RFC 5987 UTF-8 form."""
+    fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\%' else "_" for ch in filename)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='', errors='surrogateescape')}"
+    return value
+
+
+# -- the entity: one file, or a virtual tar built from segments -----------------------------
+@dataclass
+class _Segment:
+    length: int
+    data: bytes = b""
+    fd: int = -1
+    offset: int = 0
+
+
+@dataclass
+class Entity:
+    """What a key serves: a name, a size, and segments (bytes or file ranges)."""
+
+    name: str
+    mtime: float
+    segments: list[_Segment] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(seg.length for seg in self.segments)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.size:x}-{int(self.mtime * 1e6):x}"'
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+
+    def pieces(self, start: int, end: int) -> Any:
+        """Yield ``_Segment`` slices covering bytes ``start..end`` (inclusive)."""
+        pos = 0
+        for seg in self.segments:
+            seg_end = pos + seg.length
+            if seg_end > start and pos <= end:
+                lo = max(start, pos) - pos
+                hi = min(end + 1, seg_end) - pos
+                if seg.fd >= 0:
+                    yield _Segment(hi - lo, fd=seg.fd, offset=seg.offset + lo)
+                else:
+                    yield _Segment(hi - lo, data=seg.data[lo:hi])
+            pos = seg_end
+            if pos > end:
+                break
+
+
+def open_entity(cache_root: str, directory: str) -> Entity:
+    """Open the files of a key directory (one file as is, several as a tar)."""
+    if os.path.dirname(os.path.abspath(directory)) != os.path.abspath(cache_root):
+        raise PathError("key directory outside the HTTP cache")
+    dir_fd = open_dir(cache_root, (os.path.basename(directory),))
+    entity = Entity(name="", mtime=0.0)
+    try:
+        names = sorted(entry.name for entry in os.scandir(dir_fd)
+                       if entry.is_file(follow_symlinks=False))
+        opened: list[tuple[str, int, os.stat_result]] = []
+        for name in names:
+            fd = open_regular(dir_fd, name)
+            entity.fds.append(fd)
+            opened.append((name, fd, os.fstat(fd)))
+    except BaseException:
+        entity.close()
+        raise
+    finally:
+        os.close(dir_fd)
+    if not opened:
+        raise FileNotFoundError("no file in the key directory")
+    entity.mtime = max(st.st_mtime for _, _, st in opened)
+    if len(opened) == 1:
+        name, fd, st = opened[0]
+        entity.name = name
+        entity.segments.append(_Segment(st.st_size, fd=fd))
+        return entity
+    entity.name = f"dirac_data_{key_digest(os.path.basename(directory))[:12]}.tar"
+    total = 0
+    for name, fd, st in opened:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.type = st.st_size, int(st.st_mtime), 0o644, tarfile.REGTYPE
+        header = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+        entity.segments.append(_Segment(len(header), data=header))
+        entity.segments.append(_Segment(st.st_size, fd=fd))
+        pad = -st.st_size % _BLOCK
+        if pad:
+            entity.segments.append(_Segment(pad, data=b"\0" * pad))
+        total += len(header) + st.st_size + pad
+    trailer = 2 * _BLOCK
+    trailer += -(total + trailer) % _RECORD
+    entity.segments.append(_Segment(trailer, data=b"\0" * trailer))
+    return entity
+
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """``(start, end)`` for a single satisfiable byte range; ``None`` to send the whole
+    entity (no header, several ranges, or syntax not understood); ``False`` if unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE.match(header)
+    if not match:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return False
+        return max(size - length, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        return False
+    return start, min(end, size - 1)
+
+
+class HttpStorageAccessHandler(BaseHTTPRequestHandler):
+    """Serves ``GET``/``HEAD /<key>``; ``register`` and ``basePath`` are set per server."""
+
+    #: The key register (an ExpiringRegister indexed by :func:`key_digest`).
+    register: ClassVar[Any] = None
+    #: The HTTP cache directory (parent of every key directory).
+    basePath: ClassVar[str] = ""  # noqa: N815 - DIRAC name
+    #: Keep keys after a complete download (otherwise single-use, as DIRAC).
+    multi_use: ClassVar[bool] = False
+    #: Socket timeout for a request (seconds).
+    timeout = 60
+    server_version = "seproxy-http"
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+        self._serve(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        self._serve(body=True)
+
+    # -- the request ---------------------------------------------------------------------
+    def _serve(self, *, body: bool) -> None:
+        key = self.path[1:].split("?", 1)[0].split("#", 1)[0]
+        lease = None
+        if 0 < len(key) <= MAX_KEY_LENGTH and self.register is not None:
+            lease = self.register.acquire(key_digest(key))
+        if lease is None:
+            self.send_error(401, INVALID_KEY)
+            return
+        consumed = False
+        try:
+            try:
+                entity = open_entity(self.basePath, str(lease.value))
+            except (OSError, PathError) as exc:
+                log.info("HTTP key directory unusable: %s", exc)
+                self.send_error(404, "File not found")
+                return
+            try:
+                consumed = self._send_entity(entity, body=body)
+            finally:
+                entity.close()
+        finally:
+            self.register.release(lease, consume=consumed and body and not self.multi_use)
+
+    def _send_entity(self, entity: Entity, *, body: bool) -> bool:
+        """Send headers and (for GET) bytes; True if the last byte was delivered."""
+        size = entity.size
+        wanted = parse_range(self.headers.get("Range"), size)
+        if_range = self.headers.get("If-Range")
+        last_modified = email.utils.formatdate(entity.mtime, usegmt=True)
+        if wanted and if_range and if_range not in (entity.etag, last_modified):
+            wanted = None
+        if wanted is False:
+            self.send_response(416, "Requested Range Not Satisfiable")
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return False
+        start, end = wanted if wanted else (0, size - 1)
+        self.send_response(206 if wanted else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Last-Modified", last_modified)
+        self.send_header("ETag", entity.etag)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Disposition", content_disposition(entity.name))
+        if wanted:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if not body:
+            return False
+        if size == 0:
+            return True
+        try:
+            for piece in entity.pieces(start, end):
+                if piece.fd >= 0:
+                    self._send_file_range(piece.fd, piece.offset, piece.length)
+                else:
+                    self.wfile.write(piece.data)
+        except OSError as exc:  # the client went away: the key stays for a resume
+            log.info("HTTP download interrupted: %s", exc)
+            self.close_connection = True
+            return False
+        return end == size - 1
+
+    def _send_file_range(self, fd: int, offset: int, count: int) -> None:
+        if count <= 0:
+            return
+        with os.fdopen(os.dup(fd), "rb") as fileobj:
+            sent = self.connection.sendfile(fileobj, offset, count)
+        if sent != count:
+            raise OSError(f"short send: {sent} of {count} bytes (file changed?)")
+
+    # -- logging: never log a whole key ----------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+        line = format % args
+        key = self.path[1:] if getattr(self, "path", "") else ""
+        if len(key) > 6:
+            line = line.replace(key, key[:6] + "...")
+        log.info("%s %s", self.address_string(), line)
+

@@ -1,0 +1,428 @@
+"""``StorageElement``: DIRAC's storage facade (PROTOCOL.md 11.1).
+
+``StorageElement(name, protocolSections=None, vo=None, *, config=None,
+credentials=None)`` reads the SE definition (``seproxy.storage.factory``),
+builds one plugin per protocol section with the caller's
+``StorageCredentials`` and forwards the bulk methods to the plugins in
+preference order. Every LFN is checked first (``utils.check_lfn``): a bad one
+gets its own ``Failed`` reason and reaches no plugin.
+
+``StorageElement.PUBLIC_METHODS`` lists the methods a remote caller may run by
+name (no local paths involved); ``TRANSFER_METHODS`` are the ones that read or
+write local files and must only be driven by the service itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import re
+import sys
+from typing import Any
+
+from seproxy.config import Config, get_config
+from seproxy.errors import ConfigError, PathError, StorageError
+from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
+from seproxy.storage.credentials import StorageCredentials
+from seproxy.storage.factory import operations_value, resolve_storage, site_storage_elements
+from seproxy.storage.plugins import StorageBase, load_plugin
+from seproxy.storage.utils import check_lfn, checkArgumentFormat, pfnparse
+
+log = logging.getLogger(__name__)
+
+ENOMETH = 1002  # DIRAC's DErrno.ENOMETH
+_NO_PLUGIN = ("No storage plugins matching the requirements" + " " * 43
+              + "(operation %s protocols %s inputProtocol %s)")
+
+
+def _enometh(message: str) -> DReturnType:
+    return {"OK": False, "Errno": ENOMETH,
+            "Message": f"No such method or function ( {ENOMETH} : {message})", "CallStack": []}
+
+
+def _index(item: Any, items: list[Any]) -> int:
+    return items.index(item) if item in items else sys.maxsize
+
+
+class StorageElement:
+    """One storage element for one VO and one set of credentials (**DIRAC API**)."""
+
+    # DIRAC name -> plugin method name
+    _EQUIVALENT = {
+        "exists": "exists", "isFile": "isFile", "getFile": "getFile", "putFile": "putFile",
+        "replicateFile": "putFile", "getFileMetadata": "getFileMetadata",
+        "getFileSize": "getFileSize", "removeFile": "removeFile", "prestageFile": "prestageFile",
+        "prestageFileStatus": "prestageFileStatus", "releaseFile": "releaseFile",
+        "isDirectory": "isDirectory", "getDirectoryMetadata": "getDirectoryMetadata",
+        "getDirectorySize": "getDirectorySize", "listDirectory": "listDirectory",
+        "removeDirectory": "removeDirectory", "createDirectory": "createDirectory",
+        "putDirectory": "putDirectory", "getDirectory": "getDirectory",
+    }
+    _DEFAULT_ARGS: dict[str, dict[str, Any]] = {
+        "putFile": {"sourceSize": 0},
+        "getFile": {"localPath": False},
+        "prestageFile": {"lifetime": 86400},
+        "removeDirectory": {"recursive": False},
+        "getDirectory": {"localPath": False},
+    }
+    _DEPRECATED_ARGS = ("singleFile", "singleDirectory")
+
+    stageMethods = ("prestageFile", "prestageFileStatus")
+    readMethods = ("getFile", "getDirectory")
+    writeMethods = ("retransferOnlineFile", "putFile", "replicateFile", "pinFile", "releaseFile",
+                    "createDirectory", "putDirectory")
+    removeMethods = ("removeFile", "removeDirectory")
+    checkMethods = ("exists", "getDirectoryMetadata", "getDirectorySize", "getFileSize",
+                    "getFileMetadata", "listDirectory", "isDirectory", "isFile", "getOccupancy",
+                    "getWLCGTokenPath")
+    okMethods = ("getLocalProtocols", "getProtocols", "getProtocolSections", "getRemoteProtocols",
+                 "storageElementName", "getStorageParameters", "getTransportURL", "isLocalSE")
+
+    #: Callable by name for a remote client: no local path is read or written.
+    PUBLIC_METHODS = frozenset({
+        "exists", "isFile", "isDirectory", "getFileSize", "getFileMetadata",
+        "getDirectoryMetadata", "getDirectorySize", "listDirectory", "createDirectory",
+        "removeFile", "removeDirectory", "prestageFile", "prestageFileStatus", "releaseFile",
+        "getURL", "getStatus", "isValid", "getStorageParameters", "getChecksumType",
+        "getProtocolSections", "getLocalProtocolSections", "getRemoteProtocolSections",
+        "storageElementName", "getStorageElementName", "getLFNFromURL",
+    })
+    #: Read or write local files: only for the service's own use (its cache), never by name.
+    TRANSFER_METHODS = frozenset({"getFile", "putFile", "replicateFile", "getDirectory", "putDirectory"})
+
+    def __init__(self, name: str, protocolSections: Any = None, vo: str | None = None, *,  # noqa: N803
+                 config: Config | None = None, credentials: StorageCredentials | None = None) -> None:
+        self._cfg = config if config is not None else get_config()
+        self.credentials = credentials or StorageCredentials()
+        self.vo = vo or self.credentials.vo or self._cfg.getValue("/DIRAC/VirtualOrganization", "")
+        self.name = name
+        self.valid = True
+        self.errorReason = ""
+        self.options: dict[str, Any] = {}
+        self.storages: dict[str, StorageBase] = {}
+        self.localProtocolSections: list[str] = []
+        self.remoteProtocolSections: list[str] = []
+        self.turlProtocols: list[str] = []
+        if isinstance(protocolSections, str):
+            protocolSections = [protocolSections]
+        try:
+            self._build(list(protocolSections or []))
+        except (ConfigError, StorageError) as exc:
+            self.valid = False
+            self.errorReason = str(exc)
+        self.localAccessProtocolList: list[str] = []
+        self.localWriteProtocolList: list[str] = []
+        self.localStageProtocolList: list[str] = []
+        if self.valid:
+            self._protocol_lists()
+
+    # -- construction -------------------------------------------------------------------
+    def _build(self, protocol_sections: list[str]) -> None:
+        definition = resolve_storage(self._cfg, self.name, self.vo or None, protocol_sections)
+        self.name = definition.name
+        self.options = definition.options
+        for section, details in definition.protocols.items():
+            plugin_name = details.get("PluginName") or section
+            try:
+                cls = load_plugin(plugin_name)
+                storage = cls(self.name, details, credentials=self.credentials)
+            except Exception as exc:  # noqa: BLE001 (a broken section must not hide the others)
+                log.warning("StorageElement %s: cannot instantiate %s: %s", self.name, section, exc)
+                continue
+            storage.protocolSectionName = section
+            storage.setStorageElement(self)
+            self.storages[section] = storage
+            if section in definition.local_sections:
+                self.turlProtocols.append(details["Protocol"])
+                self.localProtocolSections.append(section)
+            if section in definition.remote_sections:
+                self.remoteProtocolSections.append(section)
+        if not self.storages:
+            raise StorageError("StorageFactory.getStorages: Failed to instantiate any storage protocols.")
+
+    def _protocol_lists(self) -> None:
+        def ops(option: str, default: list[str]) -> list[str]:
+            return operations_value(self._cfg, self.vo, f"DataManagement/{option}", default)
+
+        access = self.options.get("AccessProtocols")
+        self.localAccessProtocolList = access or ops("AccessProtocols", ["srm", "dips"])
+        self.localWriteProtocolList = self.options.get("WriteProtocols") or ops("WriteProtocols", ["srm", "dips"])
+        stage = self.options.get("StageProtocols")
+        if isinstance(stage, str):
+            stage = [s.strip() for s in stage.split(",") if s.strip()]
+        self.localStageProtocolList = stage or access or ops("StageProtocols", []) or self.localAccessProtocolList
+
+    # -- information --------------------------------------------------------------------
+    def storageElementName(self) -> str:  # noqa: N802
+        return self.name
+
+    def getStorageElementName(self) -> DReturnType:  # noqa: N802
+        return S_OK(self.storageElementName())
+
+    def checksumType(self) -> str:  # noqa: N802
+        if "ChecksumType" in self.options:
+            return str(self.options["ChecksumType"]).upper()
+        return str(self._cfg.getValue("/Resources/StorageElements/ChecksumType", "ADLER32")).upper()
+
+    def getChecksumType(self) -> DReturnType:  # noqa: N802
+        return S_OK(self.checksumType())
+
+    def status(self) -> dict[str, Any]:
+        if not self.valid:
+            return {"Read": False, "Write": False, "Remove": False, "Check": False,
+                    "DiskSE": False, "TapeSE": False, "TotalCapacityTB": -1, "DiskCacheTB": -1}
+
+        def allowed(option: str) -> bool:
+            return not (option in self.options and self.options[option] not in ("Active", "Degraded"))
+
+        result: dict[str, Any] = {"Read": allowed("ReadAccess"), "Write": allowed("WriteAccess"),
+                                  "Remove": allowed("RemoveAccess")}
+        result["Check"] = True if result["Read"] else allowed("CheckAccess")
+        se_type = self.options.get("SEType")
+        result["DiskSE"] = re.search("D[1-9]", se_type) is not None if se_type else True
+        result["TapeSE"] = re.search("T[1-9]", se_type) is not None if se_type else False
+        for key in ("TotalCapacityTB", "DiskCacheTB"):
+            try:
+                result[key] = float(self.options[key])
+            except (KeyError, TypeError, ValueError):
+                result[key] = -1
+        return result
+
+    def getStatus(self) -> DReturnType:  # noqa: N802
+        valid = self.isValid()
+        return valid if not valid["OK"] else S_OK(self.status())
+
+    def isValid(self, operation: str | None = None) -> DReturnType:  # noqa: N802
+        if not self.valid:
+            return S_ERROR(f"SE.isValid: Failed to create StorageElement plugins: {self.errorReason}")
+        if "VO" in self.options and self.vo not in self.options["VO"]:
+            return S_ERROR(errno.EACCES, "StorageElement.isValid: StorageElement is not allowed for VO")
+        if not operation or operation in self.okMethods:
+            return S_OK()
+        status = self.status()
+        op = operation.lower()
+        if operation in self.readMethods or operation in self.stageMethods or op in ("read", "readaccess"):
+            kind = "Read"
+        elif operation in self.writeMethods or op in ("write", "writeaccess"):
+            kind = "Write"
+        elif operation in self.removeMethods or op in ("remove", "removeaccess"):
+            kind = "Remove"
+        elif operation in self.checkMethods or op in ("check", "checkaccess"):
+            kind = "Check"
+        else:
+            return _enometh("SE.isValid: The supplied operation is not known.")
+        permitted = status[kind] or (kind == "Check" and status["Read"])
+        if not permitted:
+            return S_ERROR(errno.EACCES, f"SE.isValid: {kind} access not currently permitted.")
+        return S_OK()
+
+    def getProtocolSections(self) -> DReturnType:  # noqa: N802
+        return S_OK(self.localProtocolSections + self.remoteProtocolSections) if self.valid \
+            else S_ERROR(self.errorReason)
+
+    def getLocalProtocolSections(self) -> DReturnType:  # noqa: N802
+        return S_OK(self.localProtocolSections) if self.valid else S_ERROR(self.errorReason)
+
+    def getRemoteProtocolSections(self) -> DReturnType:  # noqa: N802
+        return S_OK(self.remoteProtocolSections) if self.valid else S_ERROR(self.errorReason)
+
+    def getStorageParameters(self, protocolSection: str | None = None,  # noqa: N802, N803
+                             protocol: str | None = None) -> DReturnType:
+        if protocolSection and protocol:
+            return S_ERROR(errno.EINVAL, "plugin and protocol cannot be set together.")
+        if not (protocolSection or protocol):
+            return S_ERROR(errno.EINVAL, "plugin and protocol cannot be None together.")
+        if protocolSection:
+            storage = self.storages.get(protocolSection)
+            if storage:
+                return S_OK(storage.getParameters())
+        else:
+            for storage in self.storages.values():
+                params = storage.getParameters()
+                if params["Protocol"] == protocol:
+                    return S_OK(params)
+        return S_ERROR(errno.ENOPROTOOPT, "Requested protocolSection or protocol not available.")
+
+    def isSameSE(self, otherSE: StorageElement) -> bool:  # noqa: N802, N803
+        if self is otherSE:
+            return True
+
+        def endpoints(se: StorageElement) -> set[tuple[str, str]]:
+            return {(p.getParameters()["Host"], p.getParameters()["Path"]) for p in se.storages.values()}
+
+        return bool(endpoints(self) & endpoints(otherSE))
+
+    def dump(self) -> None:
+        if not self.valid:
+            log.debug("StorageElement %s is not valid: %s", self.name, self.errorReason)
+            return
+        lines = [f"{k.ljust(15)}: {self.options[k]}" for k in sorted(self.options)]
+        for i, storage in enumerate(self.storages.values(), 1):
+            params = storage.getParameters()
+            lines.append(f"============Protocol {i} ============")
+            lines += [f"{k.ljust(15)}: {params[k]}" for k in sorted(params)]
+        log.debug("StorageElement %s\n%s", self.name, "\n".join(lines))
+
+    def getLFNFromURL(self, urls: Any) -> DReturnType:  # noqa: N802
+        res = checkArgumentFormat(urls)
+        if not res["OK"]:
+            return S_ERROR(errno.EINVAL, "Supplied urls must be string, list of strings or a dictionary.")
+        result: dict[str, dict[str, Any]] = {"Successful": {}, "Failed": {}}
+        for url in res["Value"]:
+            lfn = self._url_path(url)
+            if lfn:
+                result["Successful"][url] = lfn
+            else:
+                result["Failed"][url] = "Failed to get the url path for any of the protocols!!"
+        return S_OK(result)
+
+    def _url_path(self, url: str) -> str:
+        parsed = pfnparse(url)
+        if not parsed["OK"]:
+            return ""
+        full = f"{parsed['Value']['Path']}/{parsed['Value']['FileName']}"
+        for storage in self.storages.values():
+            if storage.isNativeURL(url)["Value"]:
+                base = storage.getParameters()["Path"]
+                if not base:
+                    return full
+                if full.startswith(base):
+                    return full[len(base):]
+        return ""
+
+    # -- execution ----------------------------------------------------------------------
+    def getURL(self, lfn: Any, protocol: Any = False, replicaDict: Any = None) -> DReturnType:  # noqa: N802, N803
+        if not protocol:
+            protocols = self.turlProtocols
+        elif isinstance(protocol, list):
+            protocols = protocol
+        else:
+            protocols = [protocol]
+        return self._execute("getTransportURL", lfn, protocols=protocols)
+
+    def __getattr__(self, name: str) -> Any:
+        method = StorageElement._EQUIVALENT.get(name)
+        if method is None or name.startswith("_"):
+            raise AttributeError(f"StorageElement does not have a method '{name}'")
+        return functools.partial(self._execute, method)
+
+    def _is_local_se(self) -> bool:
+        site = self._cfg.getValue("/LocalSite/Site", "")
+        return self.name in site_storage_elements(self._cfg, site)
+
+    def _filter_plugins(self, method: str, protocols: list[str] | None,
+                        input_protocol: str | None) -> list[StorageBase]:
+        local_se = self._is_local_se()
+        if method in self.readMethods + self.checkMethods:
+            allowed = self.localAccessProtocolList
+        elif method in self.stageMethods:
+            allowed = self.localStageProtocolList
+        elif method in self.removeMethods + self.writeMethods:
+            allowed = self.localWriteProtocolList
+        else:
+            plugins = list(self.storages.values())
+            if protocols:
+                wanted = set(protocols)
+                plugins = [p for p in plugins if set(p.protocolParameters.get("OutputProtocols", [])) & wanted]
+            return sorted(plugins, key=lambda p: (
+                _index(p.protocolParameters["Protocol"], self.localAccessProtocolList),
+                p.protocolSectionName in (self.remoteProtocolSections if local_se
+                                          else self.localAccessProtocolList)))
+        potential = list(set(allowed) & set(protocols)) if protocols else allowed
+        plugins = []
+        for section, plugin in self.storages.items():
+            params = plugin.getParameters()
+            if section not in self.remoteProtocolSections and not local_se:
+                continue
+            if params["Protocol"] not in potential:
+                continue
+            if params.get("Access", "").lower() == "remoteonly" and local_se:
+                continue
+            if method == "putFile" and input_protocol and input_protocol not in params["InputProtocols"]:
+                continue
+            plugins.append(plugin)
+        return sorted(plugins, key=lambda p: (_index(p.protocolParameters["Protocol"], allowed),
+                                              p.protocolSectionName in self.remoteProtocolSections))
+
+    def _execute(self, method: str, lfn: Any, *args: Any, **kwargs: Any) -> DReturnType:
+        if args:
+            defaults = list(self._DEFAULT_ARGS.get(method, {}))
+            if defaults:
+                kwargs[defaults[0]] = args[0]
+                args = args[1:]
+        for deprecated in self._DEPRECATED_ARGS:
+            kwargs.pop(deprecated, None)
+        for arg, value in self._DEFAULT_ARGS.get(method, {}).items():
+            kwargs.setdefault(arg, value)
+        res = checkArgumentFormat(lfn)
+        if not res["OK"]:
+            return res
+        lfn_dict: dict[str, Any] = res["Value"]
+        res = self.isValid(operation=method)
+        if not res["OK"]:
+            return res
+        input_protocol = kwargs.pop("inputProtocol", None)
+        protocols = kwargs.get("protocols")
+        if method != "getTransportURL":
+            kwargs.pop("protocols", None)
+        kwargs.pop("replicaDict", None)
+
+        failed: dict[str, Any] = {}
+        successful: dict[str, Any] = {}
+        for name in list(lfn_dict):
+            try:
+                check_lfn(name, self.vo)
+            except PathError as exc:
+                failed[name] = str(exc)
+                del lfn_dict[name]
+        plugins = self._filter_plugins(method, protocols, input_protocol)
+        if not plugins:
+            return S_ERROR(errno.EPROTONOSUPPORT, _NO_PLUGIN % (method, protocols, input_protocol))
+        for storage in plugins:
+            if not lfn_dict:
+                break
+            url_dict: dict[str, str] = {}
+            for name in lfn_dict:
+                built = storage.constructURLFromLFN(name, withWSUrl=True)
+                if built["OK"]:
+                    url_dict[built["Value"]] = name
+                else:
+                    failed[name] = f"{failed[name]} {built['Message']}" if name in failed else built["Message"]
+            if not url_dict:
+                continue
+            fcn = getattr(storage, method, None)
+            if not callable(fcn):
+                return _enometh("SE.__executeMethod: unable to invoke %s, it isn't a member function of storage")
+            try:
+                res = fcn({url: lfn_dict[name] for url, name in url_dict.items()}, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 (a plugin bug fails its LFNs, not the call)
+                log.exception("plugin %s.%s raised", storage.pluginName, method)
+                res = S_ERROR(f"{storage.pluginName} plugin raised {exc!r}")
+            self._merge(res, url_dict, lfn_dict, successful, failed)
+        return S_OK({"Failed": failed, "Successful": successful})
+
+    @staticmethod
+    def _merge(res: DReturnType, url_dict: dict[str, str], lfn_dict: dict[str, Any],
+               successful: dict[str, Any], failed: dict[str, Any]) -> None:
+        def add(name: str, reason: Any) -> None:
+            previous = failed.get(name, "")
+            failed[name] = f"{previous} {reason}" if previous else reason
+
+        if not res["OK"]:
+            for name in url_dict.values():
+                add(name, res["Message"])
+            return
+        value = res["Value"]
+        for url, name in url_dict.items():
+            if url in value["Successful"]:
+                successful[name] = value["Successful"][url]
+                failed.pop(name, None)
+                lfn_dict.pop(name, None)
+            elif url in value["Failed"]:
+                add(name, value["Failed"][url])
+            else:
+                add(name, "No error returned from plug-in")
+
+
+__all__ = ["StorageElement"]

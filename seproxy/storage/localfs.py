@@ -1,0 +1,235 @@
+"""Local-file helpers shared by every storage plugin: atomic writes, streamed
+copies with adler32, and XRootD's checksum extended attribute.
+
+Atomic write: data goes to a hidden temporary name in the *same directory*
+(``.<name>.seproxy-<random>.part``), is fsync'ed, then renamed over the final
+name; on any error the temporary file is removed. A reader therefore sees the
+old file, the complete new file, or nothing -- never a partial file.
+
+``user.XrdCks.adler32`` holds XRootD's ``XrdCksData`` record (96 bytes, all
+integers big-endian):
+
+======  =====  ==============================================
+offset  size   field
+======  =====  ==============================================
+0       16     algorithm name ``b"adler32"``, NUL padded
+16      8      fmTime: file mtime (int64, seconds)
+24      4      csTime: checksum time minus fmTime (int32)
+28      2      reserved (0)
+30      1      reserved (0)
+31      1      checksum length in bytes (4)
+32      64     checksum value (4 bytes), NUL padded
+======  =====  ==============================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+#: Default copy block: large enough for throughput, small enough for bounded memory.
+BLOCK_SIZE = 4 * 1024 * 1024
+XATTR_NAME = "user.XrdCks.adler32"
+_CKS_STRUCT = struct.Struct(">16sqihBB64s")
+TEMP_SUFFIX = ".part"
+TEMP_MARK = ".seproxy-"
+
+
+def adler32_hex(value: int) -> str:
+    """DIRAC's checksum text: 8 lower-case hex digits."""
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+def copy_stream(
+    src: BinaryIO,
+    dst: BinaryIO | Callable[[bytes], object],
+    block_size: int = BLOCK_SIZE,
+) -> tuple[int, str]:
+    """Copy ``src`` to ``dst`` (a file or a write callable) in blocks.
+
+    Returns ``(bytes copied, adler32 hex)``; memory stays at one block.
+    """
+    write = dst if callable(dst) else dst.write
+    adler = 1
+    total = 0
+    buf = bytearray(block_size)
+    view = memoryview(buf)
+    readinto = getattr(src, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(view)
+            if not n:
+                break
+            chunk = view[:n]
+        else:
+            data = src.read(block_size)
+            if not data:
+                break
+            chunk = memoryview(data)
+            n = len(data)
+        adler = zlib.adler32(chunk, adler)
+        write(chunk)
+        total += n
+    return total, adler32_hex(adler)
+
+
+def file_adler32(path: str | os.PathLike[str], block_size: int = BLOCK_SIZE) -> str:
+    """adler32 of a file's content, streamed."""
+    adler = 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block_size):
+            adler = zlib.adler32(chunk, adler)
+    return adler32_hex(adler)
+
+
+def temp_name_for(final_path: str) -> str:
+    """A fresh hidden temporary name beside ``final_path``."""
+    head, tail = os.path.split(final_path)
+    return os.path.join(head, f".{tail}{TEMP_MARK}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+
+
+def is_temp_name(name: str) -> bool:
+    return name.startswith(".") and TEMP_MARK in name and name.endswith(TEMP_SUFFIX)
+
+
+def _fsync_directory(path: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``final_path`` atomically on success.
+
+    The temporary file is created exclusively (``O_EXCL``, never following a
+    symlink) and removed if the body raises. On success it is flushed, fsync'ed
+    and renamed, and the directory entry is fsync'ed.
+    """
+    tmp = temp_name_for(final_path)
+
+    def opener(path: str, _flags: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(path, flags, mode)
+
+    fh = open(tmp, "wb", buffering=0, opener=opener)  # noqa: SIM115 (closed below)
+    try:
+        with fh:
+            yield fh  # type: ignore[misc]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(os.path.dirname(final_path))
+
+
+def atomic_copy(
+    src_path: str,
+    final_path: str,
+    *,
+    block_size: int = BLOCK_SIZE,
+    keep_metadata: bool = True,
+    store_checksum: bool = True,
+    expected_size: int = 0,
+) -> tuple[int, str]:
+    """Copy a local file atomically to ``final_path``; returns (size, adler32).
+
+    ``keep_metadata`` copies permission bits and times (like ``shutil.copy2``);
+    ``store_checksum`` writes the XRootD checksum attribute where supported.
+    ``expected_size`` (if non-zero) is checked *before* the rename: a mismatch
+    raises ``SizeMismatch`` and nothing appears under the final name.
+    """
+    with open(src_path, "rb") as src:
+        if stat.S_ISDIR(os.fstat(src.fileno()).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src_path)
+        with atomic_write(final_path) as dst:
+            size, checksum = copy_stream(src, dst, block_size)
+            if expected_size and expected_size != size:
+                raise SizeMismatch(expected_size, size)
+            tmp = str(dst.name)
+            if keep_metadata:
+                shutil.copystat(src_path, tmp)
+            if store_checksum:
+                set_checksum_xattr(tmp, checksum)
+    return size, checksum
+
+
+class SizeMismatch(OSError):
+    """The copied size differs from the announced source size."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(
+            f"Source and destination file sizes do not match ({expected} vs {actual})."
+        )
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def set_checksum_xattr(path: str, checksum: str) -> bool:
+    """Store ``checksum`` as ``user.XrdCks.adler32``; False if the filesystem refuses."""
+    try:
+        st = os.stat(path)
+        fm_time = int(st.st_mtime)
+        record = _CKS_STRUCT.pack(
+            b"adler32", fm_time, int(time.time()) - fm_time, 0, 0, 4, bytes.fromhex(checksum)
+        )
+        os.setxattr(path, XATTR_NAME, record)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def get_checksum_xattr(path: str, st: os.stat_result | None = None) -> str | None:
+    """The stored adler32 if present and still valid for the file's mtime, else None."""
+    try:
+        record = os.getxattr(path, XATTR_NAME)
+        if st is None:
+            st = os.stat(path)
+    except OSError:
+        return None
+    if len(record) != _CKS_STRUCT.size:
+        return None
+    name, fm_time, _cs, _r1, _r2, length, value = _CKS_STRUCT.unpack(record)
+    if name.rstrip(b"\0") != b"adler32" or length != 4 or fm_time != int(st.st_mtime):
+        return None
+    return value[:4].hex()
+
+
+def checksum_of(path: str, st: os.stat_result | None = None) -> str:
+    """adler32 of a local file: the attribute if valid, else computed by reading."""
+    return get_checksum_xattr(path, st) or file_adler32(path)
+
+
+__all__ = [
+    "BLOCK_SIZE",
+    "XATTR_NAME",
+    "SizeMismatch",
+    "adler32_hex",
+    "atomic_copy",
+    "atomic_write",
+    "checksum_of",
+    "copy_stream",
+    "file_adler32",
+    "get_checksum_xattr",
+    "is_temp_name",
+    "set_checksum_xattr",
+    "temp_name_for",
+]

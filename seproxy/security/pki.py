@@ -158,9 +158,13 @@ def create_proxy_certificate(
     not_after: datetime.datetime | None = None,
     subject: x509.Name | None = None,
     rfc: bool = True,
+    path_length: int | None = None,
+    extra_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> tuple[x509.Certificate, PrivateKey]:
     """Sign a proxy of ``chain[0]`` with ``issuer_key``; return it and its key.
 
+    ``path_length`` sets ``pCPathLenConstraint`` (DIRAC sets none);
+    ``extra_extensions`` are (extension, critical) pairs, e.g. a VOMS AC sequence.
     ``subject`` and ``rfc=False`` exist to build *bad* proxies for refusal tests
     (wrong subject; legacy proxy without ``proxyCertInfo``).
     """
@@ -198,7 +202,9 @@ def create_proxy_certificate(
     )
     if rfc:
         builder = builder.add_extension(
-            extensions.proxy_cert_info_extension(limited), critical=True)
+            extensions.proxy_cert_info_extension(limited, path_length), critical=True)
+    for extension, critical in extra_extensions:
+        builder = builder.add_extension(extension, critical=critical)
     if group:
         builder = builder.add_extension(extensions.dirac_group_extension(group), critical=False)
     return builder.sign(issuer_key, hashes.SHA256()), key

@@ -1,0 +1,133 @@
+"""Choosing the encoding of a message and decoding whatever a peer sent (PROTOCOL.md 3.3).
+
+Sender: ``encode(value, encoding)`` with ``encoding`` ``"json"`` or ``"dencode"``;
+``None`` reads ``DIRAC_USE_JSON_ENCODE`` at every call like DIRAC 9 (unset ->
+JSON, ``yes``/``true`` in any case -> JSON, anything else -> DEncode).
+
+Receiver: ``decode(payload)`` tries DEncode, then JSON, like DIRAC's mixed
+decoder. A first byte that is no DEncode tag goes straight to JSON (DEncode
+would fail on it anyway).
+
+Transfer fast paths (FileHelper data chunks, the value ``S_OK([True, chunk])``)::
+
+    +----------+------------------------------------------------------------------+
+    | encoding | payload bytes                                                    |
+    +==========+==================================================================+
+    | dencode  | ds2:OKb1s5:Valuelb1s<len>:<raw chunk>ee                          |
+    | json     | {"OK": true, "Value": [true, {"__dCls": "b64", "obj": "<b64>"}]} |
+    +----------+------------------------------------------------------------------+
+
+``encode_chunk_parts`` returns these as parts without copying a DEncode chunk;
+``decode_chunk`` returns the raw chunk bytes (no str/surrogateescape round trip)
+or ``None`` when the payload is not exactly such a message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from typing import Any, Literal
+
+from seproxy.errors import ProtocolError
+from seproxy.rpc.wire import dencode, jencode
+from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
+
+Encoding = Literal["json", "dencode"]
+ENCODINGS: tuple[str, ...] = ("json", "dencode")
+ENV_VARIABLE = "DIRAC_USE_JSON_ENCODE"
+
+_DENC_CHUNK_PREFIX = b"ds2:OKb1s5:Valuelb1s"
+_DENC_CHUNK_SUFFIX = b"ee"
+_JSON_CHUNK_PREFIX = b'{"OK": true, "Value": [true, {"__dCls": "b64", "obj": "'
+_JSON_CHUNK_SUFFIX = b'"}]}'
+
+
+def default_encoding() -> Encoding:
+    """The encoding DIRAC 9 would send now, from ``DIRAC_USE_JSON_ENCODE``."""
+    value = os.environ.get(ENV_VARIABLE)
+    if value is None or value.lower() in ("yes", "true"):
+        return "json"
+    return "dencode"
+
+
+def resolve_encoding(encoding: str | None) -> Encoding:
+    """``None`` -> ``default_encoding()``; otherwise validate the name."""
+    if encoding is None:
+        return default_encoding()
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}: expected one of {ENCODINGS}")
+    return encoding  # type: ignore[return-value]
+
+
+def encode(value: Any, encoding: str | None = None) -> bytes:
+    """Encode one message payload; ``ProtocolError`` if ``value`` cannot be encoded."""
+    if resolve_encoding(encoding) == "json":
+        return jencode.encode(value)
+    return dencode.encode(value)
+
+
+def decode_with_codec(payload: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
+                      max_size: int = DEFAULT_MAX_SIZE,
+                      exact_floats: bool = False) -> tuple[Any, Encoding]:
+    """Like ``decode`` but also says which decoder accepted the payload."""
+    data = dencode.as_bytes(payload, "decode")
+    if not data:
+        raise ProtocolError("Empty payload: neither DEncode nor JSON")
+    dencode_error = None
+    if data[0] in dencode.TAGS:
+        try:
+            return dencode.decode(data, max_depth=max_depth, max_size=max_size,
+                                  exact_floats=exact_floats)[0], "dencode"
+        except ProtocolError as exc:
+            dencode_error = exc
+    try:
+        return jencode.decode(data, max_depth=max_depth, max_size=max_size)[0], "json"
+    except ProtocolError as exc:
+        if dencode_error is None:
+            raise
+        raise ProtocolError(f"{dencode_error} (and not JSON either: {exc})") from None
+
+
+def decode(payload: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
+           max_size: int = DEFAULT_MAX_SIZE, exact_floats: bool = False) -> Any:
+    """Decode a payload in either encoding (DEncode first); ``ProtocolError`` on failure."""
+    return decode_with_codec(payload, max_depth=max_depth, max_size=max_size,
+                             exact_floats=exact_floats)[0]
+
+
+def _nbytes(chunk: bytes | bytearray | memoryview) -> int:
+    return chunk.nbytes if isinstance(chunk, memoryview) else len(chunk)
+
+
+def encode_chunk_parts(chunk: bytes | bytearray | memoryview,
+                       encoding: str | None = None) -> list[bytes | bytearray | memoryview]:
+    """Payload parts of ``S_OK([True, chunk])``; the DEncode parts reference ``chunk`` itself."""
+    if resolve_encoding(encoding) == "dencode":
+        return [b"%s%d:" % (_DENC_CHUNK_PREFIX, _nbytes(chunk)), chunk, _DENC_CHUNK_SUFFIX]
+    return [_JSON_CHUNK_PREFIX, binascii.b2a_base64(chunk, newline=False), _JSON_CHUNK_SUFFIX]
+
+
+def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | None:
+    """Raw bytes of a data-chunk message (either encoding), ``None`` for any other payload."""
+    view = memoryview(payload)
+    if payload[:len(_DENC_CHUNK_PREFIX)] == _DENC_CHUNK_PREFIX:
+        start = len(_DENC_CHUNK_PREFIX)
+        colon = bytes(view[start:start + 21]).find(b":")
+        digits = bytes(view[start:start + colon]) if colon > 0 else b""
+        if not digits.isdigit():
+            return None
+        begin = start + colon + 1
+        end = begin + int(digits)
+        if view[end:end + 2] != _DENC_CHUNK_SUFFIX:
+            return None  # truncated or not a chunk: the generic decoder reports it
+        return bytes(view[begin:end])
+    if payload[:len(_JSON_CHUNK_PREFIX)] == _JSON_CHUNK_PREFIX:
+        if (len(view) < len(_JSON_CHUNK_PREFIX) + len(_JSON_CHUNK_SUFFIX)
+                or view[-len(_JSON_CHUNK_SUFFIX):] != _JSON_CHUNK_SUFFIX):
+            return None
+        text = view[len(_JSON_CHUNK_PREFIX):len(view) - len(_JSON_CHUNK_SUFFIX)]
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+    return None

@@ -1,0 +1,339 @@
+"""DEncode, DIRAC's bencode-like binary encoding (PROTOCOL.md 3.1).
+
+Byte layout (one tag byte, then a tag-specific body)::
+
+    +-----+-----------+------------------------------------+------------------------------+
+    | tag | type      | body                               | example                      |
+    +=====+===========+====================================+==============================+
+    | i   | int       | decimal digits, then ``e``         | ``-1`` -> ``i-1e``           |
+    | I   | int       | as ``i`` (decoded, never produced) | ``I123e`` -> ``123``         |
+    | f   | float     | ``repr(float)``, then ``e``        | ``1e+16`` -> ``f1e+16e``     |
+    | b   | bool      | ``1`` or ``0``                     | ``True`` -> ``b1``           |
+    | n   | None      | (none)                             | ``n``                        |
+    | s   | str/bytes | byte length, ``:``, raw bytes      | ``"é"`` -> ``s2:\\xc3\\xa9``   |
+    | u   | str       | as ``s`` (decoded, never produced) | ``u3:abc`` -> ``'abc'``      |
+    | l   | list      | items, then ``e``                  | ``[1]`` -> ``li1ee``         |
+    | t   | tuple     | items, then ``e``                  | ``(1,)`` -> ``ti1ee``        |
+    | d   | dict      | key, value, ..., then ``e``        | ``{1: "x"}`` -> ``di1es1:xe`` |
+    | za  | datetime  | tuple (y, m, d, H, M, S, us, None) | ``zati2024e...ene``          |
+    | zd  | date      | tuple (y, m, d)                    | ``zdti2024ei2ei29ee``        |
+    | zt  | time      | tuple (H, M, S, us, None)          | ``ztti13ei14ei15ei0ene``     |
+    +-----+-----------+------------------------------------+------------------------------+
+
+Encoding dispatches on the *exact* type like DIRAC: subclasses (``OrderedDict``,
+``IntEnum``...), ``set``, ``bytearray`` and aware datetimes are refused.
+
+Decoding is DIRAC-compatible (lax ints such as ``i+5e``, any non-``0`` byte after
+``b`` is True, ``bytes`` come back as ``str`` with ``surrogateescape``, trailing
+bytes ignored) but bounded (``max_size``, ``max_depth``), stricter where DIRAC
+would silently return garbage (a string body shorter than its length, a
+non-digit string length) and raises only ``ProtocolError``.
+
+Floats with an exponent are decoded with DIRAC's arithmetic
+``float(mantissa) * 10 ** exponent`` by default (identical values, sometimes one
+ulp off the true value, denormals become 0.0); ``exact_floats=True`` uses
+``float(text)`` instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from seproxy.errors import ProtocolError
+from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
+
+# Longest body we search for the terminating ``e`` of a number (Python's int()
+# refuses more than 4300 digits anyway), and for the ``:`` of a string length.
+_MAX_INT_TEXT = 4400
+_MAX_FLOAT_TEXT = 1100
+_MAX_LEN_DIGITS = 20
+# Python's float(10 ** n) overflows beyond this; DIRAC raises OverflowError too.
+_MAX_FLOAT_EXPONENT = 308
+
+_E, _COLON, _ZERO, _PLUS, _MINUS = b"e"[0], b":"[0], b"0"[0], b"+"[0], b"-"[0]
+
+
+# --------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------
+def _enc_int(value: int, out: list) -> None:
+    out.append(b"i%de" % value)
+
+
+def _enc_float(value: float, out: list) -> None:
+    out.append(b"f" + repr(value).encode() + b"e")
+
+
+def _enc_bool(value: bool, out: list) -> None:
+    out.append(b"b1" if value else b"b0")
+
+
+def _enc_none(_value: None, out: list) -> None:
+    out.append(b"n")
+
+
+def _enc_str(value: str, out: list) -> None:
+    raw = value.encode("utf-8")
+    out.append(b"s%d:" % len(raw))
+    out.append(raw)
+
+
+def _enc_bytes(value: bytes, out: list) -> None:
+    out.append(b"s%d:" % len(value))
+    out.append(value)
+
+
+def _enc_list(value: list, out: list) -> None:
+    out.append(b"l")
+    for item in value:
+        _ENCODERS[type(item)](item, out)
+    out.append(b"e")
+
+
+def _enc_tuple(value: tuple, out: list) -> None:
+    out.append(b"t")
+    for item in value:
+        _ENCODERS[type(item)](item, out)
+    out.append(b"e")
+
+
+def _enc_dict(value: dict, out: list) -> None:
+    out.append(b"d")
+    for key, item in value.items():
+        _ENCODERS[type(key)](key, out)
+        _ENCODERS[type(item)](item, out)
+    out.append(b"e")
+
+
+def _naive(value: Any) -> None:
+    if value.tzinfo is not None:
+        raise KeyError(type(value.tzinfo))
+
+
+def _enc_datetime(value: _dt.datetime, out: list) -> None:
+    _naive(value)
+    out.append(b"za")
+    _enc_tuple((value.year, value.month, value.day, value.hour, value.minute,
+                value.second, value.microsecond, None), out)
+
+
+def _enc_date(value: _dt.date, out: list) -> None:
+    out.append(b"zd")
+    _enc_tuple((value.year, value.month, value.day), out)
+
+
+def _enc_time(value: _dt.time, out: list) -> None:
+    _naive(value)
+    out.append(b"zt")
+    _enc_tuple((value.hour, value.minute, value.second, value.microsecond, None), out)
+
+
+_ENCODERS: dict[type, Any] = {
+    int: _enc_int,
+    float: _enc_float,
+    bool: _enc_bool,
+    type(None): _enc_none,
+    str: _enc_str,
+    bytes: _enc_bytes,
+    list: _enc_list,
+    tuple: _enc_tuple,
+    dict: _enc_dict,
+    _dt.datetime: _enc_datetime,
+    _dt.date: _enc_date,
+    _dt.time: _enc_time,
+}
+
+
+def encode_parts(value: Any) -> list[bytes]:
+    """Encode ``value`` as a list of byte strings (``bytes`` values are not copied)."""
+    out: list[bytes] = []
+    try:
+        _ENCODERS[type(value)](value, out)
+    except KeyError as exc:
+        what = exc.args[0] if exc.args else "?"
+        name = what.__name__ if isinstance(what, type) else repr(what)
+        raise ProtocolError(f"DEncode cannot encode a value of type {name}") from None
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"DEncode cannot encode a str that is not valid Unicode: {exc}") from None
+    except ValueError as exc:  # int with more digits than Python prints
+        raise ProtocolError(f"DEncode cannot encode value: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("DEncode cannot encode value: nested too deeply (or recursive)") from None
+    return out
+
+
+def encode(value: Any) -> bytes:
+    """DEncode ``value`` exactly like DIRAC; ``ProtocolError`` for unsupported values."""
+    return b"".join(encode_parts(value))
+
+
+# --------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------
+class _Reader:
+    """One decode call: the input and its bounds."""
+
+    __slots__ = ("data", "size", "max_depth", "exact")
+
+    def __init__(self, data: bytes, max_depth: int, exact: bool) -> None:
+        self.data = data
+        self.size = len(data)
+        self.max_depth = max_depth
+        self.exact = exact
+
+    def fail(self, pos: int, message: str) -> ProtocolError:
+        return ProtocolError(f"DEncode: {message} at offset {pos}")
+
+    def value(self, pos: int, depth: int) -> tuple[Any, int]:
+        if pos >= self.size:
+            raise self.fail(pos, "truncated data, a value was expected")
+        tag = self.data[pos]
+        handler = _DECODERS.get(tag)
+        if handler is None:
+            raise self.fail(pos, f"unknown type tag {bytes([tag])!r}")
+        return handler(self, pos, depth)
+
+    def number_text(self, pos: int, limit: int, what: str) -> tuple[bytes, int]:
+        end = self.data.find(b"e", pos + 1, pos + 1 + limit)
+        if end < 0:
+            raise self.fail(pos, f"{what} without terminating 'e'")
+        return self.data[pos + 1:end], end
+
+    def int_(self, pos: int, _depth: int) -> tuple[int, int]:
+        text, end = self.number_text(pos, _MAX_INT_TEXT, "integer")
+        try:
+            return int(text), end + 1
+        except ValueError:
+            raise self.fail(pos, f"invalid integer {text[:40]!r}") from None
+
+    def float_(self, pos: int, _depth: int) -> tuple[float, int]:
+        data = self.data
+        text, end = self.number_text(pos, _MAX_FLOAT_TEXT, "float")
+        try:
+            if end + 1 < self.size and data[end + 1] in (_PLUS, _MINUS):
+                exp_text, exp_end = self.number_text(end, _MAX_FLOAT_TEXT, "float exponent")
+                if self.exact:
+                    return float(data[pos + 1:exp_end].decode()), exp_end + 1
+                mantissa = float(text.decode())
+                exponent = int(exp_text.decode())
+                if exponent > _MAX_FLOAT_EXPONENT:
+                    raise self.fail(pos, f"float exponent {exponent} out of range")
+                return mantissa * 10 ** exponent, exp_end + 1
+            return float(text.decode()), end + 1
+        except (ValueError, OverflowError):
+            raise self.fail(pos, f"invalid float {data[pos + 1:end + 30][:60]!r}") from None
+
+    def bool_(self, pos: int, _depth: int) -> tuple[bool, int]:
+        if pos + 1 >= self.size:
+            raise self.fail(pos, "truncated bool")
+        return self.data[pos + 1] != _ZERO, pos + 2
+
+    def none(self, pos: int, _depth: int) -> tuple[None, int]:
+        return None, pos + 1
+
+    def str_(self, pos: int, _depth: int) -> tuple[str, int]:
+        data = self.data
+        colon = data.find(b":", pos + 1, pos + 2 + _MAX_LEN_DIGITS)
+        digits = data[pos + 1:colon]
+        if colon < 0 or not digits.isdigit():
+            raise self.fail(pos, "string length is not digits followed by ':'")
+        length = int(digits)
+        start = colon + 1
+        end = start + length
+        if end > self.size:
+            raise self.fail(pos, f"truncated string: declares {length} bytes, "
+                                 f"only {self.size - start} left")
+        return data[start:end].decode("utf-8", "surrogateescape"), end
+
+    def items(self, pos: int, depth: int) -> tuple[list, int]:
+        if depth >= self.max_depth:
+            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
+        data, size, value = self.data, self.size, self.value
+        out: list = []
+        start, pos = pos, pos + 1
+        while True:
+            if pos >= size:
+                raise self.fail(start, "truncated data: missing 'e' at the end of the container")
+            if data[pos] == _E:
+                return out, pos + 1
+            item, pos = value(pos, depth + 1)
+            out.append(item)
+
+    def tuple_(self, pos: int, depth: int) -> tuple[tuple, int]:
+        out, pos = self.items(pos, depth)
+        return tuple(out), pos
+
+    def dict_(self, pos: int, depth: int) -> tuple[dict, int]:
+        if depth >= self.max_depth:
+            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
+        data, size, value = self.data, self.size, self.value
+        out: dict = {}
+        start, pos = pos, pos + 1
+        while True:
+            if pos >= size:
+                raise self.fail(start, "truncated data: missing 'e' at the end of the dict")
+            if data[pos] == _E:
+                return out, pos + 1
+            key_pos = pos
+            key, pos = value(pos, depth + 1)
+            item, pos = value(pos, depth + 1)
+            try:
+                out[key] = item
+            except TypeError:
+                raise self.fail(key_pos, f"unhashable dict key of type {type(key).__name__}") from None
+
+    def datetime_(self, pos: int, depth: int) -> tuple[Any, int]:
+        if pos + 1 >= self.size:
+            raise self.fail(pos, "truncated date/time")
+        kind = _DT_KINDS.get(self.data[pos + 1])
+        if kind is None:
+            raise self.fail(pos, f"unknown date/time kind {self.data[pos + 1:pos + 2]!r}")
+        fields, end = self.value(pos + 2, depth)
+        if type(fields) not in (list, tuple):
+            raise self.fail(pos, f"date/time fields must be a list or tuple, not {type(fields).__name__}")
+        try:
+            return kind(*fields), end
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise self.fail(pos, f"invalid date/time fields: {exc}") from None
+
+
+_DT_KINDS = {b"a"[0]: _dt.datetime, b"d"[0]: _dt.date, b"t"[0]: _dt.time}
+_DECODERS = {
+    b"i"[0]: _Reader.int_,
+    b"I"[0]: _Reader.int_,
+    b"f"[0]: _Reader.float_,
+    b"b"[0]: _Reader.bool_,
+    b"n"[0]: _Reader.none,
+    b"s"[0]: _Reader.str_,
+    b"u"[0]: _Reader.str_,
+    b"l"[0]: _Reader.items,
+    b"t"[0]: _Reader.tuple_,
+    b"d"[0]: _Reader.dict_,
+    b"z"[0]: _Reader.datetime_,
+}
+#: First bytes that DEncode can decode (the mixed decoder uses it).
+TAGS = frozenset(_DECODERS)
+
+
+def as_bytes(data: Any, codec: str) -> bytes:
+    """Accept bytes-like input; anything else is a ProtocolError."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise ProtocolError(f"{codec}: payload must be bytes, not {type(data).__name__}")
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
+           max_size: int = DEFAULT_MAX_SIZE, exact_floats: bool = False) -> tuple[Any, int]:
+    """Decode one value from ``data``: ``(value, bytes_consumed)``; trailing bytes are ignored."""
+    data = as_bytes(data, "DEncode")
+    if not data:
+        raise ProtocolError("DEncode: empty payload")
+    if len(data) > max_size:
+        raise ProtocolError(f"DEncode: payload of {len(data)} bytes exceeds the maximum of {max_size}")
+    try:
+        return _Reader(data, max_depth, exact_floats).value(0, 0)
+    except RecursionError:
+        raise ProtocolError("DEncode: nesting too deep for the interpreter stack") from None

@@ -1,0 +1,113 @@
+"""DIRAC's JSON encoding ("JEncode", PROTOCOL.md 3.2).
+
+Byte layout: the text of ``json.dumps(value)`` with Python's defaults
+(``", "`` / ``": "`` separators, ``ensure_ascii``, ``NaN``/``Infinity`` words,
+insertion order), UTF-8 encoded (pure ASCII in practice). Types JSON lacks are
+written as marker objects::
+
+    +-------------------+----------------------------------------------+------------------+
+    | Python value      | JSON                                         | decoded as       |
+    +===================+==============================================+==================+
+    | tuple             | array                                        | list             |
+    | datetime          | {"__dCls": "dt", "obj": "YYYY-MM-DD HH:MM:SS"}| naive datetime,  |
+    |                   |                                              | no microseconds  |
+    | date              | {"__dCls": "date", "obj": "YYYY-MM-DD"}      | date             |
+    | bytes             | {"__dCls": "b64", "obj": "<base64>"}         | bytes            |
+    | int/float/bool/   | object key "1", "1.5", "true", "null"        | str key          |
+    | None dict keys    |                                              |                  |
+    +-------------------+----------------------------------------------+------------------+
+
+``datetime.time``, sets and other objects are refused. On decoding, every object
+with a truthy ``__dCls`` other than ``dt``/``date``/``b64`` is refused (DIRAC
+would import the module named by ``__dMod``; seproxy never imports anything).
+Decoding is bounded (``max_size``, ``max_depth``) and raises only ``ProtocolError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+from seproxy.errors import ProtocolError
+from seproxy.rpc.wire.dencode import as_bytes
+from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
+
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DATE_FORMAT = "%Y-%m-%d"
+
+
+class _Encoder(json.JSONEncoder):
+    """``json.JSONEncoder`` with DIRAC's markers for datetime, date and bytes."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, _dt.datetime):
+            return {"__dCls": "dt", "obj": o.strftime(DATETIME_FORMAT)}
+        if isinstance(o, _dt.date):
+            return {"__dCls": "date", "obj": o.strftime(DATE_FORMAT)}
+        if isinstance(o, bytes):
+            return {"__dCls": "b64", "obj": base64.b64encode(o).decode("ascii")}
+        return super().default(o)
+
+
+_ENCODER = _Encoder()
+
+
+def encode(value: Any) -> bytes:
+    """DIRAC JSON text of ``value`` as bytes; ``ProtocolError`` if it cannot be encoded."""
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"JSON cannot encode value: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("JSON cannot encode value: nested too deeply (or recursive)") from None
+
+
+def _object_hook(obj: dict) -> Any:
+    cls = obj.pop("__dCls", None)
+    if not cls:
+        return obj
+    if cls == "dt":
+        return _dt.datetime.strptime(obj["obj"], DATETIME_FORMAT)
+    if cls == "date":
+        return _dt.datetime.strptime(obj["obj"], DATE_FORMAT).date()
+    if cls == "b64":
+        return base64.b64decode(obj["obj"])
+    raise ProtocolError(f"JSON: refusing to decode an object of class {cls!r} (__dCls)")
+
+
+_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET_RE = re.compile(rb"[^\[\]{}]+")
+_DEPTH_STEP = {b"["[0]: 1, b"{"[0]: 1, b"]"[0]: -1, b"}"[0]: -1}
+
+
+def nesting_depth(data: bytes) -> int:
+    """Deepest array/object nesting of JSON text (strings skipped); cheap when shallow."""
+    if data.count(b"[") + data.count(b"{") == 0:
+        return 0
+    brackets = _NOT_BRACKET_RE.sub(b"", _STRING_RE.sub(b"", data))
+    return max(accumulate(_DEPTH_STEP[c] for c in brackets), default=0)
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
+           max_size: int = DEFAULT_MAX_SIZE) -> tuple[Any, int]:
+    """Decode DIRAC JSON: ``(value, len(data))`` like DIRAC."""
+    data = as_bytes(data, "JSON")
+    if len(data) > max_size:
+        raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
+    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
+        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
+    try:
+        return json.loads(data, object_hook=_object_hook), len(data)
+    except ProtocolError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"JSON: {exc}") from None
+    except (ValueError, TypeError, KeyError, binascii.Error, OverflowError) as exc:
+        raise ProtocolError(f"JSON: invalid value: {type(exc).__name__}: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("JSON: nesting too deep for the interpreter stack") from None

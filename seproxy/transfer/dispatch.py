@@ -1,0 +1,129 @@
+"""Server side of a ``FileTransfer`` action (PROTOCOL.md 6.1, 6.2).
+
+The Service accepts the proposal (authorisation ``FileTransfer/<Direction>`` with
+fallback ``FileTransfer/Default`` is done there), then calls
+:func:`serve_transfer`, which owns everything up to the final answer:
+
++---------+------------------------------------+-------------------------------------------+
+| step    | wire                               | here                                      |
++=========+====================================+===========================================+
+| header  | C→S ``S_OK([id, token(, size)])``  | read (bounded); a trailing seproxy offer  |
+|         |                                    | is split off (transfer.extension)         |
+| answer  | S→C ``S_OK("Accepted")``           | or ``Service can't transfer files <d>``   |
+|         |                                    | when the handler has no ``transfer_<d>``  |
+| stream  | FileHelper (6.3)                   | ``transfer_<d>(…, fileHelper)`` under the |
+|         |                                    | ``FileTransfer/<d>`` semaphore            |
+| result  | S→C final answer (sent by Service) | returned; ``Incomplete transfer`` when the|
+|         |                                    | handler said OK but did not finish        |
++---------+------------------------------------+-------------------------------------------+
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seproxy.errors import SeproxyError
+from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.transfer import extension, stream
+from seproxy.transfer.filehelper import FileHelper
+
+#: direction (lower-cased first letter) -> (header items DIRAC passes, FileHelper direction)
+DIRECTIONS: dict[str, tuple[int, str]] = {
+    "fromClient": (3, "fromClient"),
+    "toClient": (2, "toClient"),
+    "bulkFromClient": (3, "fromClient"),
+    "bulkToClient": (2, "toClient"),
+    "listBulk": (2, "toClient"),
+}
+#: The header is a short list; nothing legitimate comes near this.
+HEADER_LIMIT = 65536
+
+
+def _lower_first(name: str) -> str:
+    return f"{name[:1].lower()}{name[1:]}"
+
+
+def serve_transfer(handler: Any, direction: str, transport: Any, encoding: str | None) -> dict:
+    """Run one FileTransfer action on an accepted connection; returns the final answer."""
+    try:
+        header = transport.receive_data(HEADER_LIMIT)
+    except SeproxyError as exc:
+        return S_ERROR(f"ConnectionError: Error while receiving file description {exc}")
+    if not isinstance(header, dict) or not header.get("OK") or not isinstance(
+            header.get("Value"), (list, tuple)):
+        return S_ERROR("ConnectionError: Error while receiving file description: invalid header")
+    name = _lower_first(direction)
+    if not hasattr(handler, f"transfer_{name}"):
+        transport.send_data(S_ERROR(f"Service can't transfer files {name}", callStack=[]), encoding)
+        return S_ERROR(f"Method {direction} for action FileTransfer does not return a S_OK/S_ERROR!")
+    arity, helper_direction = DIRECTIONS.get(name, (0, "toClient"))
+    file_info, offer = extension.split_header(list(header["Value"]), arity)
+    enabled = bool(_cs_option(handler, "TransferStreamExtension", True))
+    options, answer = extension.accept(offer, enabled=enabled)
+    accepted = S_OK("Accepted")
+    if answer is not None:
+        accepted[extension.ANSWER_KEY] = answer
+    transport.send_data(accepted, encoding)
+    if name not in DIRECTIONS:
+        return S_ERROR(f"Direction {name} does not exist!!!")
+    if len(file_info) < arity:
+        return S_ERROR(f"Server error while serving {name}: IndexError('tuple index out of range')")
+
+    helper = FileHelper(transport, encoding, options=options)
+    helper.setDirection(helper_direction)
+    semaphore = _semaphore(handler, name)
+    if semaphore is not None:
+        semaphore.acquire()
+    try:
+        method = getattr(handler, f"transfer_{name}")
+        result = method(*file_info[:arity], helper)
+        if result["OK"] and not helper.finishedTransmission():
+            result = S_ERROR(stream.MSG_INCOMPLETE)
+    except Exception as exc:  # noqa: BLE001 - the transfer boundary: exceptions become S_ERROR
+        _log(handler, name, exc)
+        result = S_ERROR(f"Server error while serving {name}: {exc!r}")
+    finally:
+        if semaphore is not None:
+            semaphore.release()
+    if options.extended and helper_direction == "fromClient" and not helper.finishedTransmission():
+        _stop_windowed_sender(helper, result)
+    return result
+
+
+def _stop_windowed_sender(helper: FileHelper, result: Any) -> None:
+    """Extension mode: the handler left chunks in flight; stop the sender and drain them.
+
+    DIRAC's stop-and-wait sender reads the final answer as the ack of its one chunk;
+    a windowed sender may have several chunks on the way, so it gets the answer as a
+    stop reply and ends the stream with a terminator that we read up to.
+    """
+    message = result.get("Message") if isinstance(result, dict) and not result.get("OK") else None
+    try:
+        helper.oTransport.send_data(stream.error_message(message or stream.MSG_INCOMPLETE),
+                                    helper.encoding)
+        helper.drain()
+    except SeproxyError:
+        pass
+
+
+def _cs_option(handler: Any, name: str, default: Any) -> Any:
+    getter = getattr(handler, "srv_getCSOption", None)
+    try:
+        return getter(name, default) if getter is not None else default
+    except Exception:  # noqa: BLE001 - a broken option falls back to the default
+        return default
+
+
+def _semaphore(handler: Any, name: str) -> Any:
+    context = getattr(handler, "_rh_context", None)
+    limits = getattr(context, "limits", None)
+    return limits.semaphore("FileTransfer", name) if limits is not None else None
+
+
+def _log(handler: Any, name: str, exc: BaseException) -> None:
+    log = getattr(handler, "log", None)
+    if log is not None:
+        try:
+            log.exception("Uncaught exception when serving Transfer", name)
+        except Exception:  # noqa: BLE001
+            pass

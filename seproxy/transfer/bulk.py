@@ -103,6 +103,7 @@ class _Extractor(threading.Thread):
         try:
             with tarfile.open(mode="r|bz2" if self.compress else "r|*", fileobj=pipe) as tar:
                 for member in tar:
+                    check_member_name(member)
                     tar.extract(member, self.staging, filter="data")
             while pipe.read(65536):      # padding after the end-of-archive blocks
                 pass
@@ -121,6 +122,16 @@ _REFUSALS = (
     (tarfile.LinkOutsideDestinationError, "link pointing outside the destination"),
     (tarfile.SpecialFileError, "device or other special file"),
 )
+
+
+def check_member_name(member: tarfile.TarInfo) -> None:
+    """Refuse absolute names and ``..`` components outright (the data filter would only
+    strip a leading ``/``)."""
+    name = member.name.replace("\\", "/")
+    if name.startswith("/") or os.path.isabs(member.name):
+        raise tarfile.AbsolutePathError(member)
+    if ".." in name.split("/"):
+        raise tarfile.OutsideDestinationError(member, name)
 
 
 def refusal_message(exc: tarfile.FilterError) -> str:

@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 from seproxy.errors import PeerClosed, ProtocolError, TransportError
 from seproxy.rpc.wire import codec
-from seproxy.rpc.wire.framing import FrameParser, KeepAlive, frame_header
+from seproxy.rpc.wire.framing import (
+    FrameParser,
+    KeepAlive,
+    frame_header,
+    keepalive_payload,
+    parse_keepalive,
+)
+from seproxy.rpc.wire.limits import DEFAULT_MAX_FRAME_SIZE
 
 if TYPE_CHECKING:
     from seproxy.security.x509 import X509Chain
@@ -43,8 +50,6 @@ if TYPE_CHECKING:
 #: PROTOCOL.md 2.5
 DEFAULT_CONNECTION_TIMEOUT = 10.0
 DEFAULT_RPC_TIMEOUT = 600.0
-#: Largest frame we accept (DIRAC has no bound; DESIGN.md asks for one).
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 WRITE_SLICE = 1024 * 1024
 READ_SIZE = 256 * 1024
 #: Frame parts smaller than this are copied together into one write.
@@ -106,6 +111,7 @@ class Transport:
             (str(self.remote_address) + str(server_side)).encode(), usedforsecurity=False
         ).hexdigest()
         self._ping_count = 0
+        self.frames_received = 0
 
     # -- backend primitives -------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> int:
@@ -168,7 +174,8 @@ class Transport:
             elif isinstance(event, KeepAlive):
                 self._keepalive(event.payload)
             else:
-                return bytes(event.payload)
+                self.frames_received += 1
+                return event.payload
 
     def receive_data(self, max_size: int | None = None) -> Any:
         payload = self.receive_frame(max_size)
@@ -205,29 +212,22 @@ class Transport:
         return f"<{type(self).__name__} {self.id}>"
 
     # -- keep-alives --------------------------------------------------------------------
-    def _keepalive(self, payload: bytes | memoryview) -> None:
-        payload = bytes(payload)
+    def _keepalive(self, payload: bytes) -> None:
         try:
-            message = codec.decode(payload)
+            message, encoding = codec.decode_with_codec(payload)
         except ProtocolError as exc:
             raise ProtocolError(f"Could not decode received data: {exc}") from exc
-        value = message.get("Value") if isinstance(message, dict) else None
-        if not isinstance(value, dict) or "id" not in value:
-            raise ProtocolError("Invalid keep alive, missing id")
-        if "kaping" not in value:
-            raise ProtocolError("Invalid keep alive, missing kaping")
-        if value["kaping"]:
-            encoding = "dencode" if payload[:1] == b"d" else "json"
-            pong = {"OK": True, "Value": {"id": value["id"], "kaping": False}}
-            self.send_frame(codec.encode(pong, encoding), keepalive=True)
+        ka_id, is_ping = parse_keepalive(message)
+        if is_ping:  # answer in the encoding the ping came in
+            self.send_frame(keepalive_payload(ka_id, False, encoding), keepalive=True)
         else:
             self._waiting_pong = False
 
     def _send_ping(self) -> None:
-        ping = {"OK": True, "Value": {"id": f"{self._ping_prefix}{self._ping_count}", "kaping": True}}
+        ka_id = f"{self._ping_prefix}{self._ping_count}"
         self._ping_count += 1
         self._waiting_pong = True
-        self.send_frame(codec.encode(ping), keepalive=True)
+        self.send_frame(keepalive_payload(ka_id, True), keepalive=True)
 
     # -- bounded I/O loops --------------------------------------------------------------
     def _check_open(self) -> None:

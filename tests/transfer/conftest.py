@@ -54,3 +54,50 @@ class Background:
 @pytest.fixture
 def background() -> type[Background]:
     return Background
+
+
+SE_NAME = "DataManagement/StorageElement"
+
+
+class SeproxyTransferService:
+    """A running seproxy Service with :class:`TransferTestHandler` (``dip``, 127.0.0.1)."""
+
+    def __init__(self, storage: Any, encoding: str, protocol: str = "dip",
+                 extra: tuple[str, ...] = ()) -> None:
+        from seproxy.config import Config
+        from seproxy.rpc.service import Service
+        from tests.transfer.TransferTestHandler import TransferTestHandler
+
+        self.storage = storage
+        section = f"/Systems/DataManagement/Services/StorageElement"
+        cfg = Config.load(use_default=True, overrides=[
+            f"{section}/Encoding={encoding}",
+            f"{section}/StoragePath={storage}",
+            f"{section}/Authorization/Default=all",
+            *extra,
+        ])
+        self.service = Service(cfg, SE_NAME, handler_class=TransferTestHandler,
+                               host="127.0.0.1", port=0, protocol=protocol).start()
+        self.port = self.service.port
+        self.url = f"{protocol}://127.0.0.1:{self.port}/{SE_NAME}"
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+@pytest.fixture(scope="module")
+def seproxy_services(tmp_path_factory) -> Iterator[Callable[..., SeproxyTransferService]]:
+    """``factory(encoding, max_file_size=0)``: seproxy services cached for the module."""
+    started: dict[tuple, SeproxyTransferService] = {}
+
+    def factory(encoding: str = "json", max_file_size: int = 0) -> SeproxyTransferService:
+        key = (encoding, max_file_size)
+        if key not in started:
+            storage = tmp_path_factory.mktemp(f"se-{encoding}-{max_file_size}")
+            extra = (f"/Systems/DataManagement/Services/StorageElement/MaxFileSize={max_file_size}",)
+            started[key] = SeproxyTransferService(storage, encoding, extra=extra)
+        return started[key]
+
+    yield factory
+    for service in started.values():
+        service.stop()

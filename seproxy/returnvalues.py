@@ -68,7 +68,8 @@ def isReturnStructure(value: Any) -> bool:
 
 
 def isSError(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("OK") is False and "Message" in value
+    """True for a dict carrying ``OK`` and ``Message`` (DIRAC's test)."""
+    return isinstance(value, dict) and "OK" in value and "Message" in value
 
 
 def returnSingleResult(result: DReturnType) -> DReturnType:
@@ -78,11 +79,50 @@ def returnSingleResult(result: DReturnType) -> DReturnType:
     value = result["Value"]
     failed = value.get("Failed") or {}
     if failed:
-        return S_ERROR(str(next(iter(failed.values()))))
+        error = next(iter(failed.values()))
+        if isReturnStructure(error):
+            return error
+        return S_ERROR(str(error))
     successful = value.get("Successful") or {}
     if successful:
         return S_OK(next(iter(successful.values())))
     return S_ERROR("returnSingleResult: Failed and Successful dictionaries are empty")
+
+
+class SErrorException(Exception):
+    """Carries an S_ERROR through code that uses exceptions (DIRAC API)."""
+
+    def __init__(self, result: DReturnType | str) -> None:
+        self.result = result if isSError(result) else S_ERROR(result)
+        super().__init__(self.result["Message"])
+
+
+def returnValueOrRaise(result: DReturnType) -> Any:
+    """The ``Value`` of an S_OK; raises ``SErrorException`` for an S_ERROR (DIRAC API)."""
+    if not result["OK"]:
+        if "ExecInfo" in result:
+            raise result["ExecInfo"][1]
+        raise SErrorException(result)
+    return result["Value"]
+
+
+def convertToReturnValue(func):  # noqa: ANN001, ANN201 - decorator, DIRAC API
+    """Wrap ``func`` so that it returns S_OK(value), or S_ERROR on an exception (DIRAC API)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> DReturnType:
+        try:
+            value = func(*args, **kwargs)
+        except SErrorException as exc:
+            return exc.result
+        except Exception as exc:  # noqa: BLE001 - the DIRAC boundary
+            result = S_ERROR(repr(exc), callStack=traceback.format_tb(exc.__traceback__))
+            result["ExecInfo"] = (type(exc), exc, exc.__traceback__)
+            return result
+        return S_OK(value)
+
+    return wrapped
 
 
 def cmpError(result: Any, code: int) -> bool:
@@ -97,6 +137,9 @@ __all__ = [
     "isSError",
     "returnSingleResult",
     "cmpError",
+    "SErrorException",
+    "returnValueOrRaise",
+    "convertToReturnValue",
     "EUNAUTHORIZED",
     "DReturnType",
 ]

@@ -289,7 +289,9 @@ class _Reader:
         kind = _DT_KINDS.get(self.data[pos + 1])
         if kind is None:
             raise self.fail(pos, f"unknown date/time kind {self.data[pos + 1:pos + 2]!r}")
-        fields, end = self.value(pos + 2, depth)
+        if depth >= self.max_depth:
+            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
+        fields, end = self.value(pos + 2, depth + 1)
         if type(fields) not in (list, tuple):
             raise self.fail(pos, f"date/time fields must be a list or tuple, not {type(fields).__name__}")
         try:

@@ -1,0 +1,184 @@
+"""``seproxy pki init|host|user`` (a development PKI) and ``seproxy proxy-init``.
+
+``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
+be used as ``/DIRAC/Security/Grid-Security`` directly. ``proxy-init`` makes a DIRAC
+RFC 3820 proxy (DIRAC group extension, optionally limited) from the user certificate
+and writes it, mode 0600, to ``--out`` or where DIRAC looks first
+(``$GRID_PROXY_FILE``, ``$X509_USER_PROXY``, else ``/tmp/x509up_u<uid>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import socket
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from seproxy.errors import AuthError, ConfigError
+from seproxy.security import locations
+from seproxy.security import pki as devpki
+from seproxy.security.x509 import X509Chain
+
+DEFAULT_PKI_DIR = "grid-security"
+
+
+def parse_valid(text: str) -> int:
+    """``HH:MM`` (DIRAC's ``--valid``) -> seconds."""
+    match = re.fullmatch(r"(\d{1,5}):([0-5]\d)", text.strip())
+    if not match or (int(match.group(1)) == 0 and int(match.group(2)) == 0):
+        raise argparse.ArgumentTypeError(f"invalid validity {text!r}: expected HH:MM, e.g. 24:00")
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
+
+
+def _config(args: argparse.Namespace):
+    from seproxy.config import Config  # imported lazily: only some commands need it
+    return Config.load(getattr(args, "cfg_files", []), overrides=getattr(args, "options", []))
+
+
+def _pki_dir(args: argparse.Namespace) -> Path:
+    if args.dir:
+        return Path(args.dir)
+    configured = _config(args).getOption("/DIRAC/Security/Grid-Security")
+    return Path(configured or DEFAULT_PKI_DIR)
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    hosts = args.host or ["localhost", socket.getfqdn()]
+    pki = devpki.DevPKI(_pki_dir(args)).ensure(hostnames=hosts, users=args.user or ["testuser"])
+    print(f"CA directory:     {pki.ca_dir}")
+    print(f"CA certificate:   {pki.ca_cert}")
+    print(f"host certificate: {pki.host_cert} (key {pki.host_key})")
+    for user in args.user or ["testuser"]:
+        cert, key = pki.user_paths(user)
+        print(f"user certificate: {cert} (key {key})")
+    print(f"Use it with: -o /DIRAC/Security/Grid-Security={pki.directory.resolve()}")
+    return 0
+
+
+def cmd_pki_host(args: argparse.Namespace) -> int:
+    pki = devpki.DevPKI(_pki_dir(args))
+    cert, key = pki.issue_host(args.names, days=args.days)
+    print(f"host certificate: {cert} (key {key})")
+    return 0
+
+
+def cmd_pki_user(args: argparse.Namespace) -> int:
+    pki = devpki.DevPKI(_pki_dir(args))
+    cert, key = pki.issue_user(args.name, args.dn, days=args.days)
+    print(f"user certificate: {cert} (key {key})")
+    return 0
+
+
+def _load_user_key(path: Path, from_stdin: bool):
+    data = path.read_bytes()
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # encrypted: ask for the pass phrase
+        pass
+    except ValueError as exc:
+        raise AuthError(f"cannot read the key {path}: {exc}") from None
+    if from_stdin:
+        phrase = sys.stdin.readline().rstrip("\n")
+    else:
+        phrase = getpass.getpass(f"Enter Certificate password for {path}: ")
+    try:
+        return serialization.load_pem_private_key(data, password=phrase.encode())
+    except ValueError:
+        raise AuthError(f"wrong pass phrase for {path}") from None
+
+
+def _default_group(args: argparse.Namespace, dn: str) -> str | None:
+    """The Registry's view: check ``--group`` or pick the default group of ``dn``."""
+    from seproxy.config import Registry
+    registry = Registry(_config(args))
+    user = registry.username_for_dn(dn)
+    if user is None:
+        return args.group
+    groups = registry.groups_for_user(user)
+    if args.group is None:
+        return registry.default_group_for_user(user)
+    if args.group not in groups:
+        raise AuthError(f"{user} is not a member of group {args.group} (groups: "
+                        f"{', '.join(groups) or 'none'})")
+    return args.group
+
+
+def cmd_proxy_init(args: argparse.Namespace) -> int:
+    if args.cert or args.key:
+        if not (args.cert and args.key):
+            raise ConfigError("--cert and --key go together")
+        cert_path, key_path = Path(args.cert), Path(args.key)
+    else:
+        cert_path, key_path = locations.user_credentials()
+    try:
+        identity = X509Chain.from_file(cert_path)
+    except AuthError as exc:
+        raise AuthError(f"cannot read the certificate {cert_path}: {exc}") from None
+    key = _load_user_key(key_path, args.pwstdin)
+    if identity.seconds_left() == 0:
+        raise AuthError(f"the certificate {cert_path} has expired")
+    group = _default_group(args, identity.identity_dn)
+    pem = devpki.create_proxy(identity.certificates, key, group=group, limited=args.limited,
+                              lifetime=args.valid)
+    out = Path(args.out) if args.out else locations.default_proxy_path()
+    devpki.write_private(out, pem)
+    proxy = X509Chain.from_pem(pem)
+    hours, rest = divmod(proxy.seconds_left(), 3600)
+    print(f"Proxy generated: {out}")
+    print(f"subject      : {proxy.subject_dn}")
+    print(f"identity     : {proxy.identity_dn}")
+    print(f"DIRAC group  : {proxy.dirac_group or '(none)'}")
+    print(f"limited      : {proxy.is_limited_proxy}")
+    print(f"time left    : {hours:02d}:{rest // 60:02d}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    pki = subparsers.add_parser("pki", help="development PKI: CA, host and user certificates")
+    pki_sub = pki.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
+
+    def add_dir(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--dir", help="PKI directory (default: /DIRAC/Security/"
+                            f"Grid-Security, else ./{DEFAULT_PKI_DIR})")
+
+    init = pki_sub.add_parser("init", help="create whatever is missing: CA, host, users")
+    add_dir(init)
+    init.add_argument("--host", action="append", metavar="NAME",
+                      help="host name for the host certificate (repeatable; default: "
+                      "localhost and this machine's FQDN)")
+    init.add_argument("--user", action="append", metavar="NAME",
+                      help="user certificate to create (repeatable; default: testuser)")
+    init.set_defaults(func=cmd_pki_init)
+
+    host = pki_sub.add_parser("host", help="(re)issue the host certificate")
+    add_dir(host)
+    host.add_argument("names", nargs="+", metavar="NAME",
+                      help="host names / IPs (first is the CN; localhost, 127.0.0.1, ::1 added)")
+    host.add_argument("--days", type=int, default=365)
+    host.set_defaults(func=cmd_pki_host)
+
+    user = pki_sub.add_parser("user", help="issue a user certificate")
+    add_dir(user)
+    user.add_argument("name")
+    user.add_argument("--dn", help=f"subject (default {devpki.DN_PREFIX}/CN=<name>)")
+    user.add_argument("--days", type=int, default=365)
+    user.set_defaults(func=cmd_pki_user)
+
+    proxy = subparsers.add_parser("proxy-init", help="make a DIRAC RFC 3820 proxy")
+    proxy.add_argument("-g", "--group", help="DIRAC group (default: the Registry's default "
+                       "group of your DN; none if the Registry does not know it)")
+    proxy.add_argument("-l", "--limited", action="store_true", help="make a limited proxy")
+    proxy.add_argument("-v", "--valid", type=parse_valid, default=parse_valid("24:00"),
+                       metavar="HH:MM", help="validity (default 24:00)")
+    proxy.add_argument("--out", help="output file (default $GRID_PROXY_FILE, $X509_USER_PROXY, "
+                       "else /tmp/x509up_u<uid>)")
+    proxy.add_argument("--cert", help="user certificate (default $X509_USER_CERT, "
+                       "~/.globus/usercert.pem)")
+    proxy.add_argument("--key", help="user key (default $X509_USER_KEY, ~/.globus/userkey.pem)")
+    proxy.add_argument("-p", "--pwstdin", action="store_true",
+                       help="read the key's pass phrase from standard input")
+    proxy.set_defaults(func=cmd_proxy_init)

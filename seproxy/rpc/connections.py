@@ -48,6 +48,12 @@ class ConnectionRegistry:
             except Exception:  # noqa: BLE001 - closing a broken socket must not raise
                 pass
 
+    def close_all(self) -> None:
+        with self._lock:
+            trids = list(self._entries)
+        for trid in trids:
+            self.close(trid)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

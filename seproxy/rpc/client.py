@@ -1,0 +1,240 @@
+"""``BaseClient`` and ``RPCClient``: DIRAC's client API (PROTOCOL.md 4.1, 4.3, 5.1).
+
+``RPCClient("dips://host:port/System/Service")`` or ``RPCClient("System/Service")``
+(URLs from ``/Systems/<System>/URLs/<Service>``, shuffled, ``FailoverURLs`` last);
+any attribute is a remote method returning the S_OK/S_ERROR dict with ``rpcStub``.
+
+DIRAC keyword arguments: ``timeout`` (default 600, raised to at least 120),
+``proxyLocation``, ``useCertificates``, ``skipCACheck``, ``delegatedDN``,
+``delegatedGroup``, ``extraCredentials``, ``keepAliveLapse``, ``setup``, ``VO``
+(``proxyString``/``proxyChain``/``ignoreGateways`` are accepted and ignored).
+seproxy keyword arguments: ``encoding`` ("json" | "dencode"; default DIRAC's),
+``reuseConnection`` (connection reuse, seproxy.rpc.reuse), ``config`` (a Config;
+default the process-wide one), ``retryDelay`` (DIRAC: 2 s).
+
+Retry rules (DIRAC's): each URL is tried 3 times (2 with more than 2 URLs), with a
+pause after every round in which all URLs failed to connect; a proposal refused
+with anything but ``Unauthorized query`` is proposed again up to 3 more times.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from seproxy.config import Config, Registry, get_config
+from seproxy.errors import AuthError, ConfigError, SeproxyError, TransportError
+from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
+from seproxy.rpc import transport as transports
+from seproxy.rpc.proposal import build_proposal
+from seproxy.rpc.version import DIRAC_VERSION
+
+DEFAULT_RPC_TIMEOUT = 600
+MIN_RPC_TIMEOUT = 120
+MIN_KEEPALIVE_LAPSE = 150
+PROPOSAL_RETRIES = 3
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """``dips://host:port/System/Service`` -> ``(protocol, host, port, "System/Service")``."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("dips", "dip") or not parts.hostname or parts.port is None:
+        raise ConfigError(f"Invalid DISET URL {url!r}: expected dips://host:port/System/Service")
+    return parts.scheme, parts.hostname, parts.port, parts.path.strip("/")
+
+
+def resolve_urls(cfg: Config, url_or_name: str) -> tuple[list[str], str]:
+    """The URLs to try, in order, and the service name they serve."""
+    text = url_or_name.strip()
+    if "://" in text:
+        urls = [u.strip() for u in text.split(",") if u.strip()]
+        return urls, parse_url(urls[0])[3]
+    name = text.strip("/")
+    urls = list(cfg.service_urls(name))
+    random.shuffle(urls)
+    section = cfg.service_section(name)
+    system_base = section.rsplit("/Services/", 1)[0]
+    failover = cfg.getValue(f"{system_base}/FailoverURLs/{name.split('/', 1)[1]}", [])
+    urls += [u for u in failover if u not in urls]
+    if not urls:
+        raise ConfigError(f"URL for service {name} not found")
+    return urls, name
+
+
+class BaseClient:
+    """Connection set-up shared by RPCClient, TransferClient and MessageClient."""
+
+    retryDelay = 2.0  # noqa: N815 (DIRAC-ish name)
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.kwargs = dict(kwargs)
+        self.cfg: Config = kwargs.pop("config", None) or get_config()
+        self.encoding: str | None = kwargs.pop("encoding", None)
+        self.reuse_connection = bool(kwargs.pop("reuseConnection", False))
+        if "retryDelay" in kwargs:
+            self.retryDelay = float(kwargs.pop("retryDelay"))
+        self._destinationSrv = url
+        self.urls, self.serviceName = resolve_urls(self.cfg, url)
+        timeout = kwargs.get("timeout") or DEFAULT_RPC_TIMEOUT
+        self.timeout = max(MIN_RPC_TIMEOUT, float(timeout))
+        self.keepAliveLapse = max(MIN_KEEPALIVE_LAPSE, float(kwargs.get("keepAliveLapse") or 0))
+        self.proxyLocation = kwargs.get("proxyLocation")
+        use_certs = kwargs.get("useCertificates")
+        if use_certs is None:
+            use_certs = self.cfg.getValue("/DIRAC/Security/UseServerCertificate", False)
+        self.useCertificates = bool(use_certs)
+        skip = kwargs.get("skipCACheck")
+        if skip is None:
+            skip = self.cfg.getValue("/DIRAC/Security/SkipCAChecks", False) and not self.useCertificates
+        self.skipCACheck = bool(skip)
+        self.setup = kwargs.get("setup", "None")
+        self.vo = kwargs.get("VO") or self.cfg.getValue("/DIRAC/VirtualOrganization", "unknown") or "unknown"
+        self.extraCredentials = self._extra_credentials(kwargs)
+
+    def _extra_credentials(self, kwargs: dict) -> Any:
+        if kwargs.get("extraCredentials"):
+            return kwargs["extraCredentials"]
+        dn = kwargs.get("delegatedDN")
+        if dn:
+            group = kwargs.get("delegatedGroup")
+            if not group:
+                try:
+                    group = Registry(self.cfg).default_group_for_dn(dn)
+                except AuthError:
+                    group = ""
+            return [dn, group]
+        if self.useCertificates and not self.proxyLocation:
+            return "hosts"
+        return ""
+
+    # -- DIRAC accessors -------------------------------------------------------------------
+    def getServiceName(self) -> str:  # noqa: N802
+        return self.serviceName
+
+    def getDestinationService(self) -> str:  # noqa: N802
+        return self._destinationSrv
+
+    def _getBaseStub(self) -> list:  # noqa: N802
+        return [self._destinationSrv, dict(self.kwargs)]
+
+    # -- connecting ------------------------------------------------------------------------
+    def _open(self, url: str) -> Any:
+        protocol, host, port, _ = parse_url(url)
+        transport = transports.connect(
+            protocol, host, port, cfg=self.cfg, timeout=transports.DEFAULT_CONNECTION_TIMEOUT,
+            proxy_location=self.proxyLocation, use_certificates=self.useCertificates,
+            skip_ca_check=self.skipCACheck, server_hostname=host, keepalive_lapse=self.keepAliveLapse)
+        transport.settimeout(self.timeout)
+        return transport
+
+    def _proposal(self, action_type: str, action_name: str) -> dict:
+        return build_proposal(self.serviceName, action_type, action_name, setup=self.setup, vo=self.vo,
+                              extra_credentials=self.extraCredentials, client_version=DIRAC_VERSION)
+
+    def _propose(self, transport: Any, action_type: str, action_name: str) -> dict:
+        transport.send_data(self._proposal(action_type, action_name), self.encoding)
+        answer = transport.receive_data()
+        if not isinstance(answer, dict) or "OK" not in answer:
+            return S_ERROR(f"Invalid answer to the proposal: {answer!r:.100}")
+        return answer
+
+    def _connect_and_propose(self, action_type: str, action_name: str) -> tuple[dict, Any]:
+        """Connect (with DIRAC's failover and retries) and get the proposal accepted.
+
+        Returns ``(S_OK(), transport)`` or ``(S_ERROR, None)``.
+        """
+        rounds = 3 if len(self.urls) <= 2 else 2
+        last: dict = S_ERROR(f"Cannot connect to {self.serviceName}")
+        proposals = 0
+        for attempt in range(rounds):
+            for url in self.urls:
+                try:
+                    transport = self._open(url)
+                except (SeproxyError, OSError) as exc:
+                    last = S_ERROR(f"Can't connect to {url}: {exc}")
+                    continue
+                while True:
+                    try:
+                        answer = self._propose(transport, action_type, action_name)
+                    except (SeproxyError, OSError) as exc:
+                        answer = S_ERROR(f"Error while proposing {action_type}/{action_name} to {url}: {exc}")
+                    if answer.get("OK"):
+                        return S_OK(), transport
+                    transport.close()
+                    if answer.get("Errno") == EUNAUTHORIZED or proposals >= PROPOSAL_RETRIES:
+                        answer.pop("CallStack", None)
+                        return answer, None
+                    proposals += 1
+                    try:
+                        transport = self._open(url)
+                    except (SeproxyError, OSError) as exc:
+                        answer = S_ERROR(f"Can't connect to {url}: {exc}")
+                        break
+                last = answer
+            if attempt < rounds - 1:
+                time.sleep(self.retryDelay if len(self.urls) <= 1 else 3.0 / len(self.urls))
+        last.pop("CallStack", None)
+        return last, None
+
+    # -- RPC -------------------------------------------------------------------------------
+    def executeRPC(self, method: str, *args: Any) -> dict:  # noqa: N802
+        stub = [self._getBaseStub(), method, list(args)]
+        result = None
+        if self.reuse_connection:
+            from seproxy.rpc import reuse
+            result = reuse.call(self, method, list(args))
+        if result is None:
+            result = self._rpc_once(method, list(args))
+        result["rpcStub"] = stub
+        return result
+
+    def _rpc_once(self, method: str, args: list) -> dict:
+        result, transport = self._connect_and_propose("RPC", method)
+        if not result["OK"]:
+            return result
+        try:
+            transport.send_data(S_OK(args), self.encoding)
+            answer = transport.receive_data()
+        except TransportError as exc:
+            return S_ERROR(f"Error while calling {method} on {transport.id}: {exc}")
+        except SeproxyError as exc:
+            return S_ERROR(str(exc))
+        finally:
+            transport.close()
+        if not isinstance(answer, dict) or "OK" not in answer:
+            return S_ERROR(f"Invalid answer from {self.serviceName}: {answer!r:.100}")
+        return answer
+
+
+class _MagicMethod:
+    __slots__ = ("_client", "_name")
+
+    def __init__(self, client: BaseClient, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __call__(self, *args: Any) -> dict:
+        return self._client.executeRPC(self._name, *args)
+
+
+class RPCClient(BaseClient):
+    """``RPCClient(url_or_name, **kwargs).anyMethod(*args)`` -> S_OK/S_ERROR (DIRAC API)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _MagicMethod(self, name)
+
+    def close(self) -> None:
+        """Close this client's idle reused connections (nothing to do without reuse)."""
+        if self.reuse_connection:
+            from seproxy.rpc import reuse
+            reuse.close_idle(self)
+
+    def __enter__(self) -> RPCClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,376 @@
+"""``Service``: one DISET service on one port - accept loop, bounded worker pool.
+
+Threads of a running service::
+
+    acceptor (1)   selectors loop: listener + parked reuse sessions + a wake-up pipe;
+                   banned IPs closed at once; each new connection -> job queue
+    workers (MaxThreads)   job queue (bounded: MaxWaitingPetitions) -> worker.serve_new:
+                   handshake (timeout), proposal, authorisation, action, answer
+    rejector (1)   when the queue is full: handshake + proposal read with short
+                   timeouts, then an explicit S_ERROR "... overloaded ..." and close;
+                   beyond its own small queue connections are closed at once
+    broker (0/1)   message connections (seproxy.rpc.messages), started on demand
+
+Nothing is unbounded: the queue, the rejector's queue, the parked sessions
+(``MaxSessions``), every read (timeouts) and every frame (size limits).
+``stop()`` closes the listener, lets queued and running requests finish (up to
+``timeout``), then closes what is left. Options (service section, PROTOCOL.md 9.2):
+``Port``, ``Protocol``, ``MaxThreads``, ``MaxWaitingPetitions``, ``ThreadLimit/<T>/<m>``,
+``SocketBacklog``, ``URL``, ``MaxMessagingConnections``, ``HandlerPath``, ``Module``,
+``Authorization/*``; seproxy's own: ``BindAddress`` (default all), ``Encoding``
+(json | dencode; default DIRAC's), ``HandshakeTimeout`` (10 s), ``RequestTimeout``
+(60 s per read of proposal/arguments), ``SessionIdleTimeout`` (60 s), ``MaxSessions`` (256).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from seproxy.config import Config, Registry
+from seproxy.errors import ConfigError, SeproxyError
+from seproxy.returnvalues import isReturnStructure
+from seproxy.rpc import transport as transports
+from seproxy.rpc.auth import AuthManager
+from seproxy.rpc.connections import ConnectionRegistry, MethodLimits
+from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.loader import load_handler
+
+log = logging.getLogger("seproxy.rpc.service")
+
+REJECTOR_QUEUE = 16
+REJECT_TIMEOUT = 2.0
+
+
+@dataclass
+class ServiceContext:
+    """What a handler class of one service reaches through ``cls._rh_context``."""
+
+    cfg: Config
+    service_info: dict
+    connections: ConnectionRegistry
+    limits: MethodLimits
+    auth: AuthManager
+    registry: Registry
+    start_time: datetime.datetime
+    msg_broker: Any = None
+    monitor: Any = None
+    stats: dict = field(default_factory=lambda: {"accepted": 0, "rejected": 0, "banned": 0, "served": 0})
+
+
+class Service:
+    """A DISET service ``System/Service`` (``handler_class`` overrides the configured one)."""
+
+    def __init__(self, cfg: Config, name: str, handler_class: type[RequestHandler] | None = None, *,
+                 host: str | None = None, port: int | None = None, protocol: str | None = None) -> None:
+        self.cfg = cfg
+        self.name = name.strip("/")
+        self.section = cfg.service_section(self.name)
+        self._handler_override = handler_class
+        self.protocol = (protocol or self.option("Protocol", "dips")).lower()
+        self.bind_address = host if host is not None else self.option("BindAddress", "")
+        self._port = int(port if port is not None else self.option("Port", 9876))
+        self.max_threads = max(1, self.option("MaxThreads", 15))
+        self.max_waiting = max(1, self.option("MaxWaitingPetitions", 100))
+        self.handshake_timeout = float(self.option("HandshakeTimeout", 10.0))
+        self.request_timeout = float(self.option("RequestTimeout", 60.0))
+        self.session_idle_timeout = float(self.option("SessionIdleTimeout", 60.0))
+        self.max_sessions = int(self.option("MaxSessions", 256))
+        self.encoding: str | None = self.option("Encoding", "") or None
+        self.handler_class: type[RequestHandler] | None = None
+        self.context: ServiceContext | None = None
+        self.listener: Any = None
+        self._jobs: queue.Queue = queue.Queue(maxsize=self.max_waiting)
+        self._rejects: queue.Queue = queue.Queue(maxsize=REJECTOR_QUEUE)
+        self._parking: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._started = False
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._parked_count = 0
+
+    # -- configuration ---------------------------------------------------------------------
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.cfg.getValue(f"{self.section}/{name}", default)
+
+    def _thread_limit(self, action_type: str, name: str) -> int:
+        return self.option(f"ThreadLimit/{action_type}/{name}", MethodLimits.DEFAULT)
+
+    @property
+    def port(self) -> int:
+        return self.listener.port if self.listener is not None else self._port
+
+    @property
+    def url(self) -> str:
+        return self.context.service_info["URL"] if self.context else self._build_url()
+
+    def _build_url(self) -> str:
+        configured = self.option("URL", "")
+        if configured:
+            return configured
+        host = self.cfg.getOption("/DIRAC/Hostname") or self.bind_address or socket.getfqdn()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{self.protocol}://{host}:{self.port}/{self.name}"
+
+    # -- start -----------------------------------------------------------------------------
+    def _load(self) -> tuple[type[RequestHandler], ModuleType | None, str]:
+        if self._handler_override is not None:
+            cls = self._handler_override
+            import sys
+            return cls, sys.modules.get(cls.__module__), self.name
+        return load_handler(self.cfg, self.name)
+
+    def _initialize_handler(self) -> None:
+        base, module, load_name = self._load()
+        # one subclass per service: class-level state of two services never mixes
+        cls = type(base.__name__, (base,), {"__module__": base.__module__, "__qualname__": base.__qualname__})
+        valid_names = [self.name] + ([load_name] if load_name != self.name else [])
+        registry = Registry(self.cfg)
+        info = {
+            "serviceName": self.name,
+            "serviceSectionPath": self.section,
+            "URL": self._build_url(),
+            "messageSender": None,
+            "validNames": valid_names,
+            "csPaths": [self.cfg.service_section(n) for n in valid_names],
+        }
+        self.context = ServiceContext(
+            cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
+            limits=MethodLimits(self._thread_limit), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
+            registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
+        )
+        from seproxy.rpc.messages import MessageBroker
+        self.context.msg_broker = MessageBroker(self)
+        info["messageSender"] = self.context.msg_broker.sender()
+        cls._rh_initialize_class(self.context)
+        for func in cls._rh_initializers(module):
+            try:
+                result = func(dict(info))
+            except Exception as exc:
+                log.exception("Exception while calling initialization function of %s", self.name)
+                raise ConfigError(f"Exception while calling initialization function: {exc}") from exc
+            if not isReturnStructure(result):
+                raise ConfigError(f"Service initialization function {func} must return S_OK/S_ERROR")
+            if not result["OK"]:
+                raise ConfigError(f"Error while initializing {self.name}: {result['Message']}")
+        self.handler_class = cls
+
+    def start(self) -> Service:
+        """Load and initialise the handler, listen, start the threads (raises on failure)."""
+        if self._started:
+            return self
+        self.listener = transports.listen(self.protocol, self.bind_address, self._port, cfg=self.cfg,
+                                          backlog=self.option("SocketBacklog", 128))
+        try:
+            self._initialize_handler()
+        except BaseException:
+            self.listener.close()
+            raise
+        self.context.service_info["URL"] = self._build_url()
+        self._started = True
+        from seproxy.rpc import worker
+        self._worker = worker
+        self._spawn(self._accept_loop, "acceptor")
+        self._spawn(self._reject_loop, "rejector")
+        for index in range(self.max_threads):
+            self._spawn(self._work_loop, f"worker-{index}")
+        log.info("Service %s listening on %s (%d threads, %d waiting max)", self.name, self.url,
+                 self.max_threads, self.max_waiting)
+        return self
+
+    def _spawn(self, target: Any, role: str) -> None:
+        thread = threading.Thread(target=target, name=f"{self.name}:{role}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- accept loop -----------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self.listener.fileno(), selectors.EVENT_READ, "listen")
+        selector.register(self._wake_r.fileno(), selectors.EVENT_READ, "wake")
+        parked: dict[int, tuple[Any, float]] = {}
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select(timeout=1.0):
+                    if key.data == "listen":
+                        self._accept_one()
+                    elif key.data == "wake":
+                        try:
+                            while self._wake_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
+                    else:
+                        selector.unregister(key.fd)
+                        session, _ = parked.pop(key.fd)
+                        self._parked_count = len(parked)
+                        self._resume_session(session)
+                while True:
+                    try:
+                        session = self._parking.get_nowait()
+                    except queue.Empty:
+                        break
+                    fd = session.transport.fileno()
+                    parked[fd] = (session, time.monotonic())
+                    selector.register(fd, selectors.EVENT_READ, session)
+                self._parked_count = len(parked)
+                self._expire_sessions(selector, parked)
+        finally:
+            for session, _ in parked.values():
+                session.close()
+            selector.close()
+            self.listener.close()
+
+    def _expire_sessions(self, selector: Any, parked: dict) -> None:
+        now = time.monotonic()
+        for fd, (session, since) in list(parked.items()):
+            if now - since > self.session_idle_timeout:
+                selector.unregister(fd)
+                del parked[fd]
+                session.close()
+        self._parked_count = len(parked)
+
+    def _accept_one(self) -> None:
+        try:
+            transport = self.listener.accept(timeout=0)
+        except SeproxyError as exc:
+            log.debug("accept failed: %s", exc)
+            return
+        ip = transport.remote_address[0]
+        if ip in self.context.registry.banned_ips():
+            self.context.stats["banned"] += 1
+            log.warning("Closing connection from banned IP %s", ip)
+            transport.close()
+            return
+        try:
+            self._jobs.put_nowait((self._worker.serve_new, transport))
+            self.context.stats["accepted"] += 1
+        except queue.Full:
+            self._reject(transport)
+
+    def _reject(self, transport: Any) -> None:
+        self.context.stats["rejected"] += 1
+        log.warning("Rejecting client %s due to throttling: %d requests waiting (MaxWaitingPetitions=%d)",
+                    transport.id, self._jobs.qsize(), self.max_waiting)
+        try:
+            self._rejects.put_nowait(transport)
+        except queue.Full:
+            transport.close()
+
+    def _reject_loop(self) -> None:
+        while True:
+            transport = self._rejects.get()
+            if transport is None:
+                return
+            self._worker.reject(self, transport, REJECT_TIMEOUT)
+
+    # -- workers ---------------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            func, arg = job
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                func(self, arg)
+            except Exception:  # noqa: BLE001 - a worker never dies
+                log.exception("Unexpected error while serving a connection")
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+
+    # -- reuse sessions (seproxy.rpc.session) ----------------------------------------------
+    def park_session(self, session: Any) -> None:
+        """Hand an idle reuse session back to the acceptor until its next request."""
+        if self._stopping.is_set():
+            session.close()
+            return
+        self._parking.put(session)
+        self._wake()
+
+    def _resume_session(self, session: Any) -> None:
+        try:
+            self._jobs.put_nowait((self._worker.serve_session, session))
+        except queue.Full:
+            log.warning("Closing reuse session %s: %d requests waiting", session.transport.id, self._jobs.qsize())
+            session.close()
+
+    @property
+    def sessions_available(self) -> bool:
+        return self._parked_count < self.max_sessions and not self._stopping.is_set()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def busy_workers(self) -> int:
+        return self._busy
+
+    @property
+    def waiting(self) -> int:
+        return self._jobs.qsize()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def is_idle(self) -> bool:
+        return self._busy == 0 and self._jobs.qsize() == 0 and self._rejects.qsize() == 0
+
+    # -- stop ------------------------------------------------------------------------------
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting; finish queued and running requests within ``timeout``; close."""
+        if not self._started or self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake()
+        deadline = time.monotonic() + timeout
+        for _ in range(self.max_threads):
+            self._put_until(self._jobs, None, deadline)
+        self._put_until(self._rejects, None, deadline)
+        if self.context and self.context.msg_broker:
+            self.context.msg_broker.close()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.context.connections.close_all()
+        self._wake_r.close()
+        self._wake_w.close()
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("Service %s stopped with threads still running: %s", self.name, alive)
+        log.info("Service %s stopped", self.name)
+
+    @staticmethod
+    def _put_until(target: queue.Queue, item: Any, deadline: float) -> None:
+        while True:
+            try:
+                target.put(item, timeout=max(0.01, deadline - time.monotonic()))
+                return
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    return
+
+    def __enter__(self) -> Service:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

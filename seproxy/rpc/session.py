@@ -1,0 +1,122 @@
+"""Server side of the connection-reuse extension (docs/PROTOCOL-EXTENSIONS.md).
+
+::
+
+    C>S proposal [[service, setup, vo], ["Session", "RPC"], extraCredentials, version]
+    S>C S_OK({"Session": 1, "IdleTimeout": <s>})     a DIRAC server: "Session is not a known
+                                                      action type" (+ close)
+    repeat:  C>S S_OK([method, [args...]])
+             S>C <final answer of the call>           as for an RPC action, incl. errors
+    C closes (or S closes after IdleTimeout without a request / at shutdown)
+
+Every call is authorised on its own (a fresh copy of the connection's credentials,
+method path = method) and runs in a fresh handler instance, exactly like a
+one-connection RPC. Between calls the session does not hold a worker: after a
+short linger it is parked in the acceptor's selector until the next request.
+A client must not pipeline (one request in flight per connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from dataclasses import dataclass, field
+from typing import Any
+
+from seproxy.errors import SeproxyError
+from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
+from seproxy.rpc.handler import finalize_result
+from seproxy.rpc.proposal import Proposal
+from seproxy.rpc.worker import authorize, framework_error, instantiate, send
+
+log = logging.getLogger("seproxy.rpc.session")
+
+SESSION_VERSION = 1
+#: How long a worker waits for the next request before parking the session (s).
+LINGER = 0.005
+
+
+@dataclass
+class ReuseSession:
+    transport: Any
+    trid: str
+    proposal: Proposal
+    base_credentials: dict
+    connections: Any
+    calls: int = 0
+    closed: bool = field(default=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.connections.close(self.trid)
+
+
+def open_session(service: Any, transport: Any, trid: str, proposal: Proposal, credentials: dict) -> bool:
+    """Answer a ``Session`` proposal; True when the session took over the connection."""
+    if proposal.action_name != "RPC":
+        send(service, transport, framework_error(f"Unsupported session type {proposal.action_name}"))
+        return False
+    if not service.sessions_available:
+        send(service, transport, framework_error("Too many open sessions; use one connection per call"))
+        return False
+    answer = S_OK({"Session": SESSION_VERSION, "IdleTimeout": service.session_idle_timeout})
+    if not send(service, transport, answer):
+        return False
+    session = ReuseSession(transport, trid, proposal, dict(credentials), service.context.connections)
+    serve_session(service, session)
+    return True
+
+
+def _readable_soon(transport: Any, seconds: float) -> bool:
+    poller = select.poll()
+    poller.register(transport.fileno(), select.POLLIN)
+    return bool(poller.poll(int(seconds * 1000)))
+
+
+def serve_session(service: Any, session: ReuseSession) -> None:
+    """Serve requests while they keep coming; then park (or close) the session."""
+    transport = session.transport
+    while True:
+        transport.settimeout(service.request_timeout)
+        try:
+            envelope = transport.receive_data()
+        except SeproxyError as exc:
+            log.debug("Session %s ended: %s", session.trid, exc)
+            session.close()
+            return
+        value = envelope.get("Value") if isinstance(envelope, dict) and envelope.get("OK") is True else None
+        if (not isinstance(value, (list, tuple)) or len(value) != 2 or not isinstance(value[0], str)
+                or not isinstance(value[1], (list, tuple))):
+            send(service, transport, S_ERROR("Invalid session request: expected S_OK([method, [args]])"))
+            session.close()
+            return
+        if not call(service, session, value[0], list(value[1])):
+            session.close()
+            return
+        session.calls += 1
+        if service.stopping:
+            session.close()
+            return
+        if not _readable_soon(transport, LINGER):
+            service.park_session(session)
+            return
+
+
+def call(service: Any, session: ReuseSession, method: str, args: list) -> bool:
+    """One RPC inside a session; False if the connection broke."""
+    credentials = dict(session.base_credentials)
+    entry = service.context.connections.get(session.trid)
+    if entry is not None:
+        entry.credentials = credentials
+    if not authorize(service, "RPC", method, credentials):
+        denied = finalize_result(S_ERROR(EUNAUTHORIZED, "Unauthorized query"), "RPC", method)
+        return send(service, session.transport, denied, method)
+    try:
+        handler = instantiate(service, session.trid, session.proposal, session.transport)
+    except Exception:  # noqa: BLE001
+        log.exception("Server error while loading handler of %s", service.name)
+        return send(service, session.transport, S_ERROR("Server error while loading handler", callStack=[]), method)
+    handler.serviceInfoDict["actionTuple"] = ("RPC", method)
+    result = finalize_result(handler._rh_call_rpc(method, args), "RPC", method)
+    return send(service, session.transport, result, method)

@@ -1,0 +1,101 @@
+"""RequestHandler dispatch over a real service: DIRAC's checks and exact messages (PROTOCOL 5.2, 7.8)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from tests.rpc.handlers import RPCTestHandler
+
+PING_KEYS = ["version", "time", "host uptime", "service start time", "service uptime", "load", "name",
+             "URL", "cpu times"]
+
+
+@pytest.fixture(scope="module", params=["json", "dencode"])
+def svc(request, seproxy_service_module):
+    return seproxy_service_module(RPCTestHandler, name="Test/Handler", encoding=request.param,
+                                  options={"Colour": "blue"})
+
+
+@pytest.fixture(params=["json", "dencode"])
+def client(request, svc):
+    return svc.client(encoding=request.param)
+
+
+def test_ping_has_dirac_keys_in_order(client):
+    result = client.ping()
+    assert result["OK"], result
+    value = result["Value"]
+    assert list(value) == PING_KEYS
+    assert value["name"] == "Test/Handler"
+    assert isinstance(value["time"], datetime.datetime)
+    assert list(value["cpu times"]) == ["user time", "system time", "children user time",
+                                        "children system time", "elapsed real time"]
+    assert len(value["load"].split(" ")) == 3
+
+
+def test_echo_and_whoami_over_dip(client):
+    assert client.echo("hello")["Value"] == "hello"
+    assert client.whoami() == {"OK": True, "Value": {"properties": []}, "rpcStub": client.whoami()["rpcStub"]}
+
+
+@pytest.mark.parametrize("method,args,message", [
+    ("echo", [5], "Type mismatch in parameter 0 (starting with param 0) Received <class 'int'>, "
+                  "expected <class 'str'>"),
+    ("echo", [], "Function echo expects at least 1 arguments"),
+    ("echo", ["a", "b"], "Server error while serving echo: RequestHandler.export_echo() takes 1 positional "
+                         "argument but 2 were given"),
+    ("noSuchMethod", [], "Unknown method noSuchMethod"),
+    ("boom", [], "Server error while serving boom: kaboom"),
+    ("notDict", [], "Method notDict for action RPC does not return a S_OK/S_ERROR!"),
+    ("noTypes", [], "Handler error for server Test/Handler while processing method noTypes"),
+    ("anyOf", [1, 2], "Type mismatch in parameter 0 (starting with param 0) Received <class 'int'>, "
+                      "expected (<class 'str'>, <class 'list'>)"),
+    ("add", [1, 2.5], "Type mismatch in parameter 1 (starting with param 0) Received <class 'float'>, "
+                      "expected <class 'int'>"),
+    ("refreshConfiguration", [True], "Unauthorized query ( 1111 : Unauthorized query)"),
+])
+def test_errors_have_dirac_messages(client, method, args, message):
+    result = client.executeRPC(method, *args)
+    assert result["OK"] is False
+    assert result["Message"] == message
+    assert "CallStack" not in result
+
+
+def test_malformed_types_entry(client):
+    result = client.badTypes(1)
+    assert result["Message"].startswith("Error in parameter check: ")
+
+
+def test_results_are_stripped_of_local_diagnostics(client):
+    result = client.withStack()
+    assert result["Message"] == "failed here" and "CallStack" not in result and "ExecInfo" not in result
+
+
+def test_type_rules(client):
+    assert client.add(True, 2)["Value"] == 3  # bool passes for int, like isinstance
+    assert client.anyOf(["x"], None)["Value"] == [["x"], None]
+    assert client.anyOf("s", {"any": "thing"})["Value"] == ["s", {"any": "thing"}]
+
+
+def test_unencodable_result_is_a_clear_error(client):
+    result = client.unencodable()
+    assert not result["OK"]
+    assert "cannot encode the result" in result["Message"]
+    assert client.echo("still up")["OK"]
+
+
+def test_srv_api(client, svc):
+    info = client.info()["Value"]
+    assert info["setup"] == "None" and info["vo"] == "dirac" and info["version"] == "9.1.22"
+    assert info["action"] == ["RPC", "info"] and info["name"] == "Test/Handler"
+    assert info["url"] == svc.service.url and info["initialized"] is True
+    assert info["formatted"].startswith("(127.0.0.1:") and info["trid"].startswith(f"127.0.0.1:{svc.port}->")
+    assert client.option("Colour")["Value"] == "blue"
+    assert client.option("Missing")["Value"] == "absent"
+
+
+def test_initializers_ran_once(svc):
+    assert svc.service.handler_class.init_calls.count("Test/Handler") >= 1
+    assert RPCTestHandler.module_init == "Test/Handler"

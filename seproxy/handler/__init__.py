@@ -1,1 +1,24 @@
-"""handler package."""
+"""The StorageElementProxy service: handler, cache, namespaces, catalogue, credentials.
+
+``StorageElementProxyHandler``, ``initializeStorageElementProxyHandler`` and
+``purgeCacheDirectory`` (DIRAC API) are importable from here; they are loaded on
+first use so that ``seproxy.handler.cache`` stays importable on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = ("StorageElementProxyHandler", "initializeStorageElementProxyHandler",
+            "purgeCacheDirectory", "gRegister")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        from seproxy.handler import storage_element_proxy
+
+        return getattr(storage_element_proxy, name)
+    raise AttributeError(f"module 'seproxy.handler' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -22,13 +22,13 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from seproxy.errors import PathError, StorageError
 from seproxy.handler.namespace import local_name
+from seproxy.storage.localfs import file_adler32 as adler32_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -44,15 +44,6 @@ CREATE TABLE IF NOT EXISTS replicas (
     PRIMARY KEY (lfn, se)
 );
 """
-
-
-def adler32_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """Adler-32 of a file as 8 lowercase hex digits (DIRAC's checksum type)."""
-    value = 1
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 def same_adler(a: str, b: str) -> bool:

@@ -35,6 +35,6 @@ def test_adler32(tmp_path):
     path = tmp_path / "f"
     data = b"hello world" * 100_000
     path.write_bytes(data)
-    assert adler32_file(path, block=4096) == f"{zlib.adler32(data):08x}"
+    assert adler32_file(path, block_size=4096) == f"{zlib.adler32(data):08x}"
     assert same_adler("00ab12cd", "AB12CD")
     assert not same_adler("00ab12cd", "ab12ce")

@@ -1,0 +1,103 @@
+"""Whose identity the StorageElementProxy uses towards storage (``CredentialSource``).
+
+DIRAC 8.0 downloaded each caller's proxy from the ProxyManager, wrote it under
+``BasePath/proxies`` and exported ``X509_USER_PROXY``. seproxy builds a
+:class:`StorageCredentials` per call instead and hands it to the StorageElement;
+``os.environ`` is never touched.
+
+=============  ===============================================================
+source         storage access as
+=============  ===============================================================
+``host``       the service's own host certificate (embedded default)
+``proxydir``   a pre-placed proxy ``<ProxyDir>/<username>-<group>`` (or ``.pem``),
+               must be a regular file, not a symlink, mode 0600 or stricter
+``delegation`` the proxy the client delegated during the proposal (PROTOCOL
+               4.4); the service framework puts the chain in the credential
+               dict under ``delegatedChain`` (PEM bytes or an X509Chain)
+=============  ===============================================================
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from seproxy.errors import AuthError, ConfigError
+from seproxy.handler.namespace import check_name
+from seproxy.storage.credentials import StorageCredentials
+
+SOURCES = ("host", "proxydir", "delegation")
+
+
+class CredentialSource:
+    """Builds the per-call storage credentials of a caller."""
+
+    def __init__(self, kind: str, *, host_cert: str | None = None, host_key: str | None = None,
+                 proxy_dir: str | os.PathLike[str] | None = None,
+                 scratch_dir: str | os.PathLike[str] | None = None) -> None:
+        kind = (kind or "host").lower()
+        if kind not in SOURCES:
+            raise ConfigError(f"CredentialSource must be one of {', '.join(SOURCES)}, not {kind!r}")
+        if kind == "proxydir" and not proxy_dir:
+            raise ConfigError("CredentialSource = proxydir needs ProxyDir")
+        self.kind = kind
+        self.host_cert, self.host_key = host_cert, host_key
+        self.proxy_dir = Path(proxy_dir) if proxy_dir else None
+        self.scratch_dir = Path(scratch_dir) if scratch_dir else None
+
+    @contextmanager
+    def for_caller(self, cred: dict[str, Any], vo: str) -> Iterator[StorageCredentials]:
+        """The caller's storage credentials for the duration of one storage call."""
+        group = cred.get("group")
+        if self.kind == "host":
+            yield StorageCredentials(cert=self.host_cert, key=self.host_key, vo=vo, group=group)
+        elif self.kind == "proxydir":
+            yield StorageCredentials(proxy_path=self._proxy_file(cred), vo=vo, group=group)
+        else:
+            with self._delegated_file(cred) as path:
+                yield StorageCredentials(proxy_path=path, vo=vo, group=group)
+
+    def _proxy_file(self, cred: dict[str, Any]) -> str:
+        username, group = cred.get("username"), cred.get("group")
+        if not username or not group or username == "anonymous":
+            raise AuthError("No registered user and group for this connection")
+        base = f"{check_name(username, 'user name')}-{check_name(group, 'group name')}"
+        assert self.proxy_dir is not None
+        for name in (base, base + ".pem"):
+            path = self.proxy_dir / name
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise AuthError(f"Proxy of {username}@{group} is not a regular file")
+            if st.st_mode & 0o077:
+                raise AuthError(f"Proxy of {username}@{group} is readable by others (mode "
+                                f"{stat.S_IMODE(st.st_mode):o}); refusing it")
+            return str(path)
+        raise AuthError(f"No proxy for {username}@{group} in the proxy directory")
+
+    @contextmanager
+    def _delegated_file(self, cred: dict[str, Any]) -> Iterator[str]:
+        chain = cred.get("delegatedChain")
+        if chain is None:
+            raise AuthError("No delegated proxy on this connection (CredentialSource = delegation)")
+        pem = chain.to_pem() if hasattr(chain, "to_pem") else chain
+        if isinstance(pem, str):
+            pem = pem.encode()
+        fd, path = tempfile.mkstemp(prefix="delegated-", suffix=".pem",
+                                    dir=self.scratch_dir if self.scratch_dir else None)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+            yield path
+        finally:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

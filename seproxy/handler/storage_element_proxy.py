@@ -1,0 +1,502 @@
+"""``DataManagement/StorageElementProxy``: the service handler (PROTOCOL.md 10).
+
+DIRAC clients see DIRAC 8.0's service: the same methods, ``types_``, answer shapes
+and error texts (``callProxyMethod``, ``uploadFile``, ``prepareFile``,
+``prepareFileForHTTP``, the transfers ``getFile/<name>`` and ``putFile/<name>``).
+Fixed underneath (PROTOCOL 10.9):
+
+* staged files live in a per-caller namespace (DN + group), reached only through
+  validated fileIDs and ``O_NOFOLLOW`` opens (:mod:`seproxy.handler.namespace`);
+* uploads land in ``tmp/`` and are renamed only once complete and checksum-verified;
+  free space comes from ``statvfs`` (no 1 GiB cap: ``MaxFileSize``), a disk filling
+  up mid-write is a clean error; cache watermarks evict LRU files not in use;
+* ``callProxyMethod`` reaches only a whitelist of storage methods;
+* storage calls run in the service's threads (no fork) with DIRAC's 200/300 s limits,
+  with per-call credentials (:mod:`seproxy.handler.credentials`), never ``os.environ``;
+* HTTP keys come from :mod:`secrets`, expire in the background, are registered only
+  when something was staged, and HTTP can be served over TLS.
+
+State lives in one :class:`ProxyState` per service, built by the module-level
+``initializeStorageElementProxyHandler(serviceInfo)`` (DIRAC API).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from seproxy.config import Config, Registry, get_config
+from seproxy.errors import AuthError, ConfigError, PathError, SeproxyError
+from seproxy.handler import catalog
+from seproxy.handler.cache import CacheArea, CacheFullError, ExpiringRegister, gRegister, parse_size, purgeCacheDirectory
+from seproxy.handler.credentials import CredentialSource
+from seproxy.handler.namespace import Namespace, local_name, open_regular, parse_file_id
+from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult
+from seproxy.rpc.handler import RequestHandler
+
+log = logging.getLogger("seproxy.handler.StorageElementProxy")
+
+__all__ = ["StorageElementProxyHandler", "initializeStorageElementProxyHandler",
+           "purgeCacheDirectory", "gRegister", "ProxyState"]
+
+#: Storage methods a client may run by name through callProxyMethod (what DIRAC's
+#: Proxy plugin forwards, plus harmless queries). getFile/putFile and friends read
+#: or write *local* paths and are only used by the service itself.
+PROXY_METHODS = frozenset({
+    "exists", "isFile", "getFileSize", "getFileMetadata", "removeFile", "prestageFile",
+    "prestageFileStatus", "releaseFile", "pinFile", "isDirectory", "getDirectoryMetadata",
+    "getDirectorySize", "listDirectory", "createDirectory", "removeDirectory", "getURL",
+    "getOccupancy", "getChecksumType", "getStatus", "isValid",
+})
+HTTP_KEY_LIFETIME = 1800
+CONNECTION_DETAILS_ERROR = "__getConnectionDetails: Failed to get client connection details."
+
+_initialising = threading.local()
+
+
+class ProxyState:
+    """Everything one StorageElementProxy service owns (cache, HTTP, catalogue, ...)."""
+
+    def __init__(self, cfg: Config, section: str) -> None:
+        self.cfg = cfg
+        self.section = section
+        base = self.option("BasePath", "")
+        if not base:
+            raise ConfigError("Failed to get the base path")
+        self.http_flag = self.option("HttpAccess", False)
+        self.cache = CacheArea(base, http_cache=self.option("HttpCache", "") or None,
+                               high_watermark=parse_size(self.option("CacheHighWatermark", "0")),
+                               low_watermark=parse_size(self.option("CacheLowWatermark", "0")))
+        self.base_path = str(self.cache.base)
+        self.max_file_size = parse_size(self.option("MaxFileSize", "0"))
+        self.min_free = parse_size(self.option("MinFreeSpace", "64M"))
+        self.call_timeout = float(self.option("CallTimeout", 200))
+        self.transfer_timeout = float(self.option("TransferTimeout", 300))
+        self.key_lifetime = float(self.option("HttpKeyLifetime", HTTP_KEY_LIFETIME))
+        self.registry = Registry(cfg)
+        self.register: ExpiringRegister = gRegister
+        self.cache.clean_startup()
+        self.credentials = self._credential_source()
+        catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")
+        self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
+        fallback = self.option("CatalogueFallbackSEs", []) or cfg.getSections("/Resources/StorageElements")
+        self.fallback_ses = list(fallback)
+        self.http_thread: Any = None
+        self.http_url_base = ""
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(2, int(self.option("MaxThreads", 15))), thread_name_prefix="seproxy-storage")
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.cfg.getValue(f"{self.section}/{name}", default)
+
+    def _credential_source(self) -> CredentialSource:
+        kind = self.option("CredentialSource", "host")
+        cert = key = None
+        if str(kind).lower() == "host":
+            from seproxy.security.locations import host_credentials
+            with contextlib.suppress(SeproxyError, OSError):
+                cert, key = (str(p) for p in host_credentials(self.cfg))
+        proxy_dir = self.option("ProxyDir", "") or os.path.join(self.base_path, "proxies")
+        return CredentialSource(kind, host_cert=cert, host_key=key, proxy_dir=proxy_dir,
+                                scratch_dir=self.cache.tmp)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def start_http(self) -> None:
+        from seproxy.http.server import HttpThread
+
+        port = int(self.option("HttpPort", 9180))
+        ssl_context = self._https_context() if self.option("HttpsAccess", False) else None
+        self.http_thread = HttpThread(
+            port, str(self.cache.http_cache), register=self.register,
+            host=self.option("HttpHost", ""), ssl_context=ssl_context,
+            multi_use=self.option("HttpMultiUse", False),
+            max_connections=int(self.option("HttpMaxConnections", 64)),
+            purge_interval=float(self.option("HttpPurgeInterval", 30)))
+        host = self.option("HttpURLHost", "") or self.cfg.getOption("/DIRAC/Hostname") or socket.getfqdn()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        self.http_url_base = f"{self.http_thread.scheme}://{host}:{self.http_thread.port}"
+        log.info("HTTP access at %s serving %s", self.http_url_base, self.cache.http_cache)
+
+    def _https_context(self) -> ssl.SSLContext:
+        from seproxy.security.locations import host_credentials
+
+        cert, key = host_credentials(self.cfg)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def stop(self) -> None:
+        if self.http_thread is not None:
+            self.http_thread.stop()
+            self.http_thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- storage -----------------------------------------------------------------------------
+    def storage_element(self, name: str, vo: str, credentials: Any) -> Any:
+        from seproxy.storage.element import StorageElement
+
+        return StorageElement(name, vo=vo, config=self.cfg, credentials=credentials)
+
+    def run_limited(self, seconds: float, name: str, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a storage call in the pool, with DIRAC's timeout message when too slow."""
+        future = self._pool.submit(func, *args)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            log.error("%s still running after %s s; answering with a timeout", name, seconds)
+            return S_ERROR(f'{int(seconds)} seconds timeout for "{name}" call')
+
+    def disk_free(self) -> int:
+        st = os.statvfs(self.base_path)
+        return st.f_bavail * st.f_frsize
+
+
+_default_state: dict[str, ProxyState] = {}
+
+
+def purge_states() -> None:
+    """Stop every service state (tests and ``seproxy serve`` shutdown)."""
+    for state in list(_default_state.values()):
+        state.stop()
+    _default_state.clear()
+
+
+def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
+    """Read ``BasePath``, ``HttpAccess``, ``HttpPort``, ``HttpCache`` ...; start HTTP."""
+    cls = getattr(_initialising, "cls", None)
+    cfg = cls._rh_context.cfg if cls is not None and cls._rh_context is not None else get_config()
+    section = serviceInfo["serviceSectionPath"]
+    try:
+        state = ProxyState(cfg, section)
+        if state.http_flag:
+            state.start_http()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return S_ERROR(str(exc))
+    except OSError as exc:
+        log.error("StorageElementProxy start-up failed: %s", exc)
+        return S_ERROR(f"StorageElementProxy start-up failed: {exc}")
+    old = _default_state.pop(section, None) if cls is None else None
+    if old is not None:
+        old.stop()
+    if cls is not None:
+        cls.state = state
+        _initialising.cls = None
+    else:
+        _default_state[section] = state
+    return S_OK()
+
+
+class StorageElementProxyHandler(RequestHandler):
+    """DIRAC's StorageElementProxy handler (PROTOCOL 10.3, 10.4)."""
+
+    state: ProxyState | None = None
+
+    @classmethod
+    def initializeHandler(cls, serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
+        # runs just before the module initialiser: tell it which service class it sets up
+        _initialising.cls = cls
+        return S_OK()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _state(self) -> ProxyState:
+        state = type(self).state
+        if state is None:
+            section = self.serviceInfoDict.get("serviceSectionPath", "")
+            state = _default_state.get(section)
+        if state is None:
+            raise ConfigError("StorageElementProxy is not initialised")
+        return state
+
+    def _caller(self) -> tuple[dict[str, Any], str]:
+        """The caller's credential dict and VO; AuthError when they are unusable."""
+        cred = self.getRemoteCredentials()
+        if not cred.get("DN") or not cred.get("group") or not cred.get("username"):
+            raise AuthError(CONNECTION_DETAILS_ERROR)
+        return cred, self._state().registry.vo_for_group(cred["group"])
+
+    def _namespace(self) -> Namespace:
+        cred = self.getRemoteCredentials()
+        return Namespace(self._state().cache.ns_root, cred.get("DN", ""), cred.get("group", ""))
+
+    # -- RPC: callProxyMethod ----------------------------------------------------------------
+    types_callProxyMethod = [(str,), (str,), list, dict]  # noqa: N815
+
+    def export_callProxyMethod(self, se: str, name: str, args: list, kargs: dict) -> dict:  # noqa: N802
+        """Run the whitelisted StorageElement method ``name`` as the caller."""
+        state = self._state()
+        return state.run_limited(state.call_timeout, "__proxyWrapper", self._proxy_wrapper,
+                                 se, name, args, kargs)
+
+    def _proxy_wrapper(self, se: str, name: str, args: list, kargs: dict) -> dict:
+        from seproxy.storage.element import StorageElement
+
+        try:
+            cred, vo = self._caller()
+        except AuthError:
+            return S_ERROR(CONNECTION_DETAILS_ERROR)
+        if not vo:
+            return S_ERROR("Can not determine VO of the operation requester")
+        if name not in PROXY_METHODS:
+            known = not name.startswith("_") and callable(getattr(StorageElement, name, None))
+            if known or name in StorageElement.TRANSFER_METHODS:
+                return S_ERROR(f"Method '{name}' is not allowed through the StorageElementProxy")
+            return S_ERROR(f"Method '{name}' isn't implemented!")
+        if not all(isinstance(k, str) and k.isidentifier() for k in kargs):
+            return S_ERROR("Keyword argument names must be identifiers")
+        state = self._state()
+        with state.credentials.for_caller(cred, vo) as creds:
+            storage = state.storage_element(se, vo, creds)
+            method = getattr(storage, name, None)
+            if method is None:
+                return S_ERROR(f"Method '{name}' isn't implemented!")
+            if not callable(method):
+                return S_ERROR(f"Attribute '{name}' isn't a method!")
+            result = method(*args, **kargs)
+        if name == "removeFile" and isinstance(result, dict) and result.get("OK"):
+            for lfn in result["Value"].get("Successful", {}):
+                with contextlib.suppress(Exception):
+                    state.catalogue.remove_replica(lfn, se)
+        return result
+
+    # -- RPC: uploadFile -------------------------------------------------------------------------
+    types_uploadFile = [(str,), (str,)]  # noqa: N815
+
+    def export_uploadFile(self, se: str, pfn: str) -> dict:  # noqa: N802
+        """Put the caller's staged ``putFile/<basename(pfn)>`` to ``pfn`` on ``se``."""
+        state = self._state()
+        return state.run_limited(state.transfer_timeout, "__uploadFile", self._upload_file, se, pfn)
+
+    def _upload_file(self, se: str, pfn: str) -> dict:
+        try:
+            cred, vo = self._caller()
+            name = local_name(pfn)
+            namespace = self._namespace()
+        except AuthError:
+            return S_ERROR(CONNECTION_DETAILS_ERROR)
+        except PathError as exc:
+            return S_ERROR(str(exc))
+        state = self._state()
+        local = namespace.path("putFile", name)
+        if not local.is_file() or local.is_symlink():
+            return S_ERROR(f"File {name} does not exist")
+        try:
+            with state.cache.in_use(local), state.credentials.for_caller(cred, vo) as creds:
+                storage = state.storage_element(se, vo, creds)
+                result = returnSingleResult(storage.putFile({pfn: str(local)}))
+                if result["OK"]:
+                    size = local.stat().st_size
+                    state.catalogue.add_file(pfn, size, catalog.adler32_file(local), se)
+        except AuthError as exc:
+            result = S_ERROR(str(exc))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                local.unlink()
+        if not result["OK"]:
+            log.error("uploadFile: failed to put %s to %s: %s", name, se, result["Message"])
+        return result
+
+    # -- RPC: prepareFile ------------------------------------------------------------------------
+    types_prepareFile = [(str,), (str,)]  # noqa: N815
+
+    def export_prepareFile(self, se: str, pfn: str) -> dict:  # noqa: N802
+        """Download ``pfn`` from ``se`` into the caller's ``getFile/`` area."""
+        state = self._state()
+        return state.run_limited(state.transfer_timeout, "__prepareFile", self._prepare_file, se, pfn)
+
+    def _prepare_file(self, se: str, pfn: str) -> dict:
+        try:
+            cred, vo = self._caller()
+            name = local_name(pfn)
+            namespace = self._namespace()
+        except AuthError:
+            return S_ERROR(CONNECTION_DETAILS_ERROR)
+        except PathError as exc:
+            return S_ERROR(str(exc))
+        state = self._state()
+        try:
+            state.cache.make_room(0)
+        except CacheFullError as exc:
+            return S_ERROR(f"Not enough disk space: {exc}")
+        final_dir = namespace.directory("getFile")
+        work = state.cache.tmp / f"get-{secrets.token_hex(8)}"
+        work.mkdir(mode=0o700)
+        try:
+            with state.credentials.for_caller(cred, vo) as creds:
+                storage = state.storage_element(se, vo, creds)
+                result = returnSingleResult(storage.getFile(pfn, localPath=str(work)))
+            if not result["OK"]:
+                log.error("prepareFile: failed to get %s from %s: %s", pfn, se, result["Message"])
+                return result
+            staged = work / name
+            if not staged.is_file() or staged.is_symlink():
+                return S_ERROR(f"File {name} was not downloaded")
+            os.replace(staged, final_dir / name)
+        except AuthError as exc:
+            return S_ERROR(str(exc))
+        except OSError as exc:
+            return S_ERROR(f"prepareFile: {exc.strerror or exc}")
+        finally:
+            purgeCacheDirectory(work)
+        return S_OK()
+
+    # -- RPC: prepareFileForHTTP -----------------------------------------------------------------
+    types_prepareFileForHTTP = [[str, list]]  # noqa: N815
+
+    def export_prepareFileForHTTP(self, lfn: str | list) -> dict:  # noqa: N802
+        """Stage LFN(s) for an HTTP download; the key is registered if anything was staged."""
+        state = self._state()
+        state.register.purgeExpired()
+        lfns = [lfn] if isinstance(lfn, str) else lfn
+        if not all(isinstance(item, str) for item in lfns):
+            return S_ERROR("prepareFileForHTTP: LFNs must be strings")
+        key = _new_http_key()
+        directory = state.cache.http_cache / secrets.token_hex(16)
+        result = state.run_limited(state.transfer_timeout, "__prepareFileForHTTP",
+                                   self._prepare_file_for_http, lfns, directory)
+        if not result["OK"]:
+            purgeCacheDirectory(directory)
+            return result
+        result["CachePath"] = str(directory)
+        staged = bool(result["Value"]["Successful"])
+        if not staged:
+            purgeCacheDirectory(directory)
+            return result
+        from seproxy.http.access import key_digest
+
+        state.register.add(key_digest(key), state.key_lifetime, str(directory))
+        if state.http_flag and state.http_url_base:
+            result["HttpKey"] = key
+            result["HttpURL"] = f"{state.http_url_base}/{key}"
+        return result
+
+    def _prepare_file_for_http(self, lfns: list[str], directory: Any) -> dict:
+        try:
+            cred, vo = self._caller()
+        except AuthError:
+            return S_ERROR(CONNECTION_DETAILS_ERROR)
+        state = self._state()
+        directory.mkdir(mode=0o700)
+        with state.credentials.for_caller(cred, vo) as creds:
+            ses: dict[str, Any] = {}
+
+            def open_se(name: str) -> Any:
+                if name not in ses:
+                    ses[name] = state.storage_element(name, vo, creds)
+                return ses[name]
+
+            chain = catalog.CatalogueChain([
+                state.catalogue, catalog.StorageElementFallback(state.fallback_ses, open_se)])
+            value = catalog.fetch_lfns(lfns, directory, catalogue=chain, open_se=open_se,
+                                       tmp_dir=state.cache.tmp)
+        return S_OK(value)
+
+    # -- transfers ---------------------------------------------------------------------------
+    def transfer_toClient(self, fileID: Any, token: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+        """Send the caller's staged ``getFile/<name>`` and remove it once sent."""
+        try:
+            area, name = parse_file_id(fileID)
+            if area != "getFile":
+                raise PathError(f"Invalid fileID {fileID!r}: files are fetched from getFile/")
+            namespace = self._namespace()
+            dir_fd = namespace.dir_fd(area, create=True)
+        except PathError as exc:
+            fileHelper.sendEOF()
+            return S_ERROR(str(exc))
+        state = self._state()
+        try:
+            try:
+                fd = open_regular(dir_fd, name)
+            except FileNotFoundError:
+                fileHelper.sendEOF()
+                return S_ERROR(f"File {name} does not exist")
+            except (OSError, PathError):
+                fileHelper.sendEOF()
+                return S_ERROR("Failed to get file descriptor")
+            path = namespace.path(area, name)
+            with state.cache.in_use(path):
+                try:
+                    result = fileHelper.FDToNetwork(fd)
+                finally:
+                    os.close(fd)
+                if not result["OK"]:
+                    return S_ERROR(f"Failed to get file {fileID}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dir_fd)
+            return result
+        finally:
+            os.close(dir_fd)
+
+    def transfer_fromClient(self, fileID: Any, token: Any, fileSize: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+        """Receive ``putFile/<name>`` into a temporary file; rename it when complete."""
+        state = self._state()
+        try:
+            area, name = parse_file_id(fileID)
+            if area != "putFile":
+                raise PathError(f"Invalid fileID {fileID!r}: files are uploaded to putFile/")
+            namespace = self._namespace()
+        except PathError as exc:
+            return S_ERROR(str(exc))
+        size = fileSize if isinstance(fileSize, int) and not isinstance(fileSize, bool) else -1
+        if state.max_file_size and size > state.max_file_size:
+            return S_ERROR(f"File too large: {size} bytes, MaxFileSize is {state.max_file_size}")
+        if state.disk_free() - state.min_free <= max(size, 0):
+            return S_ERROR("Not enough disk space")
+        try:
+            state.cache.make_room(max(size, 0))
+        except CacheFullError:
+            return S_ERROR("Not enough disk space")
+        if isinstance(token, str) and "NoCheckSum" in token:
+            fileHelper.disableCheckSum()
+        try:
+            dir_fd = namespace.dir_fd(area, create=True)
+        except PathError as exc:
+            return S_ERROR(str(exc))
+        tmp_name = f"{namespace.id[:8]}-{secrets.token_hex(8)}.part"
+        tmp_fd = os.open(state.cache.tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                             dir_fd=tmp_fd)
+            except OSError:
+                return S_ERROR("Failed to get file descriptor")
+            with state.cache.in_use(state.cache.tmp / tmp_name):
+                result = self._receive(fileHelper, fd, state)
+                if result["OK"]:
+                    os.replace(tmp_name, name, src_dir_fd=tmp_fd, dst_dir_fd=dir_fd)
+                    return result
+            log.warning("upload of %s failed: %s", fileID, result["Message"])
+            return S_ERROR(f"Failed to put file {fileID}: {result['Message']}")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name, dir_fd=tmp_fd)
+            os.close(tmp_fd)
+            os.close(dir_fd)
+
+    @staticmethod
+    def _receive(fileHelper: Any, fd: int, state: ProxyState) -> dict:  # noqa: N803
+        """Stream into ``fd`` (closed here), flushed to disk on success."""
+        with os.fdopen(fd, "wb", buffering=0) as sink:
+            result = fileHelper.networkToDataSink(sink, maxFileSize=state.max_file_size)
+            if result["OK"]:
+                try:
+                    os.fsync(sink.fileno())
+                except OSError as exc:
+                    return S_ERROR(f"Error while writing received data: {exc}")
+        return result
+
+
+def _new_http_key() -> str:
+    from seproxy.http.access import new_key
+
+    return new_key()

@@ -1,0 +1,117 @@
+"""A running StorageElementProxy (dips, test PKI) with a File SE in a temporary folder.
+
+``se_proxy`` gives: ``.svc`` (RunningService), ``.rpc(user="testuser", group=...)`` and
+``.transfer(...)`` clients, ``.storage`` (the File SE's root), ``.base`` (BasePath),
+``.http_port``, ``.state`` (the handler's ProxyState). A second registered user
+``otheruser`` (same groups) exists for the ownership tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
+from seproxy.rpc.client import RPCClient
+from seproxy.transfer.client import TransferClient
+from tests.fixtures.pki import REGISTRY_CFG
+
+NAME = "DataManagement/StorageElementProxy"
+SE = "SE-LOCAL"
+OTHER_DN = "/C=ch/O=DIRAC/OU=DIRAC Test/CN=otheruser"
+
+REGISTRY = (REGISTRY_CFG
+            .replace("      Users = testuser\n", "      Users = testuser, otheruser\n")
+            .replace("  Users\n  {\n", "  Users\n  {\n    otheruser\n    {\n"
+                     f"      DN = {OTHER_DN}\n    }}\n", 1))
+
+
+def se_cfg(storage: Path, name: str = SE) -> str:
+    return f"""Resources
+{{
+  StorageElements
+  {{
+    {name}
+    {{
+      BackendType = File
+      AccessProtocols = file
+      WriteProtocols = file
+      File
+      {{
+        PluginName = File
+        Protocol = file
+        Access = remote
+        Host =
+        Port =
+        Path = {storage}
+      }}
+    }}
+  }}
+}}
+"""
+
+
+@dataclass
+class ProxyUnderTest:
+    svc: Any
+    pki: Any
+    storage: Path
+    base: Path
+    proxies: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def proxy(self, user: str = "testuser", group: str = "dirac_user") -> str:
+        if (user, group) not in self.proxies:
+            if user != "testuser":
+                cert, key = self.pki.dev.user_paths(user)
+                if not cert.exists():
+                    self.pki.dev.issue_user(user)
+            out = self.base.parent / f"proxy-{user}-{group}.pem"
+            self.proxies[(user, group)] = str(self.pki.dev.make_proxy(out, user=user, group=group))
+        return self.proxies[(user, group)]
+
+    def rpc(self, user: str = "testuser", group: str = "dirac_user", **kwargs: Any) -> RPCClient:
+        return RPCClient(self.svc.url, config=self.svc.cfg, proxyLocation=self.proxy(user, group), **kwargs)
+
+    def transfer(self, user: str = "testuser", group: str = "dirac_user", **kwargs: Any) -> TransferClient:
+        return TransferClient(self.svc.url, config=self.svc.cfg, proxyLocation=self.proxy(user, group),
+                              **kwargs)
+
+    @property
+    def state(self) -> Any:
+        return self.svc.service.handler_class.state
+
+    @property
+    def http_port(self) -> int:
+        return self.state.http_thread.port
+
+
+@pytest.fixture
+def se_proxy_factory(seproxy_service, pki, tmp_path):
+    started: list[ProxyUnderTest] = []
+
+    def start(**options: Any) -> ProxyUnderTest:
+        storage = tmp_path / "storage"
+        storage.mkdir(exist_ok=True)
+        base = tmp_path / "cache"
+        opts = {"BasePath": str(base), "HttpAccess": True, "HttpPort": 0, "HttpHost": "127.0.0.1",
+                "HttpURLHost": "127.0.0.1", "HttpPurgeInterval": 0, "MaxThreads": 4}
+        opts.update(options)
+        svc = seproxy_service(StorageElementProxyHandler, name=NAME, protocol="dips", options=opts,
+                              authorization={"Default": "authenticated",
+                                             "FileTransfer/Default": "authenticated"},
+                              registry=REGISTRY, cfg_text=se_cfg(storage))
+        running = ProxyUnderTest(svc, pki, storage, base)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.state.stop()
+
+
+@pytest.fixture
+def se_proxy(se_proxy_factory) -> ProxyUnderTest:
+    return se_proxy_factory()

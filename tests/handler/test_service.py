@@ -1,0 +1,120 @@
+"""The StorageElementProxy end to end over dips with seproxy's DIRAC-compatible clients,
+in the order DIRAC's Proxy storage plugin makes the calls (PROTOCOL.md 10.8)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import subprocess
+
+from seproxy.storage.localfs import file_adler32
+
+SE = "SE-LOCAL"
+
+
+def put_via_proxy(p, local, lfn, **who):
+    """sendFile putFile/<basename> then uploadFile, as the Proxy plugin does."""
+    sent = p.transfer(**who).sendFile(str(local), f"putFile/{os.path.basename(lfn)}")
+    assert sent["OK"], sent
+    return p.rpc(**who).uploadFile(SE, lfn)
+
+
+def get_via_proxy(p, lfn, dest, **who):
+    prepared = p.rpc(**who).prepareFile(SE, lfn)
+    if not prepared["OK"]:
+        return prepared
+    assert prepared["Value"] is None
+    return p.transfer(**who).receiveFile(str(dest), f"getFile/{os.path.basename(lfn)}")
+
+
+def test_ping_and_whoami(se_proxy):
+    ping = se_proxy.rpc().ping()
+    assert ping["OK"] and ping["Value"]["name"] == "DataManagement/StorageElementProxy"
+    who = se_proxy.rpc().whoami()
+    assert who["OK"] and who["Value"]["username"] == "testuser"
+
+
+def test_put_then_get_round_trip(se_proxy, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    local = tmp_path / "in.bin"
+    local.write_bytes(data)
+    lfn = "/dirac/user/t/in.bin"
+    up = put_via_proxy(se_proxy, local, lfn)
+    assert up["OK"], up
+    assert up["Value"] == len(data)
+    assert (se_proxy.storage / "dirac/user/t/in.bin").read_bytes() == data
+    # the staged upload is gone, the catalogue knows the replica
+    assert not list((se_proxy.base / "ns").rglob("in.bin"))
+    assert se_proxy.state.catalogue.replicas(lfn) == [SE]
+    assert se_proxy.state.catalogue.metadata(lfn)["Checksum"] == file_adler32(local)
+    out = tmp_path / "out.bin"
+    got = get_via_proxy(se_proxy, lfn, out)
+    assert got["OK"], got
+    assert out.read_bytes() == data
+    assert not list((se_proxy.base / "ns").rglob("in.bin"))  # one-shot: removed once sent
+
+
+def test_call_proxy_method_storage_queries(se_proxy, tmp_path):
+    (se_proxy.storage / "dirac/d").mkdir(parents=True)
+    (se_proxy.storage / "dirac/d/f.txt").write_bytes(b"hello")
+    rpc = se_proxy.rpc()
+    assert rpc.callProxyMethod(SE, "exists", [{"/dirac/d/f.txt": False}], {})["Value"] == \
+        {"Successful": {"/dirac/d/f.txt": True}, "Failed": {}}
+    assert rpc.callProxyMethod(SE, "getFileSize", [{"/dirac/d/f.txt": False}], {})["Value"][
+        "Successful"] == {"/dirac/d/f.txt": 5}
+    meta = rpc.callProxyMethod(SE, "getFileMetadata", ["/dirac/d/f.txt"], {})
+    assert meta["Value"]["Successful"]["/dirac/d/f.txt"]["Checksum"] == \
+        file_adler32(se_proxy.storage / "dirac/d/f.txt")
+    listing = rpc.callProxyMethod(SE, "listDirectory", ["/dirac/d"], {})
+    assert "/dirac/d/f.txt" in listing["Value"]["Successful"]["/dirac/d"]["Files"]
+    removed = rpc.callProxyMethod(SE, "removeFile", [["/dirac/d/f.txt"]], {})
+    assert removed["Value"]["Successful"] == {"/dirac/d/f.txt": True}
+    assert not (se_proxy.storage / "dirac/d/f.txt").exists()
+
+
+def test_prepare_file_for_http_then_curl(se_proxy, tmp_path):
+    data = os.urandom(2_000_000)
+    local = tmp_path / "h.bin"
+    local.write_bytes(data)
+    lfn = "/dirac/http/h.bin"
+    assert put_via_proxy(se_proxy, local, lfn)["OK"]
+    res = se_proxy.rpc().prepareFileForHTTP(lfn)
+    assert res["OK"], res
+    assert res["Value"]["Failed"] == {}
+    assert list(res["Value"]["Successful"]) == [lfn]
+    assert {"CachePath", "HttpKey", "HttpURL"} <= set(res)
+    assert res["HttpURL"] == f"http://127.0.0.1:{se_proxy.http_port}/{res['HttpKey']}"
+    out = tmp_path / "curl.bin"
+    subprocess.run(["curl", "-sSf", "-o", str(out), res["HttpURL"]], check=True, timeout=60)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
+    conn = http.client.HTTPConnection("127.0.0.1", se_proxy.http_port, timeout=10)
+    conn.request("GET", "/" + res["HttpKey"])
+    assert conn.getresponse().status == 401  # single use
+
+
+def test_prepare_file_for_http_several_and_unknown(se_proxy, tmp_path):
+    for name in ("a", "b"):
+        (se_proxy.storage / "dirac/m").mkdir(parents=True, exist_ok=True)
+        (se_proxy.storage / "dirac/m" / name).write_bytes(name.encode() * 10)
+    res = se_proxy.rpc().prepareFileForHTTP(["/dirac/m/a", "/dirac/m/b", "/dirac/m/missing"])
+    assert res["OK"], res
+    assert set(res["Value"]["Successful"]) == {"/dirac/m/a", "/dirac/m/b"}  # via SE fallback
+    assert "/dirac/m/missing" in res["Value"]["Failed"]
+    assert "HttpKey" in res
+    nothing = se_proxy.rpc().prepareFileForHTTP("/dirac/m/missing")
+    assert nothing["OK"] and nothing["Value"]["Successful"] == {}
+    assert "HttpKey" not in nothing  # no key for an empty staging
+    assert not os.path.exists(nothing["CachePath"])
+
+
+def test_types_and_error_texts(se_proxy):
+    rpc = se_proxy.rpc()
+    bad = rpc.callProxyMethod(SE, "exists", "notalist", {})
+    assert bad["Message"] == ("Type mismatch in parameter 2 (starting with param 0) "
+                              "Received <class 'str'>, expected <class 'list'>")
+    bad = rpc.prepareFileForHTTP(42)
+    assert bad["Message"] == ("Type mismatch in parameter 0 (starting with param 0) Received "
+                              "<class 'int'>, expected [<class 'str'>, <class 'list'>]")
+    assert rpc.callProxyMethod(SE, "noSuchMethod", [], {})["Message"] == \
+        "Method 'noSuchMethod' isn't implemented!"

@@ -119,7 +119,7 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
     except AuthError as exc:
         raise AuthError(f"cannot read the certificate {cert_path}: {exc}") from None
     key = _load_user_key(key_path, args.pwstdin)
-    if identity.seconds_left() == 0:
+    if identity.seconds_left == 0:
         raise AuthError(f"the certificate {cert_path} has expired")
     group = _default_group(args, identity.identity_dn)
     pem = devpki.create_proxy(identity.certificates, key, group=group, limited=args.limited,
@@ -127,7 +127,7 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else locations.default_proxy_path()
     devpki.write_private(out, pem)
     proxy = X509Chain.from_pem(pem)
-    hours, rest = divmod(proxy.seconds_left(), 3600)
+    hours, rest = divmod(proxy.seconds_left, 3600)
     print(f"Proxy generated: {out}")
     print(f"subject      : {proxy.subject_dn}")
     print(f"identity     : {proxy.identity_dn}")

@@ -59,11 +59,12 @@ def credential_dict(chain: X509Chain, registry: RegistryLike | None, vo_default:
     the Registry gives none. Raises ``AuthError`` for a chain breaking RFC 3820.
     """
     chain.check_structure()
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     is_proxy = chain.is_proxy
     creds: dict[str, Any] = {
         "subject": chain.subject_dn,
         "issuer": chain.issuer_dn,
-        "secondsLeft": chain.seconds_left(now),
+        "secondsLeft": chain.seconds_left_at(now),
         "isProxy": is_proxy,
         "isLimitedProxy": is_proxy and chain.is_limited_proxy,
         "validDN": False,

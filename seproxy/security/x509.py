@@ -205,9 +205,13 @@ class X509Chain:
             fqans.extend(extensions.read_voms_fqans(cert))
         return fqans
 
-    def seconds_left(self, now: datetime.datetime | None = None) -> int:
+    @property
+    def seconds_left(self) -> int:
         """Seconds until the first certificate of the chain expires (0 if expired)."""
-        now = now or _now()
+        return self.seconds_left_at(_now())
+
+    def seconds_left_at(self, now: datetime.datetime) -> int:
+        """:attr:`seconds_left` as seen at ``now``."""
         end = min(c.not_valid_after_utc for c in self.certificates)
         return max(0, int((end - now).total_seconds()))
 

@@ -96,7 +96,7 @@ def test_proxy_init_out(tmp_path, gs):
     chain = X509Chain.from_file(out)
     assert chain.is_proxy and chain.is_limited_proxy and chain.dirac_group == "dirac_user"
     assert chain.identity_dn == "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser"
-    assert 5400 - 600 < chain.seconds_left() <= 5400
+    assert 5400 - 600 < chain.seconds_left <= 5400
     lifetime = chain.leaf.not_valid_after_utc - chain.leaf.not_valid_before_utc
     assert lifetime.total_seconds() == 5400 + 900
     verify_with_ca_directory(chain, gs / "certificates")
@@ -111,7 +111,7 @@ def test_proxy_init_default_location_and_env(tmp_path, gs):
     assert result.returncode == 0, result.stderr
     chain = X509Chain.from_file(target)
     assert chain.dirac_group == "dirac_admin" and not chain.is_limited_proxy
-    assert 86400 - 600 < chain.seconds_left() <= 86400
+    assert 86400 - 600 < chain.seconds_left <= 86400
     # User certificate and key from $X509_USER_CERT / $X509_USER_KEY; $GRID_PROXY_FILE wins.
     grid = tmp_path / "grid.pem"
     base = gs / "users" / "alice"

@@ -32,8 +32,8 @@ def test_proxy_file(pki):
     assert chain.subject_dn == f"{pki.user_dn}/CN={chain.leaf.serial_number}"
     assert chain.dirac_group == "dirac_user"
     now = devpki.utcnow()
-    assert chain.seconds_left(now) == int((chain.leaf.not_valid_after_utc - now).total_seconds())
-    assert 0 < chain.seconds_left() <= 7200
+    assert chain.seconds_left_at(now) == int((chain.leaf.not_valid_after_utc - now).total_seconds())
+    assert 0 < chain.seconds_left <= 7200
     assert chain.voms_attributes == []
     chain.check_structure()
 
@@ -205,4 +205,4 @@ def test_verify_at_a_given_time(pki):
     later = devpki.utcnow() + datetime.timedelta(hours=2)
     with pytest.raises(AuthError, match="has expired"):
         verify_with_ca_directory(chain, pki.ca_dir, now=later)
-    assert chain.seconds_left(later) == 0
+    assert chain.seconds_left_at(later) == 0

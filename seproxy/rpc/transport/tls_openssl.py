@@ -1,0 +1,169 @@
+"""TLS transport on pyOpenSSL (the default backend).
+
+Server: host certificate, TLS 1.2/1.3, client certificate required
+(``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT``, depth 50), CA directory used as
+an OpenSSL hashed directory with ``X509_V_FLAG_ALLOW_PROXY_CERTS`` (+ CRL flags,
+see ``tlsconfig``), session id context ``DIRAC--<port>``, session cache and tickets.
+Client: proxy or host certificate, server chain verified (unless skip_ca_check),
+host name checked (SAN DNS/IP; CN without SAN), SNI, session resumption.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _lib
+
+from seproxy.errors import ConfigError, TransportError
+from seproxy.rpc.transport import tlsbase, tlsconfig
+from seproxy.rpc.transport.base import WANT_READ, WANT_WRITE
+
+_ASN1 = crypto.FILETYPE_ASN1
+_CLOSED_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ESHUTDOWN}
+#: pyOpenSSL's recv_into copies through a temporary buffer: one TLS record per call.
+_RECORD = 16384
+
+
+def ssl_reason(exc: Exception) -> str:
+    """Readable text of a pyOpenSSL error (the OpenSSL reason strings)."""
+    args = exc.args[0] if exc.args else None
+    if isinstance(args, list) and args and all(isinstance(a, tuple) for a in args):
+        return "; ".join(str(a[-1]) for a in args if a[-1])
+    if isinstance(exc, SSL.SysCallError) and exc.args and exc.args[0] == -1:
+        return "unexpected EOF (peer closed the connection)"
+    return str(exc) or type(exc).__name__
+
+
+def _verify_callback(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
+    return tlsbase.VERIFIER.decide(bool(ok), errnum, depth, lambda: crypto.dump_certificate(_ASN1, cert))
+
+
+def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD if server else SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION
+    if server:
+        options |= SSL.OP_CIPHER_SERVER_PREFERENCE
+    ctx.set_options(options)
+    ctx.set_cipher_list(tlsconfig.CIPHERS.encode())
+    try:
+        ctx.use_certificate_chain_file(settings.cert)
+        ctx.use_privatekey_file(settings.key)
+        ctx.check_privatekey()
+    except SSL.Error as exc:
+        raise ConfigError(f"Cannot use TLS credentials {settings.cert}: {ssl_reason(exc)}") from None
+    ctx.load_verify_locations(None, settings.ca_dir)
+    flags = crypto.X509StoreFlags.ALLOW_PROXY_CERTS
+    if settings.crl_flags_wanted:
+        flags |= crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
+    ctx.get_cert_store().set_flags(flags)
+    mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
+    ctx.set_verify(mode, _verify_callback)
+    ctx.set_verify_depth(tlsconfig.VERIFY_DEPTH)
+    return ctx
+
+
+class OpenSSLBackend(tlsbase.Backend):
+    name = "pyopenssl"
+
+    def server_context(self, settings: tlsconfig.TLSSettings, port: int, cfg: Any) -> SSL.Context:
+        ctx = _context(settings, server=True)
+        ctx.set_session_id(tlsconfig.session_id_context(port))
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_timeout(tlsconfig.session_timeout(cfg))
+        return ctx
+
+    def client_context(self, settings: tlsconfig.TLSSettings) -> SSL.Context:
+        ctx = _context(settings, server=False)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        return ctx
+
+    def wrap(self, context: SSL.Context, sock: socket.socket, *, server_side: bool,
+             sni: str | None = None, session: Any = None) -> SSL.Connection:
+        conn = SSL.Connection(context, sock)
+        if server_side:
+            conn.set_accept_state()
+        else:
+            conn.set_connect_state()
+            if sni:
+                conn.set_tlsext_host_name(sni.encode("idna"))
+            if session is not None:
+                conn.set_session(session)
+        return conn
+
+
+class OpenSSLTransport(tlsbase.TLSTransport):
+    _conn: SSL.Connection
+
+    def _io_error(self, exc: SSL.Error, prefix: str) -> int:
+        if isinstance(exc, SSL.WantReadError):
+            return WANT_READ
+        if isinstance(exc, (SSL.WantWriteError, SSL.WantX509LookupError)):
+            return WANT_WRITE
+        if isinstance(exc, SSL.ZeroReturnError):
+            return 0
+        if isinstance(exc, SSL.SysCallError) and exc.args and (
+                exc.args[0] in (-1, 0) or exc.args[0] in _CLOSED_ERRNOS):
+            return 0
+        raise TransportError(f"{prefix}: {ssl_reason(exc)}") from None
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            return self._conn.recv_into(view, _RECORD)
+        except SSL.Error as exc:
+            return self._io_error(exc, self._READ_ERROR)
+
+    def _send(self, view: memoryview) -> int:
+        try:
+            return self._conn.send(view)
+        except SSL.Error as exc:
+            return self._io_error(exc, self._WRITE_ERROR)
+
+    def _shutdown(self) -> None:
+        if self._handshake_done:
+            try:
+                self._conn.shutdown()
+            except SSL.Error:
+                pass
+
+    def _handshake_step(self) -> int:
+        try:
+            self._conn.do_handshake()
+            return 0
+        except (SSL.WantReadError, SSL.WantWriteError) as exc:
+            return self._io_error(exc, "")
+        except SSL.Error as exc:
+            raise TransportError(ssl_reason(exc)) from None
+
+    def _peer_certificates_der(self) -> list[bytes]:
+        leaf = self._conn.get_peer_certificate()
+        if leaf is None:
+            return []
+        chain = self._conn.get_peer_cert_chain() or []
+        return [crypto.dump_certificate(_ASN1, c) for c in [leaf, *chain]]
+
+    def _get_session(self) -> Any:
+        return self._conn.get_session()
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(_lib.SSL_session_reused(self._conn._ssl))  # noqa: SLF001 (no public API)
+
+    @property
+    def tls_version(self) -> str:
+        return self._conn.get_protocol_version_name()
+
+
+BACKEND = OpenSSLBackend()
+BACKEND.transport_class = OpenSSLTransport
+
+
+def listen(host: str, port: int, *, cfg: Any, backlog: int = 128) -> tlsbase.TLSListener:
+    return tlsbase.listen(BACKEND, host, port, cfg=cfg, backlog=backlog)
+
+
+def connect(host: str, port: int, **kwargs: Any) -> tlsbase.TLSTransport:
+    return tlsbase.connect(BACKEND, host, port, **kwargs)

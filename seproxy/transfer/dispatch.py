@@ -85,25 +85,53 @@ def serve_transfer(handler: Any, direction: str, transport: Any, encoding: str |
     finally:
         if semaphore is not None:
             semaphore.release()
-    if options.extended and helper_direction == "fromClient" and not helper.finishedTransmission():
-        _stop_windowed_sender(helper, result)
+    if helper_direction == "fromClient" and not helper.peer_gone:
+        if not helper.finishedTransmission():
+            _stop_sender(helper, result)
+        elif helper.stopped_peer and not options.extended:
+            _discard(helper, 1)
     return result
 
 
-def _stop_windowed_sender(helper: FileHelper, result: Any) -> None:
-    """Extension mode: the handler left chunks in flight; stop the sender and drain them.
+#: Seconds we wait for the frames a stopped sender still has on the way.
+DRAIN_TIMEOUT = 30.0
 
-    DIRAC's stop-and-wait sender reads the final answer as the ack of its one chunk;
-    a windowed sender may have several chunks on the way, so it gets the answer as a
-    stop reply and ends the stream with a terminator that we read up to.
+
+def _stop_sender(helper: FileHelper, result: Any) -> None:
+    """The handler returned while the client was still sending: collect what is in flight.
+
+    DIRAC's stop-and-wait sender has exactly one frame on the way (its next chunk or
+    EOF) and takes the final answer as that frame's ack; reading the frame first
+    means we never close on unread data (which would reset the connection before the
+    client reads the answer). A windowed (extension) sender may have several on the
+    way: it gets the answer as a stop reply now and ends with a terminator we drain to.
     """
+    if not helper.options.extended:
+        _discard(helper, 1)
+        return
     message = result.get("Message") if isinstance(result, dict) and not result.get("OK") else None
     try:
         helper.oTransport.send_data(stream.error_message(message or stream.MSG_INCOMPLETE),
                                     helper.encoding)
-        helper.drain()
+    except SeproxyError:
+        return
+    _discard(helper, None)
+
+
+def _discard(helper: FileHelper, frames: int | None) -> None:
+    transport = helper.oTransport
+    previous = transport.gettimeout() if hasattr(transport, "gettimeout") else None
+    try:
+        transport.settimeout(DRAIN_TIMEOUT if previous is None else min(previous, DRAIN_TIMEOUT))
+        if frames is None:
+            helper.drain()
+        else:
+            for _ in range(frames):
+                helper.receive_any()
     except SeproxyError:
         pass
+    finally:
+        transport.settimeout(previous)
 
 
 def _cs_option(handler: Any, name: str, default: Any) -> Any:

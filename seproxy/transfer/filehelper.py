@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seproxy.errors import ProtocolError, SeproxyError, TransferError
+from seproxy.errors import ProtocolError, SeproxyError, TransferError, TransportError
 from seproxy.returnvalues import S_ERROR, S_OK
 from seproxy.rpc.wire import codec
 from seproxy.transfer import stream
@@ -87,6 +87,7 @@ class FileHelper:
         self._hash = stream.EMPTY_MD5
         self._bytes = 0
         self._stopped_peer = False       # we stopped the peer: a window may still be in flight
+        self.peer_gone = False           # the peer sent an error or the connection broke
         self._acks: dict[str | None, bytes] = {}
 
     # ------------------------------------------------------------ DIRAC accessors
@@ -144,11 +145,22 @@ class FileHelper:
 
     def _receive(self) -> tuple[bytes | memoryview | None, Any]:
         """The next frame as (chunk data, None) on the fast path, else (None, message)."""
-        payload = self.oTransport.receive_frame(self.options.frame_limit())
+        try:
+            payload = self.oTransport.receive_frame(self.options.frame_limit())
+        except TransportError:
+            self.peer_gone = True
+            raise
         chunk = codec.decode_chunk(payload)
         if chunk is not None:
             return chunk, None
-        return None, codec.decode(payload)
+        message = codec.decode(payload)
+        if isinstance(message, dict) and message.get("OK") is False:
+            self.peer_gone = True
+        return None, message
+
+    def receive_any(self) -> None:
+        """Read and discard one frame (a chunk still on the way after a stop)."""
+        self._receive()
 
     # ------------------------------------------------------------ receiving
 

@@ -12,6 +12,8 @@ Special file ids (the behaviours the transfer battery needs):
 ``early-ok*``       fromClient: returns S_OK without reading (Incomplete transfer)
 ``abort-after-1*``  fromClient: reads one chunk, then ``markAsTransferred``
 ``abort*``          toClient: ``markAsTransferred`` at once
+``strict*``         fromClient: checks the MD5 even with a ``NoCheckSum`` token (as the
+                    StorageElementProxy does), so such an upload fails the CRC check
 ``raise*``          any direction: raises ``RuntimeError("boom")``
 missing file        toClient: EOF then ``File <id> does not exist`` (DIRAC SE)
 ==================  ==========================================================
@@ -70,7 +72,7 @@ class TransferTestHandler(RequestHandler):
             final = self._path(fileId)
         except ValueError as exc:
             return S_ERROR(str(exc))
-        if "NoCheckSum" in token:
+        if "NoCheckSum" in token and not str(fileId).startswith("strict"):
             fileHelper.disableCheckSum()
         os.makedirs(os.path.dirname(final), exist_ok=True)
         partial = os.path.join(os.path.dirname(final),

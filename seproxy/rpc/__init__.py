@@ -1,1 +1,27 @@
-"""rpc package."""
+"""DISET service framework: Service, RequestHandler, AuthManager, RPCClient (lazy imports).
+
+``from seproxy.rpc import RPCClient, RequestHandler, Service, ServiceReactor`` ...
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "RequestHandler": "seproxy.rpc.handler",
+    "AuthManager": "seproxy.rpc.auth",
+    "Service": "seproxy.rpc.service",
+    "ServiceReactor": "seproxy.rpc.reactor",
+    "BaseClient": "seproxy.rpc.client",
+    "RPCClient": "seproxy.rpc.client",
+    "MessageClient": "seproxy.rpc.msgclient",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'seproxy.rpc' has no attribute {name!r}")

@@ -46,7 +46,7 @@ from seproxy.rpc.loader import load_handler
 
 log = logging.getLogger("seproxy.rpc.service")
 
-REJECTOR_QUEUE = 16
+REJECTOR_QUEUE = 64
 REJECT_TIMEOUT = 2.0
 
 
@@ -208,9 +208,19 @@ class Service:
         selector.register(self.listener.fileno(), selectors.EVENT_READ, "listen")
         selector.register(self._wake_r.fileno(), selectors.EVENT_READ, "wake")
         parked: dict[int, tuple[Any, float]] = {}
+        paused = False
         try:
             while not self._stopping.is_set():
-                for key, _ in selector.select(timeout=1.0):
+                # when even the rejector is saturated, leave new clients in the kernel backlog
+                if not paused and self._rejects.qsize() >= REJECTOR_QUEUE:
+                    selector.unregister(self.listener.fileno())
+                    paused = True
+                    log.warning("Service %s: not accepting while %d rejections are pending", self.name,
+                                self._rejects.qsize())
+                elif paused and self._rejects.qsize() < REJECTOR_QUEUE // 2:
+                    selector.register(self.listener.fileno(), selectors.EVENT_READ, "listen")
+                    paused = False
+                for key, _ in selector.select(timeout=0.05 if paused else 1.0):
                     if key.data == "listen":
                         self._accept_one()
                     elif key.data == "wake":

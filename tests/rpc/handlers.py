@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 from seproxy.returnvalues import S_ERROR, S_OK
@@ -81,6 +82,15 @@ class RPCTestHandler(RequestHandler):
     def export_block(self):
         ENTERED.release()
         GATE.wait(30)
+        return S_OK("released")
+
+    types_waitOn = [int]
+    auth_waitOn = ["all"]
+
+    def export_waitOn(self, port):
+        """Connect to the test's gate on 127.0.0.1:port and return when it closes."""
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.recv(1)
         return S_OK("released")
 
     types_unencodable = []

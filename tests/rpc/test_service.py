@@ -1,0 +1,214 @@
+"""Service behaviour: bad proposals, banned IPs, ThreadLimit, handshake timeout, loading, reactor."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+
+import pytest
+
+from seproxy.errors import ConfigError
+from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.rpc.client import RPCClient
+from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.reactor import ServiceReactor
+from seproxy.rpc.service import Service
+from seproxy.rpc.wire import codec
+from tests.fixtures.services import service_config
+from tests.rpc.handlers import RPCTestHandler
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[object, bytes]:
+    """Send raw bytes, read until the server closes: (first decoded answer or None, rest)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    if not received:
+        return None, b""
+    length, _, rest = received.partition(b":")
+    return codec.decode(rest[: int(length)]), rest[int(length):]
+
+
+def frame(payload: bytes) -> bytes:
+    return b"%d:%s" % (len(payload), payload)
+
+
+@pytest.fixture(scope="module")
+def svc(seproxy_service_module):
+    return seproxy_service_module(RPCTestHandler, name="Test/Proposals")
+
+
+@pytest.mark.parametrize("payload", [
+    b"[1, 2]",
+    b'{"OK": true, "Value": "garbage"}',
+    b'{"OK": false, "Message": "x"}',
+    b'{"OK": true, "Value": [["Test/Proposals"], ["RPC", "ping"], ""]}',
+    b'{"OK": true, "Value": [["Test/Proposals", "None", "x"], ["RPC", 5], ""]}',
+    b'{"OK": true, "Value": [["Test/Proposals", "None", "x"], ["RPC", "ping"], {"a": 1}]}',
+    b"not a value at all",
+])
+def test_malformed_proposals_get_invalid_action_proposal(svc, payload):
+    answer, rest = raw_exchange(svc.port, frame(payload))
+    assert answer["OK"] is False and answer["Message"] == "Invalid action proposal"
+    assert answer["CallStack"] == [] and rest == b""
+    assert svc.client().ping()["OK"]
+
+
+def test_oversized_proposal_is_refused_without_buffering(svc):
+    answer, _ = raw_exchange(svc.port, b"99999999:" + b"x" * 20000)
+    assert answer["Message"] == "Invalid action proposal"
+
+
+def test_wrong_service_and_action_messages(svc):
+    answer, _ = raw_exchange(svc.port, frame(
+        b'{"OK": true, "Value": [["Nope/Nope", "None", "x"], ["RPC", "ping"], "", "9.1.22"]}'))
+    assert answer["Message"] == "Nope/Nope is not up in this server"
+    answer, _ = raw_exchange(svc.port, frame(
+        b'{"OK": true, "Value": [["Test/Proposals", "None", "x"], ["Bogus", "ping"], "", "9.1.22"]}'))
+    assert answer["Message"] == "Bogus is not a known action type"
+
+
+def test_message_action_is_accepted_then_closed(svc):
+    answer, rest = raw_exchange(svc.port, frame(
+        b'{"OK": true, "Value": [["Test/Proposals", "None", "x"], ["Message", "Note"], "", "9.1.22"]}'))
+    assert answer == {"OK": True, "Value": None} and rest == b""
+
+
+def test_three_element_proposal_is_accepted(svc):
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(frame(b'{"OK": true, "Value": [["Test/Proposals", "None"], ["RPC", "info"], ""]}'))
+        sock.sendall(frame(b'{"OK": true, "Value": []}'))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    first, _, rest = data.partition(b":")
+    rest = rest[int(first):]
+    info = codec.decode(rest.partition(b":")[2])["Value"]
+    assert info["version"] is None and info["vo"] == "dirac"
+
+
+def test_banned_ip_is_closed_at_once(seproxy_service):
+    svc = seproxy_service(cfg_text="Registry\n{\n  BannedIPs = 127.0.0.1\n}\n")
+    answer, _ = raw_exchange(svc.port, frame(b"{}"))
+    assert answer is None
+    assert svc.service.context.stats["banned"] == 1
+
+
+class Gate:
+    """A listening socket the ``waitOn`` handler method connects to; closing releases it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+
+    def wait_entered(self, count: int, timeout: float = 60) -> None:
+        while len(self.held) < count:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            assert ready, f"only {len(self.held)} of {count} requests reached the handler"
+            self.held.append(self.sock.accept()[0])
+
+    def nobody_waiting(self, within: float) -> bool:
+        return not select.select([self.sock], [], [], within)[0]
+
+    def release(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.held = []
+
+    def close(self) -> None:
+        self.release()
+        self.sock.close()
+
+
+def test_thread_limit_per_method(seproxy_service):
+    svc = seproxy_service(RPCTestHandler, options={"MaxThreads": 4, "ThreadLimit": {"RPC": {"waitOn": 1}}})
+    gate = Gate()
+    results: list = []
+    callers = [threading.Thread(target=lambda: results.append(svc.client().waitOn(gate.port))) for _ in range(2)]
+    try:
+        for caller in callers:
+            caller.start()
+        gate.wait_entered(1)
+        assert gate.nobody_waiting(0.5)  # the second call waits for the method's semaphore
+        assert svc.client().echo("other methods still run")["OK"]
+        gate.release()
+        gate.wait_entered(1)
+        gate.release()
+        for caller in callers:
+            caller.join(30)
+    finally:
+        gate.close()
+    assert [r["Value"] for r in results] == ["released", "released"]
+
+
+def test_silent_client_cannot_hold_a_worker(seproxy_service):
+    svc = seproxy_service(protocol="dips", options={"MaxThreads": 1, "HandshakeTimeout": 1})
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10):
+        result = svc.client().echo("served after the silent client timed out")
+    assert result["OK"], result
+
+
+def test_handler_loaded_from_handler_path_and_dirac_convention(tmp_path, monkeypatch):
+    from pathlib import Path
+    handlers = Path(__file__).with_name("handlers.py")
+    cfg = service_config("Test/Loaded", options={"HandlerPath": str(handlers)})
+    with Service(cfg, "Test/Loaded") as service:
+        assert service.handler_class.__name__ == "RPCTestHandler"
+        client = RPCClient(service.url.replace(service.url.split("/")[2], f"127.0.0.1:{service.port}"), config=cfg)
+        assert client.add(2, 3)["Value"] == 5
+    package = tmp_path / "MySystem" / "Service"
+    package.mkdir(parents=True)
+    (tmp_path / "MySystem" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "ThingHandler.py").write_text(
+        "from seproxy.returnvalues import S_OK\nfrom seproxy.rpc.handler import RequestHandler\n"
+        "class ThingHandler(RequestHandler):\n    types_thing = []\n"
+        "    def export_thing(self):\n        return S_OK('thing')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = service_config("My/Thing")
+    with Service(cfg, "My/Thing") as service:
+        client = RPCClient(f"dip://127.0.0.1:{service.port}/My/Thing", config=cfg)
+        assert client.thing()["Value"] == "thing"
+
+
+def test_failing_initializer_stops_the_service():
+    class Broken(RequestHandler):
+        @classmethod
+        def initializeHandler(cls, serviceInfo):
+            return S_ERROR("no database")
+
+    with pytest.raises(ConfigError, match="Error while initializing Test/Broken: no database"):
+        Service(service_config("Test/Broken"), "Test/Broken", handler_class=Broken).start()
+
+    class NotDict(RequestHandler):
+        @classmethod
+        def initializeHandler(cls, serviceInfo):
+            return None
+
+    with pytest.raises(ConfigError, match="must return S_OK/S_ERROR"):
+        Service(service_config("Test/Broken"), "Test/Broken", handler_class=NotDict).start()
+
+
+def test_several_services_in_one_process():
+    cfg = service_config("Test/One")
+    cfg.merge_text(service_config("Test/Two").serialize())
+
+    class Two(RequestHandler):
+        types_two = []
+
+        def export_two(self):
+            return S_OK(2)
+
+    with ServiceReactor(cfg, ["Test/One", "Test/Two"], handler_classes={"Test/One": RequestHandler, "Test/Two": Two}) as reactor:
+        one, two = reactor.services
+        assert one.port != two.port
+        assert RPCClient(f"dip://127.0.0.1:{one.port}/Test/One", config=cfg).ping()["Value"]["name"] == "Test/One"
+        assert RPCClient(f"dip://127.0.0.1:{two.port}/Test/Two", config=cfg).two()["Value"] == 2
+        assert RPCClient(f"dip://127.0.0.1:{one.port}/Test/One", config=cfg).two()["Message"] == "Unknown method two"

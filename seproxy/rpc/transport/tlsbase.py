@@ -10,6 +10,7 @@ host:port + credentials, server session id context, context reload every
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import socket
 import time
@@ -205,6 +206,9 @@ def _is_ip(name: str) -> bool:
 
 _CLIENT_CONTEXTS: dict[str, tlsconfig.TimedCache] = {}
 SESSIONS = tlsconfig.SessionCache()
+# drop library objects while their libraries are still loaded (M2Crypto frees at exit)
+atexit.register(SESSIONS.clear)
+atexit.register(_CLIENT_CONTEXTS.clear)
 
 
 def connect(backend: Backend, host: str, port: int, *, cfg: Any,

@@ -36,7 +36,8 @@ from typing import Any
 from seproxy.config import Config, Registry, get_config
 from seproxy.errors import AuthError, ConfigError, PathError, SeproxyError
 from seproxy.handler import catalog
-from seproxy.handler.cache import CacheArea, CacheFullError, ExpiringRegister, gRegister, parse_size, purgeCacheDirectory
+from seproxy.handler.cache import (CacheArea, CacheFullError, ExpiringRegister, gRegister,  # noqa: F401
+                                   parse_size, purgeCacheDirectory)
 from seproxy.handler.credentials import CredentialSource
 from seproxy.handler.namespace import Namespace, local_name, open_regular, parse_file_id
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult
@@ -78,11 +79,12 @@ class ProxyState:
         self.base_path = str(self.cache.base)
         self.max_file_size = parse_size(self.option("MaxFileSize", "0"))
         self.min_free = parse_size(self.option("MinFreeSpace", "64M"))
-        self.call_timeout = float(self.option("CallTimeout", 200))
-        self.transfer_timeout = float(self.option("TransferTimeout", 300))
-        self.key_lifetime = float(self.option("HttpKeyLifetime", HTTP_KEY_LIFETIME))
+        self.call_timeout = self.option("CallTimeout", 200.0)
+        self.transfer_timeout = self.option("TransferTimeout", 300.0)
+        self.key_lifetime = self.option("HttpKeyLifetime", float(HTTP_KEY_LIFETIME))
         self.registry = Registry(cfg)
-        self.register: ExpiringRegister = gRegister
+        # one register per service (gRegister stays the default of a bare HttpThread)
+        self.register = ExpiringRegister(purgeCacheDirectory)
         self.cache.clean_startup()
         self.credentials = self._credential_source()
         catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")
@@ -119,7 +121,7 @@ class ProxyState:
             host=self.option("HttpHost", ""), ssl_context=ssl_context,
             multi_use=self.option("HttpMultiUse", False),
             max_connections=int(self.option("HttpMaxConnections", 64)),
-            purge_interval=float(self.option("HttpPurgeInterval", 30)))
+            purge_interval=self.option("HttpPurgeInterval", 30.0))
         host = self.option("HttpURLHost", "") or self.cfg.getOption("/DIRAC/Hostname") or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
@@ -136,6 +138,7 @@ class ProxyState:
         return context
 
     def stop(self) -> None:
+        self.register.stop_purger()
         if self.http_thread is not None:
             self.http_thread.stop()
             self.http_thread = None
@@ -252,8 +255,8 @@ class StorageElementProxyHandler(RequestHandler):
             if known or name in StorageElement.TRANSFER_METHODS:
                 return S_ERROR(f"Method '{name}' is not allowed through the StorageElementProxy")
             return S_ERROR(f"Method '{name}' isn't implemented!")
-        if not all(isinstance(k, str) and k.isidentifier() for k in kargs):
-            return S_ERROR("Keyword argument names must be identifiers")
+        if not all(isinstance(k, str) and k.isidentifier() and not k.startswith("_") for k in kargs):
+            return S_ERROR("Keyword argument names must be public identifiers")
         state = self._state()
         with state.credentials.for_caller(cred, vo) as creds:
             storage = state.storage_element(se, vo, creds)
@@ -411,18 +414,15 @@ class StorageElementProxyHandler(RequestHandler):
             namespace = self._namespace()
             dir_fd = namespace.dir_fd(area, create=True)
         except PathError as exc:
-            fileHelper.sendEOF()
-            return S_ERROR(str(exc))
+            return _refuse_download(fileHelper, str(exc))
         state = self._state()
         try:
             try:
                 fd = open_regular(dir_fd, name)
             except FileNotFoundError:
-                fileHelper.sendEOF()
-                return S_ERROR(f"File {name} does not exist")
+                return _refuse_download(fileHelper, f"File {name} does not exist")
             except (OSError, PathError):
-                fileHelper.sendEOF()
-                return S_ERROR("Failed to get file descriptor")
+                return _refuse_download(fileHelper, "Failed to get file descriptor")
             path = namespace.path(area, name)
             with state.cache.in_use(path):
                 try:
@@ -494,6 +494,16 @@ class StorageElementProxyHandler(RequestHandler):
                 except OSError as exc:
                     return S_ERROR(f"Error while writing received data: {exc}")
         return result
+
+
+def _refuse_download(fileHelper: Any, message: str) -> dict:  # noqa: N803
+    """End a download that cannot start: DIRAC sends an empty EOF, then the error as the
+    final answer; a seproxy client (stream extension) gets the error in the stream."""
+    if getattr(getattr(fileHelper, "options", None), "extended", False):
+        fileHelper.sendError(message)
+    else:
+        fileHelper.sendEOF()
+    return S_ERROR(message)
 
 
 def _new_http_key() -> str:

@@ -103,7 +103,7 @@ def se_proxy_factory(seproxy_service, pki, tmp_path):
                               authorization={"Default": "authenticated",
                                              "FileTransfer/Default": "authenticated"},
                               registry=REGISTRY, cfg_text=se_cfg(storage))
-        running = ProxyUnderTest(svc, pki, storage, base)
+        running = ProxyUnderTest(svc, pki, storage, Path(opts["BasePath"]))
         started.append(running)
         return running
 

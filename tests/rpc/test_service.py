@@ -122,6 +122,23 @@ class Gate:
             conn.close()
         self.held = []
 
+    def open_wide(self) -> threading.Event:
+        """From now on release everybody at once (a thread accepts and closes); set the
+        returned event to stop."""
+        self.release()
+        done = threading.Event()
+
+        def run() -> None:
+            while not done.is_set():
+                try:
+                    if select.select([self.sock], [], [], 0.1)[0]:
+                        self.sock.accept()[0].close()
+                except (OSError, ValueError):  # the gate was closed
+                    return
+
+        threading.Thread(target=run, daemon=True).start()
+        return done
+
     def close(self) -> None:
         self.release()
         self.sock.close()

@@ -19,7 +19,8 @@ Nothing is unbounded: the queue, the rejector's queue, the parked sessions
 ``SocketBacklog``, ``URL``, ``MaxMessagingConnections``, ``HandlerPath``, ``Module``,
 ``Authorization/*``; seproxy's own: ``BindAddress`` (default all), ``Encoding``
 (json | dencode; default DIRAC's), ``HandshakeTimeout`` (10 s), ``RequestTimeout``
-(60 s per read of proposal/arguments), ``SessionIdleTimeout`` (60 s), ``MaxSessions`` (256).
+(60 s per read of proposal/arguments), ``EnableSessions`` (yes), ``SessionIdleTimeout`` (60 s),
+``MaxSessions`` (256).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class Service:
         self.session_idle_timeout = float(self.option("SessionIdleTimeout", 60.0))
         self.max_sessions = int(self.option("MaxSessions", 256))
         self.encoding: str | None = self.option("Encoding", "") or None
+        #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
+        self.sessions_enabled = bool(self.option("EnableSessions", True))
         self.handler_class: type[RequestHandler] | None = None
         self.context: ServiceContext | None = None
         self.listener: Any = None

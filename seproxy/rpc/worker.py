@@ -110,7 +110,8 @@ def receive_proposal(service: Any, transport: Any) -> Proposal | None:
             send(service, transport, framework_error(INVALID_PROPOSAL))
         return None
     try:
-        return check_proposal(envelope, service.context.service_info["validNames"], ACTION_TYPES)
+        types = ACTION_TYPES if service.sessions_enabled else DIRAC_ACTION_TYPES
+        return check_proposal(envelope, service.context.service_info["validNames"], types)
     except ProposalRejected as exc:
         send(service, transport, framework_error(str(exc)))
         return None

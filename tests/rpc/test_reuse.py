@@ -1,0 +1,118 @@
+"""Connection reuse (seproxy extension, docs/PROTOCOL-EXTENSIONS.md): many calls, one connection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from seproxy.rpc import reuse
+from seproxy.rpc.wire import codec
+from tests.rpc.handlers import RPCTestHandler
+
+
+@pytest.fixture(scope="module")
+def svc(seproxy_service_module):
+    return seproxy_service_module(RPCTestHandler, name="Test/Reuse", protocol="dips")
+
+
+def served(svc) -> int:
+    return svc.service.context.stats["served"]
+
+
+@pytest.mark.parametrize("encoding", ["json", "dencode"])
+def test_many_calls_one_connection(svc, encoding):
+    client = svc.client(reuseConnection=True, encoding=encoding)
+    client.close()
+    before = served(svc)
+    for index in range(50):
+        assert client.add(index, 1)["Value"] == index + 1
+    assert client.echo("x")["rpcStub"][1:] == ["echo", ["x"]]
+    assert served(svc) - before == 0, "the session connection is still open, not served to the end"
+    assert svc.service.context.stats["accepted"] >= 1
+    client.close()
+
+
+def test_each_call_is_authorised_on_its_own(svc, pki):
+    user = svc.client(reuseConnection=True)
+    denied = user.admin()
+    assert denied["OK"] is False and denied["Errno"] == 1111 and "CallStack" not in denied
+    assert user.whoami()["Value"]["group"] == "dirac_user"  # same session, still usable
+    admin = svc.client(reuseConnection=True, proxyLocation=str(pki.proxy(group="dirac_admin")))
+    assert admin.admin()["Value"] == ["CSAdministrator"]
+    assert admin.whoami()["Value"]["properties"] == ["CSAdministrator", "NormalUser"]
+    assert user.whoami()["Value"]["username"] == "testuser"
+
+
+def test_errors_inside_a_session_keep_it_usable(svc):
+    client = svc.client(reuseConnection=True)
+    assert client.boom()["Message"] == "Server error while serving boom: kaboom"
+    assert client.nope()["Message"] == "Unknown method nope"
+    assert client.echo(1)["Message"].startswith("Type mismatch in parameter 0")
+    assert client.echo("fine")["Value"] == "fine"
+
+
+def test_concurrent_reuse(svc):
+    errors: list = []
+
+    def work(offset: int) -> None:
+        client = svc.client(reuseConnection=True)
+        for index in range(30):
+            result = client.add(offset, index)
+            if result.get("Value") != offset + index:
+                errors.append(result)
+
+    threads = [threading.Thread(target=work, args=(n * 1000,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert svc.client().ping()["OK"]
+
+
+def test_dirac_like_server_refuses_and_client_falls_back(seproxy_service):
+    plain = seproxy_service(RPCTestHandler, name="Test/NoReuse", options={"EnableSessions": False})
+    before = served(plain)
+    client = plain.client(reuseConnection=True)
+    assert [client.add(i, i)["Value"] for i in range(3)] == [0, 2, 4]
+    assert plain.url in reuse.POOL.unsupported
+    assert served(plain) - before == 4  # the refused session proposal + one connection per call
+
+
+def test_refusal_is_dirac_unknown_action_type(seproxy_service):
+    plain = seproxy_service(name="Test/NoReuse2", options={"EnableSessions": False})
+    proposal = codec.encode({"OK": True, "Value": [["Test/NoReuse2", "None", "dirac"], ["Session", "RPC"],
+                                                   "", "9.1.22"]}, "json")
+    with socket.create_connection(("127.0.0.1", plain.port), timeout=10) as sock:
+        sock.sendall(b"%d:%s" % (len(proposal), proposal))
+        data = sock.recv(65536)
+    answer = codec.decode(data.partition(b":")[2])
+    assert answer["Message"] == "Session is not a known action type"
+
+
+def test_idle_sessions_are_closed_by_the_server(seproxy_service):
+    svc = seproxy_service(options={"SessionIdleTimeout": 0.3})
+    client = svc.client(reuseConnection=True)
+    assert client.echo("a")["OK"]
+    service = svc.service
+    deadline = time.monotonic() + 10
+    while service._parked_count or service.context.connections:
+        assert time.monotonic() < deadline, "idle session never closed"
+        threading.Event().wait(0.05)
+    assert client.echo("b")["Value"] == "b"  # the client notices and opens a new session
+
+
+@pytest.mark.interop
+def test_real_dirac_server_refuses_cleanly(dirac9_service, pki):
+    from seproxy.config import Config
+    from seproxy.rpc.client import RPCClient
+    cfg = Config.from_text(f"DIRAC\n{{\n  Security\n  {{\n    CALocation = {pki.ca_dir}\n  }}\n}}\n",
+                           use_default=False)
+    client = RPCClient(dirac9_service.url, config=cfg, proxyLocation=str(pki.proxy()), reuseConnection=True)
+    first = client.echoValue({"k": 1})
+    assert first["OK"] and first["Value"] == {"k": 1}
+    assert dirac9_service.url in reuse.POOL.unsupported
+    assert client.echoValue("again")["Value"] == "again"

@@ -171,151 +171,149 @@ def encode(value: Any) -> bytes:
 # --------------------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------------------
-class _Reader:
-    """One decode call: the input and its bounds."""
+def _fail(pos: int, message: str) -> ProtocolError:
+    return ProtocolError(f"DEncode: {message} at offset {pos}")
 
-    __slots__ = ("data", "size", "max_depth", "exact")
 
-    def __init__(self, data: bytes, max_depth: int, exact: bool) -> None:
-        self.data = data
-        self.size = len(data)
-        self.max_depth = max_depth
-        self.exact = exact
+def _reader(data: bytes, max_depth: int, exact: bool):  # noqa: C901 - one closure per decode call
+    """Build the recursive ``value(pos, depth) -> (value, next_pos)`` reader for ``data``.
 
-    def fail(self, pos: int, message: str) -> ProtocolError:
-        return ProtocolError(f"DEncode: {message} at offset {pos}")
+    Closures keep ``data`` and the bounds in fast cell variables; strings, ints,
+    bools and None are decoded inline inside containers (the common case).
+    """
+    size = len(data)
+    find = data.find
 
-    def value(self, pos: int, depth: int) -> tuple[Any, int]:
-        if pos >= self.size:
-            raise self.fail(pos, "truncated data, a value was expected")
-        tag = self.data[pos]
-        handler = _DECODERS.get(tag)
-        if handler is None:
-            raise self.fail(pos, f"unknown type tag {bytes([tag])!r}")
-        return handler(self, pos, depth)
-
-    def number_text(self, pos: int, limit: int, what: str) -> tuple[bytes, int]:
-        end = self.data.find(b"e", pos + 1, pos + 1 + limit)
+    def number_text(pos: int, limit: int, what: str) -> tuple[bytes, int]:
+        end = find(b"e", pos + 1, pos + 1 + limit)
         if end < 0:
-            raise self.fail(pos, f"{what} without terminating 'e'")
-        return self.data[pos + 1:end], end
+            raise _fail(pos, f"{what} without terminating 'e'")
+        return data[pos + 1:end], end
 
-    def int_(self, pos: int, _depth: int) -> tuple[int, int]:
-        text, end = self.number_text(pos, _MAX_INT_TEXT, "integer")
+    def int_(pos: int) -> tuple[int, int]:
+        text, end = number_text(pos, _MAX_INT_TEXT, "integer")
         try:
             return int(text), end + 1
         except ValueError:
-            raise self.fail(pos, f"invalid integer {text[:40]!r}") from None
+            raise _fail(pos, f"invalid integer {text[:40]!r}") from None
 
-    def float_(self, pos: int, _depth: int) -> tuple[float, int]:
-        data = self.data
-        text, end = self.number_text(pos, _MAX_FLOAT_TEXT, "float")
+    def str_(pos: int) -> tuple[str, int]:
+        colon = find(b":", pos + 1, pos + 2 + _MAX_LEN_DIGITS)
+        digits = data[pos + 1:colon]
+        if colon < 0 or not digits.isdigit():
+            raise _fail(pos, "string length is not digits followed by ':'")
+        start = colon + 1
+        end = start + int(digits)
+        if end > size:
+            raise _fail(pos, f"truncated string: declares {int(digits)} bytes, only {size - start} left")
+        return data[start:end].decode("utf-8", "surrogateescape"), end
+
+    def float_(pos: int) -> tuple[float, int]:
+        text, end = number_text(pos, _MAX_FLOAT_TEXT, "float")
         try:
-            if end + 1 < self.size and data[end + 1] in (_PLUS, _MINUS):
-                exp_text, exp_end = self.number_text(end, _MAX_FLOAT_TEXT, "float exponent")
-                if self.exact:
+            if end + 1 < size and data[end + 1] in (_PLUS, _MINUS):
+                exp_text, exp_end = number_text(end, _MAX_FLOAT_TEXT, "float exponent")
+                if exact:
                     return float(data[pos + 1:exp_end].decode()), exp_end + 1
                 mantissa = float(text.decode())
                 exponent = int(exp_text.decode())
                 if exponent > _MAX_FLOAT_EXPONENT:
-                    raise self.fail(pos, f"float exponent {exponent} out of range")
+                    raise _fail(pos, f"float exponent {exponent} out of range")
                 return mantissa * 10 ** exponent, exp_end + 1
             return float(text.decode()), end + 1
         except (ValueError, OverflowError):
-            raise self.fail(pos, f"invalid float {data[pos + 1:end + 30][:60]!r}") from None
+            raise _fail(pos, f"invalid float {data[pos + 1:end + 30][:60]!r}") from None
 
-    def bool_(self, pos: int, _depth: int) -> tuple[bool, int]:
-        if pos + 1 >= self.size:
-            raise self.fail(pos, "truncated bool")
-        return self.data[pos + 1] != _ZERO, pos + 2
-
-    def none(self, pos: int, _depth: int) -> tuple[None, int]:
-        return None, pos + 1
-
-    def str_(self, pos: int, _depth: int) -> tuple[str, int]:
-        data = self.data
-        colon = data.find(b":", pos + 1, pos + 2 + _MAX_LEN_DIGITS)
-        digits = data[pos + 1:colon]
-        if colon < 0 or not digits.isdigit():
-            raise self.fail(pos, "string length is not digits followed by ':'")
-        length = int(digits)
-        start = colon + 1
-        end = start + length
-        if end > self.size:
-            raise self.fail(pos, f"truncated string: declares {length} bytes, "
-                                 f"only {self.size - start} left")
-        return data[start:end].decode("utf-8", "surrogateescape"), end
-
-    def items(self, pos: int, depth: int) -> tuple[list, int]:
-        if depth >= self.max_depth:
-            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
-        data, size, value = self.data, self.size, self.value
-        out: list = []
+    def container(pos: int, depth: int, is_dict: bool) -> tuple[Any, int]:
+        if depth >= max_depth:
+            raise _fail(pos, f"nesting deeper than {max_depth} levels")
+        depth += 1
+        items: list = []
+        append = items.append
         start, pos = pos, pos + 1
         while True:
             if pos >= size:
-                raise self.fail(start, "truncated data: missing 'e' at the end of the container")
-            if data[pos] == _E:
-                return out, pos + 1
-            item, pos = value(pos, depth + 1)
-            out.append(item)
+                raise _fail(start, "truncated data: missing 'e' at the end of the container")
+            tag = data[pos]
+            if tag == _E:
+                break
+            if tag == _S:
+                item, pos = str_(pos)
+            elif tag == _I:
+                item, pos = int_(pos)
+            elif tag == _N:
+                item, pos = None, pos + 1
+            else:
+                item, pos = value(pos, depth)
+            append(item)
+        if not is_dict:
+            return items, pos + 1
+        if len(items) % 2:
+            raise _fail(start, "dict with a key but no value")
+        try:
+            return dict(zip(items[::2], items[1::2])), pos + 1
+        except TypeError:
+            bad = next(k for k in items[::2] if not _hashable(k))
+            raise _fail(start, f"unhashable dict key of type {type(bad).__name__}") from None
 
-    def tuple_(self, pos: int, depth: int) -> tuple[tuple, int]:
-        out, pos = self.items(pos, depth)
-        return tuple(out), pos
+    def value(pos: int, depth: int) -> tuple[Any, int]:
+        if pos >= size:
+            raise _fail(pos, "truncated data, a value was expected")
+        tag = data[pos]
+        if tag == _S or tag == _U:
+            return str_(pos)
+        if tag == _D:
+            return container(pos, depth, True)
+        if tag == _L:
+            return container(pos, depth, False)
+        if tag == _I or tag == _BIG_I:
+            return int_(pos)
+        if tag == _B:
+            if pos + 1 >= size:
+                raise _fail(pos, "truncated bool")
+            return data[pos + 1] != _ZERO, pos + 2
+        if tag == _N:
+            return None, pos + 1
+        if tag == _F:
+            return float_(pos)
+        if tag == _T:
+            items, pos = container(pos, depth, False)
+            return tuple(items), pos
+        if tag == _Z:
+            return datetime_(pos, depth)
+        raise _fail(pos, f"unknown type tag {bytes([tag])!r}")
 
-    def dict_(self, pos: int, depth: int) -> tuple[dict, int]:
-        if depth >= self.max_depth:
-            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
-        data, size, value = self.data, self.size, self.value
-        out: dict = {}
-        start, pos = pos, pos + 1
-        while True:
-            if pos >= size:
-                raise self.fail(start, "truncated data: missing 'e' at the end of the dict")
-            if data[pos] == _E:
-                return out, pos + 1
-            key_pos = pos
-            key, pos = value(pos, depth + 1)
-            item, pos = value(pos, depth + 1)
-            try:
-                out[key] = item
-            except TypeError:
-                raise self.fail(key_pos, f"unhashable dict key of type {type(key).__name__}") from None
-
-    def datetime_(self, pos: int, depth: int) -> tuple[Any, int]:
-        if pos + 1 >= self.size:
-            raise self.fail(pos, "truncated date/time")
-        kind = _DT_KINDS.get(self.data[pos + 1])
+    def datetime_(pos: int, depth: int) -> tuple[Any, int]:
+        if pos + 1 >= size:
+            raise _fail(pos, "truncated date/time")
+        kind = _DT_KINDS.get(data[pos + 1])
         if kind is None:
-            raise self.fail(pos, f"unknown date/time kind {self.data[pos + 1:pos + 2]!r}")
-        if depth >= self.max_depth:
-            raise self.fail(pos, f"nesting deeper than {self.max_depth} levels")
-        fields, end = self.value(pos + 2, depth + 1)
+            raise _fail(pos, f"unknown date/time kind {data[pos + 1:pos + 2]!r}")
+        if depth >= max_depth:
+            raise _fail(pos, f"nesting deeper than {max_depth} levels")
+        fields, end = value(pos + 2, depth + 1)
         if type(fields) not in (list, tuple):
-            raise self.fail(pos, f"date/time fields must be a list or tuple, not {type(fields).__name__}")
+            raise _fail(pos, f"date/time fields must be a list or tuple, not {type(fields).__name__}")
         try:
             return kind(*fields), end
         except (TypeError, ValueError, OverflowError) as exc:
-            raise self.fail(pos, f"invalid date/time fields: {exc}") from None
+            raise _fail(pos, f"invalid date/time fields: {exc}") from None
+
+    return value
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+(_S, _U, _D, _L, _I, _BIG_I, _B, _N, _F, _T, _Z) = b"sudliIbnftz"
 _DT_KINDS = {b"a"[0]: _dt.datetime, b"d"[0]: _dt.date, b"t"[0]: _dt.time}
-_DECODERS = {
-    b"i"[0]: _Reader.int_,
-    b"I"[0]: _Reader.int_,
-    b"f"[0]: _Reader.float_,
-    b"b"[0]: _Reader.bool_,
-    b"n"[0]: _Reader.none,
-    b"s"[0]: _Reader.str_,
-    b"u"[0]: _Reader.str_,
-    b"l"[0]: _Reader.items,
-    b"t"[0]: _Reader.tuple_,
-    b"d"[0]: _Reader.dict_,
-    b"z"[0]: _Reader.datetime_,
-}
 #: First bytes that DEncode can decode (the mixed decoder uses it).
-TAGS = frozenset(_DECODERS)
+TAGS = frozenset(b"sudliIbnftz")
 
 
 def as_bytes(data: Any, codec: str) -> bytes:
@@ -336,6 +334,6 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     if len(data) > max_size:
         raise ProtocolError(f"DEncode: payload of {len(data)} bytes exceeds the maximum of {max_size}")
     try:
-        return _Reader(data, max_depth, exact_floats).value(0, 0)
+        return _reader(data, max_depth, exact_floats)(0, 0)
     except RecursionError:
         raise ProtocolError("DEncode: nesting too deep for the interpreter stack") from None

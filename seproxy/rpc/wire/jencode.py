@@ -80,6 +80,8 @@ def _object_hook(obj: dict) -> Any:
     raise ProtocolError(f"JSON: refusing to decode an object of class {cls!r} (__dCls)")
 
 
+_DECODER = json.JSONDecoder(object_hook=_object_hook)
+
 _STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET_RE = re.compile(rb"[^\[\]{}]+")
 _DEPTH_STEP = {b"["[0]: 1, b"{"[0]: 1, b"]"[0]: -1, b"}"[0]: -1}
@@ -102,7 +104,9 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
         raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
     try:
-        return json.loads(data, object_hook=_object_hook), len(data)
+        # what json.loads does with bytes (UTF-8/16/32 detection), without a decoder per call
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+        return _DECODER.decode(text), len(data)
     except ProtocolError:
         raise
     except json.JSONDecodeError as exc:

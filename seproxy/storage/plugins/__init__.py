@@ -30,7 +30,7 @@ putDirectory({url: dir})     _put_directory(url, dir)    {"Files", "Size"}
 
 A primitive *raises* to fail one item: ``OSError`` and ``SeproxyError`` become
 ``str(exc)``, ``ItemFailed(value)`` puts ``value`` itself into ``Failed`` (for
-DIRAC's dict-valued failures), anything else becomes ``repr(exc)``. A primitive
+DIRAC's dict-valued failures), anything else becomes ``"<Type>: <message>"``. A primitive
 may return ``WithFailures(value, {other_url: reason})`` to report extra
 per-entry failures (``listDirectory``). This is the only place where plugin
 exceptions become DIRAC results. Primitives must stream: never hold a whole
@@ -92,7 +92,7 @@ def failure_reason(exc: BaseException) -> Any:
         return exc.value
     if isinstance(exc, (OSError, SeproxyError)):
         return str(exc) or type(exc).__name__
-    return repr(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def metadata(**values: Any) -> dict[str, Any]:

@@ -1,0 +1,325 @@
+"""The ``S3`` plugin: any S3 endpoint through boto3.
+
+Protocol section options: ``Host``, ``Port``, ``Path`` (= bucket),
+``SecureConnection`` (default True: https), ``Aws_access_key_id`` /
+``Aws_secret_access_key`` (DIRAC's names), ``Region``, ``Timeout`` (seconds for
+connect and read, default 30), ``MultipartThreshold`` / ``MultipartChunkSize``
+(bytes, default 64 MiB / 16 MiB).
+
+Credentials, first found wins: the call's ``StorageCredentials`` (``s3_*``),
+the section options, then boto3's own chain (``AWS_*`` variables, shared
+files) -- read by boto3, never written by seproxy.
+
+URLs are ``s3://host:port/<bucket>/<lfn>``; the object key is the LFN without
+its leading ``/``. Directories are key prefixes; ``createDirectory`` writes a
+zero-byte ``<key>/`` marker so an empty directory exists. Uploads stream from
+the local file (multipart above the threshold) with the adler32 in the object
+metadata ``x-amz-meta-checksum`` (as DIRAC's S3 plugin); downloads use parallel
+ranged GETs into a temporary file that is renamed only when complete and its
+adler32 matches the stored one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+from seproxy.errors import StorageError
+from seproxy.storage.localfs import atomic_write, file_adler32
+from seproxy.storage.plugins import ItemFailed, StorageBase, metadata
+
+try:  # optional dependency: pip install seproxy[s3]
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # pragma: no cover - reported when the plugin is built
+    boto3 = None
+
+ENOENT_TEXT = os.strerror(errno.ENOENT)
+
+
+def _missing(exc: Exception) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
+
+
+class S3Storage(StorageBase):
+    """Objects in one bucket of an S3-compatible endpoint."""
+
+    pluginName = "S3"
+    srmSpecificParse = False
+    _OUTPUT_PROTOCOLS = ["file", "s3", "http", "https"]
+
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+        if boto3 is None:
+            raise StorageError("The S3 plugin needs boto3 (pip install 'seproxy[s3]')")
+        super().__init__(storageName, parameters, **kwargs)
+        self.secure = str(parameters.get("SecureConnection", "True")).lower() in ("true", "yes", "1", "y")
+        scheme = "https" if self.secure else "http"
+        port = int(parameters.get("Port") or (443 if self.secure else 80))
+        self.bucketName = str(parameters["Path"]).strip("/")
+        timeout = float(parameters.get("Timeout") or 30)
+        creds = self.credentials
+        if creds.has_s3_keys:
+            keys = {"aws_access_key_id": creds.s3_access_key, "aws_secret_access_key": creds.s3_secret_key,
+                    "aws_session_token": creds.s3_session_token}
+        elif parameters.get("Aws_access_key_id") and parameters.get("Aws_secret_access_key"):
+            keys = {"aws_access_key_id": parameters["Aws_access_key_id"],
+                    "aws_secret_access_key": parameters["Aws_secret_access_key"]}
+        else:
+            keys = {}
+        session = boto3.session.Session()  # private session: no shared global state between callers
+        self.s3_client = session.client(
+            "s3",
+            endpoint_url=f"{scheme}://{parameters['Host']}:{port}",
+            region_name=parameters.get("Region") or "us-east-1",
+            config=BotoConfig(connect_timeout=timeout, read_timeout=timeout,
+                              retries={"max_attempts": 2, "mode": "standard"},
+                              s3={"addressing_style": "path"}, signature_version="s3v4"),
+            **keys,
+        )
+        self.transfer_config = TransferConfig(
+            multipart_threshold=int(parameters.get("MultipartThreshold") or 64 * 1024 * 1024),
+            multipart_chunksize=int(parameters.get("MultipartChunkSize") or 16 * 1024 * 1024),
+            max_concurrency=int(parameters.get("MaxConcurrency") or 4),
+        )
+
+    # -- keys ---------------------------------------------------------------------------
+    def _key(self, url: str) -> str:
+        path = urlparse(url).path if "://" in url else url
+        prefix = f"/{self.bucketName}/"
+        if not path.startswith(prefix):
+            raise StorageError(f"URL {url} is not in bucket {self.bucketName}", errno=errno.EINVAL)
+        key = path[len(prefix):]
+        if not key:
+            raise StorageError(f"URL {url} names no object", errno=errno.EINVAL)
+        return key
+
+    def _check_url(self, url: str) -> None:
+        self._key(url)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.s3_client.head_object(Bucket=self.bucketName, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise StorageError(str(exc)) from exc
+        except BotoCoreError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def _objects(self, prefix: str, delimiter: str | None = "/") -> Iterator[tuple[str, Any]]:
+        """Yield ("file", obj) and ("dir", prefix) entries under ``prefix``."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucketName, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            for page in self.s3_client.get_paginator("list_objects_v2").paginate(**kwargs):
+                for entry in page.get("CommonPrefixes", []):
+                    yield "dir", entry["Prefix"]
+                for obj in page.get("Contents", []):
+                    yield "file", obj
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(str(exc)) from exc
+
+    def _dir_exists(self, key: str) -> bool:
+        prefix = key.rstrip("/") + "/"
+        try:
+            res = self.s3_client.list_objects_v2(Bucket=self.bucketName, Prefix=prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(str(exc)) from exc
+        return bool(res.get("KeyCount"))
+
+    @staticmethod
+    def _file_meta(size: int, modified: Any, checksum: str) -> dict[str, Any]:
+        return metadata(File=True, Size=int(size), Checksum=checksum, Mode=0o644,
+                        ModTime=modified.timestamp() if modified is not None else 0.0,
+                        Cached=1, Migrated=0, Lost=0, Unavailable=0)
+
+    # -- files --------------------------------------------------------------------------
+    def _exists(self, url: str) -> bool:
+        key = self._key(url)
+        return self._head(key) is not None or self._dir_exists(key)
+
+    def _is_file(self, url: str) -> bool:
+        key = self._key(url)
+        if self._head(key) is not None:
+            return True
+        if self._dir_exists(key):
+            return False
+        raise ItemFailed("No such file or directory")
+
+    def _file_metadata(self, url: str) -> dict[str, Any]:
+        key = self._key(url)
+        head = self._head(key)
+        if head is None:
+            if self._dir_exists(key):
+                raise ItemFailed(os.strerror(errno.EISDIR))
+            raise ItemFailed(ENOENT_TEXT)
+        return self._file_meta(head["ContentLength"], head.get("LastModified"),
+                               head.get("Metadata", {}).get("checksum", ""))
+
+    def _file_size(self, url: str) -> int:
+        return int(self._file_metadata(url)["Size"])
+
+    def _download(self, key: str, dest: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise FileNotFoundError(errno.ENOENT, ENOENT_TEXT, f"{self.bucketName}/{key}")
+        expected = head.get("Metadata", {}).get("checksum", "")
+        try:
+            with atomic_write(dest) as fh:
+                self.s3_client.download_fileobj(self.bucketName, key, fh, Config=self.transfer_config)
+                fh.flush()
+                if expected and file_adler32(fh.name) != expected:
+                    raise StorageError(f"Checksum mismatch downloading {key} (expected {expected})")
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(str(exc)) from exc
+        return os.path.getsize(dest)
+
+    def _get_file(self, url: str, local_dir: str) -> int:
+        key = self._key(url)
+        return self._download(key, os.path.join(local_dir, os.path.basename(key)))
+
+    def _upload(self, src: str, key: str, source_size: int = 0) -> int:
+        size = os.path.getsize(src)
+        if os.path.isdir(src):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src)
+        checksum = file_adler32(src)
+        try:
+            with open(src, "rb") as fh:
+                self.s3_client.upload_fileobj(fh, self.bucketName, key, Config=self.transfer_config,
+                                              ExtraArgs={"Metadata": {"checksum": checksum}})
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(str(exc)) from exc
+        head = self._head(key)
+        stored = int(head["ContentLength"]) if head else -1
+        if (source_size and source_size != stored) or stored != size:
+            self._delete(key)
+            raise ItemFailed(f"Source and destination file sizes do not match "
+                             f"({source_size or size} vs {stored}).")
+        return stored
+
+    def _put_file(self, url: str, src: Any, source_size: int) -> int:
+        return self._upload(str(src), self._key(url), int(source_size or 0))
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.s3_client.delete_object(Bucket=self.bucketName, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(str(exc)) from exc
+
+    def _remove_file(self, url: str) -> bool:
+        self._delete(self._key(url))
+        return True
+
+    # -- directories ----------------------------------------------------------------------
+    def _is_directory(self, url: str) -> bool:
+        key = self._key(url)
+        if self._dir_exists(key):
+            return True
+        if self._head(key) is not None:
+            return False
+        raise ItemFailed(ENOENT_TEXT)
+
+    def _create_directory(self, url: str) -> bool:
+        key = self._key(url).rstrip("/") + "/"
+        if not self._dir_exists(key):
+            try:
+                self.s3_client.put_object(Bucket=self.bucketName, Key=key, Body=b"")
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(str(exc)) from exc
+        return True
+
+    def _list_directory(self, url: str) -> dict[str, Any]:
+        prefix = self._key(url).rstrip("/") + "/"
+        if not self._dir_exists(prefix):
+            raise FileNotFoundError(errno.ENOENT, ENOENT_TEXT, url)
+        files: dict[str, Any] = {}
+        dirs: dict[str, Any] = {}
+        for kind, entry in self._objects(prefix):
+            if kind == "dir":
+                dirs["/" + entry.rstrip("/")] = metadata(Directory=True)
+            elif entry["Key"] != prefix:
+                files["/" + entry["Key"]] = self._file_meta(entry["Size"], entry.get("LastModified"), "")
+        return {"SubDirs": dirs, "Files": files}
+
+    def _directory_metadata(self, url: str) -> dict[str, Any]:
+        key = self._key(url)
+        if self._dir_exists(key):
+            return metadata(Directory=True, Mode=0o755)
+        if self._head(key) is not None:
+            raise ItemFailed(os.strerror(errno.ENOTDIR))
+        raise ItemFailed(ENOENT_TEXT)
+
+    def _directory_size(self, url: str) -> dict[str, int]:
+        prefix = self._key(url).rstrip("/") + "/"
+        if not self._dir_exists(prefix):
+            raise FileNotFoundError(errno.ENOENT, ENOENT_TEXT, url)
+        files = size = subdirs = 0
+        for kind, entry in self._objects(prefix):
+            if kind == "dir":
+                subdirs += 1
+            elif entry["Key"] != prefix:
+                files += 1
+                size += int(entry["Size"])
+        return {"Files": files, "Size": size, "SubDirs": subdirs}
+
+    def _remove_directory(self, url: str, recursive: bool) -> Any:
+        prefix = self._key(url).rstrip("/") + "/"
+        files = size = 0
+        try:
+            for kind, entry in self._objects(prefix, None if recursive else "/"):
+                if kind != "file":
+                    continue
+                self._delete(entry["Key"])
+                if not entry["Key"].endswith("/"):
+                    files += 1
+                    size += int(entry["Size"])
+            if recursive:
+                self._delete(prefix)
+        except StorageError as exc:
+            if recursive:
+                raise ItemFailed({"FilesRemoved": files, "SizeRemoved": size}) from exc
+            raise
+        return {"FilesRemoved": files, "SizeRemoved": size} if recursive else True
+
+    def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
+        prefix = self._key(url).rstrip("/") + "/"
+        target = os.path.join(local_dir, os.path.basename(prefix.rstrip("/")))
+        files = size = 0
+        try:
+            for _kind, entry in self._objects(prefix, None):
+                rel = entry["Key"][len(prefix):]
+                if not rel or rel.endswith("/"):
+                    continue
+                dest = os.path.join(target, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                size += self._download(entry["Key"], dest)
+                files += 1
+        except (OSError, StorageError) as exc:
+            raise ItemFailed({"Files": 0, "Size": 0}) from exc
+        if not files:
+            raise ItemFailed({"Files": 0, "Size": 0})
+        return {"Files": files, "Size": size}
+
+    def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
+        prefix = self._key(url).rstrip("/") + "/"
+        files = size = 0
+        try:
+            if not os.path.isdir(src_dir):
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(src_dir))
+            for root, _dirs, names in os.walk(src_dir):
+                for name in names:
+                    full = os.path.join(root, name)
+                    size += self._upload(full, prefix + os.path.relpath(full, src_dir))
+                    files += 1
+        except (OSError, StorageError, ItemFailed) as exc:
+            raise ItemFailed({"Files": 0, "Size": 0}) from exc
+        return {"Files": files, "Size": size}
+
+
+__all__ = ["S3Storage"]

@@ -1,0 +1,71 @@
+"""Message connections (PROTOCOL.md 12): Connection/new, msg_* callbacks, server push."""
+
+from __future__ import annotations
+
+import queue
+import socket
+
+import pytest
+
+from seproxy.rpc.msgclient import MessageClient
+from seproxy.rpc.wire import codec
+from tests.rpc.handlers import RPCTestHandler
+
+
+@pytest.fixture
+def svc(seproxy_service):
+    return seproxy_service(RPCTestHandler, name="Test/Messages", protocol="dips",
+                           options={"MaxMessagingConnections": 2})
+
+
+def client_for(svc, **kwargs) -> MessageClient:
+    return MessageClient(svc.url, config=svc.cfg, proxyLocation=svc.default_proxy,
+                         definitions=RPCTestHandler.MSG_DEFINITIONS, **kwargs)
+
+
+@pytest.mark.parametrize("encoding", ["json", "dencode"])
+def test_message_round_trip_with_ack_and_push(svc, encoding):
+    client = client_for(svc, encoding=encoding)
+    pushed: queue.Queue = queue.Queue()
+    client.subscribeToMessage("Note", pushed.put)
+    assert client.connect(flavour="test")["OK"]
+    msg = client.createMessage("Note")["Value"]
+    msg.text, msg.count = "hello", 41
+    msg.setWaitForAck(True)
+    assert client.sendMessage(msg)["OK"]
+    reply = pushed.get(timeout=20)  # the handler answers with srv_msgReply
+    assert (reply.text, reply.count) == ("HELLO", 42)
+    assert ("hello", 41) in svc.service.handler_class.notes
+    client.disconnect()
+
+
+def test_wrong_types_are_refused_before_sending(svc):
+    client = client_for(svc)
+    msg = client.createMessage("Note")["Value"]
+    with pytest.raises(TypeError):
+        msg.count = "not an int"
+    assert client.createMessage("Nope")["OK"] is False
+
+
+def test_connection_argument_checks(svc):
+    def exchange(args: bytes) -> dict:
+        proposal = codec.encode({"OK": True, "Value": [["Test/Messages", "None", "dirac"], ["Connection", "new"],
+                                                       "", "9.1.22"]}, "json")
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as raw:
+            import ssl
+            ctx = ssl.create_default_context(cafile=None)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.load_cert_chain(svc.default_proxy)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"%d:%s" % (len(proposal), proposal))
+                sock.sendall(b"%d:%s" % (len(args), args))
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        first, _, rest = data.partition(b":")
+        rest = rest[int(first):]
+        return codec.decode(rest.partition(b":")[2])
+
+    assert exchange(b'{"OK": true, "Value": ["only one"]}')["Message"] == "Expected 2 arguments"
+    assert exchange(b'{"OK": true, "Value": [1, {}]}')["Message"] == "Invalid type for argument 0"

@@ -1,0 +1,179 @@
+"""``seproxy serve``: run the StorageElementProxy (DISET + HTTP) until interrupted.
+
+With no configuration it runs the embedded ``default.cfg`` as a self-contained
+development site under the data directory (``--data-dir``, default ``~/.seproxy``):
+
+* a development PKI (CA, host certificate for localhost and this host's FQDN, user
+  ``testuser``) in ``pki/``, made if missing;
+* ``dev.cfg`` registering that user (groups ``dirac_user``, ``dirac_admin``) and host;
+* ``proxy.pem``: a ``dirac_user`` proxy of that user (renewed when under an hour left);
+* the File storage element ``SE-LOCAL`` in ``storage/``, the cache in ``cache/``;
+
+then prints the service URLs and the exact commands to try next. With a site
+configuration (``-c site.cfg``) whose ``/DIRAC/Security`` points elsewhere nothing
+is generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from seproxy.cli.common import DEV_CFG, DEV_PROXY, SERVICE, add_common_options, data_dir, load_config
+from seproxy.config import Config, set_config
+
+log = logging.getLogger("seproxy.serve")
+
+DEV_USER = "testuser"
+
+
+def _dev_cfg_text(user_dn: str, host_dn: str, host: str) -> str:
+    return f"""# Written by `seproxy serve` for the development PKI in pki/ (edit freely).
+Registry
+{{
+  Users
+  {{
+    {DEV_USER}
+    {{
+      DN = {user_dn}
+    }}
+  }}
+  Groups
+  {{
+    dirac_user
+    {{
+      Users = {DEV_USER}
+    }}
+    dirac_admin
+    {{
+      Users = {DEV_USER}
+    }}
+  }}
+  Hosts
+  {{
+    {host}
+    {{
+      DN = {host_dn}
+      Properties = TrustedHost
+    }}
+  }}
+}}
+"""
+
+
+def ensure_dev_site(directory: Path, cfg: Config) -> list[str]:
+    """Create what the embedded default needs under ``directory``; what was made."""
+    from seproxy.security import pki as devpki
+    from seproxy.security.x509 import X509Chain
+
+    made: list[str] = []
+    pki_dir = directory / "pki"
+    cert_file = cfg.getOption("/DIRAC/Security/CertFile") or ""
+    if not cert_file.startswith(str(pki_dir)):
+        return made  # a site configuration: its own credentials
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dev = devpki.DevPKI(pki_dir)
+    if not dev.host_cert.exists() or not dev.ca_cert.exists():
+        made.append(f"development PKI in {pki_dir}")
+    dev.ensure(hostnames=("localhost", socket.getfqdn()), users=(DEV_USER,))
+    dev_cfg = directory / DEV_CFG
+    if not dev_cfg.exists():
+        user_dn = X509Chain.from_file(dev.user_cert).identity_dn
+        host_dn = X509Chain.from_file(dev.host_cert).subject_dn
+        dev_cfg.write_text(_dev_cfg_text(user_dn, host_dn, "localhost"), encoding="utf-8")
+        cfg.merge_file(dev_cfg)
+        made.append(f"Registry entries in {dev_cfg}")
+    proxy = directory / DEV_PROXY
+    renew = True
+    if proxy.exists():
+        try:
+            renew = X509Chain.from_file(proxy).seconds_left < 3600
+        except Exception:  # noqa: BLE001 - an unreadable proxy is simply remade
+            renew = True
+    if renew:
+        dev.make_proxy(proxy, user=DEV_USER, group="dirac_user")
+        made.append(f"user proxy {proxy}")
+    for option in ("/Resources/StorageElements/SE-LOCAL/File/Path",):
+        path = cfg.getOption(option)
+        if path:
+            Path(path).mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _next_commands(args: argparse.Namespace, url: str, http: str, proxy: Path) -> list[str]:
+    extra = []
+    if getattr(args, "data_dir", None):
+        extra += ["--data-dir", str(data_dir(args))]
+    for cfg_file in list(args.cfg_files) + list(args.sub_cfg_files):
+        extra += ["-c", str(cfg_file)]
+    common = " ".join(shlex.quote(part) for part in extra + ["--proxy", str(proxy)])
+    common = " " + common if common else ""
+    sample, copy = data_dir(args) / "hello.txt", data_dir(args) / "hello.copy"
+    lines = [
+        f"seproxy ping {url}{common}",
+        f"seproxy whoami {url}{common}",
+        f"echo 'hello grid' > {shlex.quote(str(sample))}",
+        f"seproxy put {shlex.quote(str(sample))} /dirac/user/hello.txt SE-LOCAL --url {url}{common}",
+        f"seproxy get /dirac/user/hello.txt SE-LOCAL {shlex.quote(str(copy))} --url {url}{common}",
+        f"seproxy call SE-LOCAL getFileMetadata /dirac/user/hello.txt --url {url}{common}",
+    ]
+    if http:
+        lines.append(f"curl -fsS \"$(seproxy http-url /dirac/user/hello.txt --url {url}{common})\"")
+    return lines
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from seproxy.rpc.service import Service
+
+    cfg = load_config(args)
+    directory = data_dir(args)
+    made = ensure_dev_site(directory, cfg)
+    set_config(cfg)
+    service = Service(cfg, SERVICE).start()
+    state = service.handler_class.state
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    http = ""
+    if state is not None and state.http_thread is not None:
+        http = f"{state.http_url_base}/<key>"
+    out = sys.stdout
+    print("seproxy StorageElementProxy is running", file=out)
+    for item in made:
+        print(f"  created   {item}", file=out)
+    print(f"  DISET     {service.url}", file=out)
+    print(f"  HTTP      {http or 'off (HttpAccess = no)'}", file=out)
+    if state is not None:
+        print(f"  cache     {state.base_path}", file=out)
+    storage = cfg.getOption("/Resources/StorageElements/SE-LOCAL/File/Path")
+    if storage:
+        print(f"  SE-LOCAL  {storage}", file=out)
+    proxy = directory / DEV_PROXY
+    print("Try next (from another shell):", file=out)
+    for line in _next_commands(args, service.url, http, proxy):
+        print(f"  {line}", file=out)
+    print("Stop with Ctrl-C.", file=out, flush=True)
+    try:
+        stop.wait()
+    finally:
+        print("stopping ...", file=out, flush=True)
+        service.stop(timeout=10)
+        if state is not None:
+            state.stop()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the StorageElementProxy service (DISET + HTTP)",
+        description="Run DataManagement/StorageElementProxy. With no configuration the "
+        "embedded default is a local development site under --data-dir (PKI, proxy, "
+        "File SE, cache); the URLs and the commands to try next are printed.")
+    add_common_options(serve)
+    serve.set_defaults(func=cmd_serve)

@@ -77,7 +77,13 @@ def copy_stream(
             chunk = memoryview(data)
             n = len(data)
         adler = zlib.adler32(chunk, adler)
-        write(chunk)
+        while chunk:  # raw writes may be short (e.g. a filling disk): write the rest
+            written = write(chunk)
+            if written is None:
+                break
+            if written <= 0:
+                raise OSError(errno.EIO, f"write made no progress after {total} bytes")
+            chunk = chunk[written:]
         total += n
     return total, adler32_hex(adler)
 
@@ -159,6 +165,9 @@ def atomic_copy(
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src_path)
         with atomic_write(final_path) as dst:
             size, checksum = copy_stream(src, dst, block_size)
+            on_disk = os.fstat(dst.fileno()).st_size
+            if on_disk != size:
+                raise OSError(errno.EIO, f"short copy: {on_disk} of {size} bytes written", final_path)
             if expected_size and expected_size != size:
                 raise SizeMismatch(expected_size, size)
             tmp = str(dst.name)

@@ -1,7 +1,9 @@
 """Distinguished names: OpenSSL "oneline" slash form, and the OpenSSL subject hash.
 
-DIRAC writes DNs as ``/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser``: the RDNs in
-encoding order, each as ``<short name>=<value>``, multi-valued RDNs joined by ``+``.
+DIRAC writes DNs as ``/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser``: OpenSSL's
+``X509_NAME_oneline`` (M2Crypto's ``str(X509_Name)``): the RDNs in encoding order, each
+``<short name>=<value>``, members of a multi-valued RDN joined by ``+``, ``/`` and ``+``
+in values escaped with ``\\``, bytes outside ``' '..'~'`` written as ``\\xHH``.
 
 The subject hash names the files of an OpenSSL hashed CA directory
 (``<hash>.0``, CRLs ``<hash>.r0``). It is OpenSSL's ``X509_NAME_hash``: SHA-1
@@ -14,6 +16,8 @@ trimmed, has its whitespace runs collapsed to one space and ASCII lower-cased.
 from __future__ import annotations
 
 import hashlib
+import re
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -38,6 +42,16 @@ _SHORT_NAMES = {
     NameOID.TITLE: "title",
     NameOID.STREET_ADDRESS: "street",
     NameOID.POSTAL_CODE: "postalCode",
+    NameOID.BUSINESS_CATEGORY: "businessCategory",
+    NameOID.DN_QUALIFIER: "dnQualifier",
+    NameOID.PSEUDONYM: "pseudonym",
+    NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionC",
+    NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME: "jurisdictionST",
+    NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionL",
+    NameOID.INITIALS: "initials",
+    NameOID.GENERATION_QUALIFIER: "generationQualifier",
+    NameOID.X500_UNIQUE_IDENTIFIER: "x500UniqueIdentifier",
 }
 _BY_SHORT_NAME = {short: oid for oid, short in _SHORT_NAMES.items()}
 
@@ -52,39 +66,91 @@ _CANON_CODECS = {
     der.BMP_STRING: "utf-16-be",
 }
 _SPACES = b" \t\n\v\f\r"
+_GENERAL_STRING = 0x1B
 
 
+def _oneline_value(tag: int, raw: bytes) -> str:
+    """One value as ``X509_NAME_oneline`` prints it (bytes outside ' '..'~' as ``\\xHH``)."""
+    keep = [True] * 4
+    if tag == _GENERAL_STRING and len(raw) % 4 == 0:
+        seen = [any(raw[i] for i in range(j, len(raw), 4)) for j in range(4)]
+        if not any(seen[:3]):
+            keep = [False, False, False, True]  # UCS-4 holding ASCII: keep the low bytes
+    out = []
+    for index, byte in enumerate(raw):
+        if not keep[index & 3]:
+            continue
+        if byte < 0x20 or byte > 0x7E:
+            out.append(f"\\x{byte:02X}")
+        elif byte in (0x2F, 0x2B):  # '/' and '+'
+            out.append("\\" + chr(byte))
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
 def name_to_dn(name: x509.Name) -> str:
-    """``x509.Name`` -> ``/C=ch/O=DIRAC/CN=...`` (DIRAC / OpenSSL oneline form)."""
+    """``x509.Name`` -> ``/C=ch/O=DIRAC/CN=...``: OpenSSL's ``X509_NAME_oneline``, which is
+    what DIRAC (M2Crypto) prints; multi-valued RDN members are joined with ``+``."""
     parts = []
-    for rdn in name.rdns:
-        parts.append("+".join(
-            f"{_SHORT_NAMES.get(attr.oid, attr.oid.dotted_string)}={attr.value}"
-            for attr in rdn
-        ))
+    for rdn in der.parse_single(name.public_bytes(), der.SEQUENCE).children():
+        members = []
+        for ava in rdn.children():
+            oid_tlv, value = ava.children()[:2]
+            dotted = der.decode_oid(oid_tlv.value)
+            short = _SHORT_NAMES.get(x509.ObjectIdentifier(dotted), dotted)
+            members.append(f"{short}={_oneline_value(value.tag, value.value)}")
+        parts.append("+".join(members))
     return "".join("/" + part for part in parts)
 
 
-def dn_to_name(dn: str) -> x509.Name:
-    """``/C=ch/O=DIRAC/CN=...`` -> ``x509.Name`` (single-valued RDNs, in that order).
+_TOKEN = re.compile(r"\\x([0-9A-Fa-f]{2})|\\(.)|([/+])|([^\\/+]+)", re.S)
 
-    Values must not contain ``/``; that is all DIRAC-style DNs need.
-    """
+
+def _split_dn(dn: str) -> list[list[str]]:
+    """Split a oneline DN into RDNs of members, undoing ``\\/``, ``\\+`` and ``\\xHH``."""
+    rdns: list[list[bytearray]] = []
+    for hexbyte, escaped, separator, text in _TOKEN.findall(dn):
+        if separator == "/":
+            rdns.append([bytearray()])
+        elif not rdns:
+            raise AuthError(f"not a slash-form DN: {dn!r}")
+        elif separator == "+":
+            rdns[-1].append(bytearray())
+        elif hexbyte:
+            rdns[-1][-1].append(int(hexbyte, 16))
+        else:
+            rdns[-1][-1] += (escaped or text).encode("utf-8")
+    try:
+        return [[member.decode("utf-8") for member in rdn] for rdn in rdns]
+    except UnicodeDecodeError:
+        raise AuthError(f"DN is not UTF-8 once unescaped: {dn!r}") from None
+
+
+def dn_to_name(dn: str) -> x509.Name:
+    """``/C=ch/O=DIRAC/CN=...`` (as :func:`name_to_dn` writes it) -> ``x509.Name``."""
     if not dn.startswith("/"):
         raise AuthError(f"not a slash-form DN: {dn!r}")
-    attributes = []
-    for part in dn[1:].split("/"):
-        key, sep, value = part.partition("=")
-        if not sep or not value:
-            raise AuthError(f"malformed DN component {part!r} in {dn!r}")
-        oid = _BY_SHORT_NAME.get(key)
-        if oid is None:
+    rdns = []
+    for members in _split_dn(dn):
+        attributes = []
+        for member in members:
+            key, sep, value = member.partition("=")
+            if not sep or not value:
+                raise AuthError(f"malformed DN component {member!r} in {dn!r}")
+            oid = _BY_SHORT_NAME.get(key)
+            if oid is None:
+                try:
+                    oid = x509.ObjectIdentifier(key)
+                except ValueError:
+                    raise AuthError(f"unknown DN attribute {key!r} in {dn!r}") from None
             try:
-                oid = x509.ObjectIdentifier(key)
-            except ValueError:
-                raise AuthError(f"unknown DN attribute {key!r} in {dn!r}") from None
-        attributes.append(x509.NameAttribute(oid, value))
-    return x509.Name(attributes)
+                attributes.append(x509.NameAttribute(oid, value))
+            except ValueError as exc:
+                raise AuthError(f"bad DN component {member!r}: {exc}") from None
+        rdns.append(x509.RelativeDistinguishedName(attributes))
+    return x509.Name(rdns)
 
 
 def _canonical_text(raw: bytes) -> bytes:

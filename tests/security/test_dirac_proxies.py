@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from seproxy.config import Config, Registry
+from seproxy.security import pki as devpki
 from seproxy.security.credentials import credential_dict
 from seproxy.security.x509 import X509Chain, verify_with_ca_directory
 
@@ -36,6 +37,7 @@ for out, group, limited in args[1]:
 result = {"ours": ours, "made": made}
 """
 
+ODD_DN = "/C=ch/CN=y+OU=a\\/b\\+c/CN=J\\xC3\\xB6rg"
 OUR_CASES = [dict(group="dirac_user"), dict(group=None), dict(group="dirac_admin", limited=True)]
 MADE_CASES = [("dirac_user", False), (None, False), ("dirac_admin", True)]
 
@@ -62,6 +64,10 @@ def test_proxies_both_ways(request, tmp_path, pki, registry, registry_cfg, versi
     client = request.getfixturevalue(f"dirac{version}_client").with_(cfg_extra=registry_cfg)
     ours = [pki.proxy(**case) for case in OUR_CASES]
     ours.append(pki.proxy(group="dirac_admin", parent=pki.proxy(group=None)))
+    # An identity whose DN needs OpenSSL's oneline escapes (multi-valued RDN, '/', '+', UTF-8).
+    odd_cert, odd_key = pki.dev.issue(ODD_DN, tmp_path / "oddcert.pem", tmp_path / "oddkey.pem")
+    ours.append(devpki.write_private(tmp_path / "oddproxy.pem", devpki.create_proxy(
+        devpki.load_cert(odd_cert), devpki.load_key(odd_key), group="dirac_user")))
     made = [(str(tmp_path / f"dirac{i}.pem"), group, limited)
             for i, (group, limited) in enumerate(MADE_CASES)]
     outcome = client.run({"exec": DIRAC_CODE, "args": [[str(p) for p in ours], made,
@@ -69,6 +75,7 @@ def test_proxies_both_ways(request, tmp_path, pki, registry, registry_cfg, versi
     answer = outcome[0].unwrap()
 
     # DIRAC reads our proxies as we do (key order included).
+    assert answer["ours"][-1]["creds"]["Value"]["identity"] == ODD_DN
     for path, seen in zip(ours, answer["ours"]):
         assert seen["valid"], seen
         dirac_creds = seen["creds"]["Value"]

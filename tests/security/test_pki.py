@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from seproxy.errors import AuthError
 from seproxy.security import pki as devpki
 from seproxy.security.extensions import (DIRAC_GROUP_OID, POLICY_LIMITED, PROXY_CERT_INFO_OID,
                                          ProxyCertInfo)
@@ -29,24 +30,46 @@ def verify(ca_dir: Path, pem: Path, *extra: str) -> subprocess.CompletedProcess:
                    "-untrusted", pem, pem)
 
 
-@pytest.mark.parametrize("dn", [
-    "/C=ch/O=DIRAC/CN=DIRAC Test CA",
-    "/C=CH/O=  Some   Org /OU=MiXeD Case/CN=x",
-    "/DC=org/DC=terena/DC=tcs/C=DE/O=Uni Grüße/CN=Jörg Test",
-    "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser/emailAddress=Someone@Example.ORG",
-])
-def test_subject_hash_matches_openssl(tmp_path, dn):
+def _names() -> list[x509.Name]:
+    attr, rdn, oid = x509.NameAttribute, x509.RelativeDistinguishedName, x509.NameOID
+    bmp = x509.name._ASN1Type.BMPString
+    return [
+        dn_to_name("/C=ch/O=DIRAC/CN=DIRAC Test CA"),
+        dn_to_name("/C=CH/O=  Some   Org /OU=MiXeD Case/CN=x"),
+        dn_to_name("/DC=org/DC=terena/DC=tcs/C=DE/O=Uni Grüße/CN=Jörg Test"),
+        dn_to_name("/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser/emailAddress=Someone@Example.ORG"),
+        x509.Name([rdn([attr(oid.COUNTRY_NAME, "ch")]),
+                   rdn([attr(oid.COMMON_NAME, "y"), attr(oid.ORGANIZATIONAL_UNIT_NAME, "a/b+c")]),
+                   rdn([attr(oid.COMMON_NAME, "Bmp Ünï", _type=bmp)]),
+                   rdn([attr(oid.COMMON_NAME, "tab\there")]),
+                   rdn([attr(x509.ObjectIdentifier("1.2.3.4.5"), "custom")])]),
+    ]
+
+
+@pytest.mark.parametrize("name", _names(), ids=lambda n: n.rfc4514_string()[:30])
+def test_subject_hash_and_dn_match_openssl(tmp_path, name):
     key = devpki.generate_key(1024)
-    cert = devpki.issue_certificate(dn, key, None, key, ca=True)
+    cert = devpki.issue_certificate(name, key, None, key, ca=True)
     path = devpki.write_public(tmp_path / "c.pem", devpki.cert_to_pem(cert))
     result = openssl("x509", "-hash", "-noout", "-in", path)
     assert result.returncode == 0, result.stderr
     assert subject_hash(cert.subject) == result.stdout.strip()
+    oneline = openssl("x509", "-noout", "-subject", "-nameopt", "compat", "-in", path)
+    assert oneline.stdout.strip() == "subject=" + name_to_dn(cert.subject)
 
 
-def test_dn_round_trip():
-    dn = "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser/CN=123"
+@pytest.mark.parametrize("dn", [
+    "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser/CN=123",
+    "/C=DE/O=Uni Gr\\xC3\\xBC\\xC3\\x9Fe/CN=y+OU=a\\/b/CN=p\\+q",
+])
+def test_dn_round_trip(dn):
     assert name_to_dn(dn_to_name(dn)) == dn
+
+
+@pytest.mark.parametrize("dn", ["C=ch/CN=x", "/C=ch/CN", "/C=ch/XX=y", "/CN=\\xFF"])
+def test_bad_dn(dn):
+    with pytest.raises(AuthError):
+        dn_to_name(dn)
 
 
 def test_hashed_ca_dir(pki):

@@ -13,6 +13,7 @@ replaces ``DN``/``group`` and drops ``extraCredentials``.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from seproxy.config import Config, Registry
@@ -28,6 +29,9 @@ KW_EXTRA_CREDENTIALS = "extraCredentials"
 HOSTS_GROUP = "hosts"
 TRUSTED_HOST = "TrustedHost"
 ANONYMOUS = ("anonymous", "visitor")
+#: Keys of the credential dict that authorisation reads or writes.
+_AUTH_KEYS = (KW_DN, KW_GROUP, KW_USERNAME, KW_PROPERTIES, KW_EXTRA_CREDENTIALS)
+CACHE_SIZE = 4096
 
 
 def _as_list(value: Any) -> list[str]:
@@ -45,6 +49,8 @@ class AuthManager:
         self.cfg = cfg
         self.authSection = section.rstrip("/")  # noqa: N815 (DIRAC name)
         self.registry = registry or Registry(cfg)
+        self._cache: dict[tuple, tuple[bool, dict]] = {}
+        self._cache_lock = threading.Lock()
 
     # -- rules -----------------------------------------------------------------------------
     def getValidPropertiesForMethod(self, method: str, defaultProperties: Any = None) -> list[str]:  # noqa: N802,N803
@@ -107,7 +113,37 @@ class AuthManager:
 
     # -- the decision ----------------------------------------------------------------------
     def authQuery(self, methodQuery: str, credDict: dict, defaultProperties: Any = None) -> bool:  # noqa: N802,N803
-        """True if the caller described by ``credDict`` may run ``methodQuery``."""
+        """True if the caller described by ``credDict`` may run ``methodQuery``.
+
+        Decisions are cached per (method, identity inputs, configuration generation), like
+        DIRAC's Registry caches; a reload of the configuration invalidates them.
+        """
+        try:
+            key = (methodQuery, repr(defaultProperties), getattr(self.cfg, "generation", None),
+                   *(repr(credDict.get(k, KeyError)) for k in (KW_DN, KW_GROUP, KW_EXTRA_CREDENTIALS)))
+        except Exception:  # noqa: BLE001 - unusual values: no caching
+            key = None
+        hit = self._cache.get(key) if key is not None else None
+        if hit is not None:
+            allowed, after = hit
+            for name in _AUTH_KEYS:
+                if name in after:
+                    value = after[name]
+                    credDict[name] = list(value) if isinstance(value, list) else value
+                else:
+                    credDict.pop(name, None)
+            return allowed
+        allowed = self._decide(methodQuery, credDict, defaultProperties)
+        if key is not None:
+            after = {k: (list(credDict[k]) if isinstance(credDict[k], list) else credDict[k])
+                     for k in _AUTH_KEYS if k in credDict}
+            with self._cache_lock:
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = (allowed, after)
+        return allowed
+
+    def _decide(self, methodQuery: str, credDict: dict, defaultProperties: Any) -> bool:  # noqa: N803
         required = self.getValidPropertiesForMethod(methodQuery, defaultProperties)
         properties, valid_groups = self._split_groups(required)
         lowered = [p.lower() for p in properties] or ["any"]
@@ -118,7 +154,7 @@ class AuthManager:
         if self._is_trusted_forwarder(credDict):
             forwarded = credDict.pop(KW_EXTRA_CREDENTIALS)
             credDict[KW_DN], credDict[KW_GROUP] = forwarded[0], forwarded[1]
-            return self.authQuery(methodQuery, credDict, defaultProperties)
+            return self._decide(methodQuery, credDict, defaultProperties)
         extra = credDict.get(KW_EXTRA_CREDENTIALS)
         if extra is not None and not isinstance(extra, str):
             log.info("Forwarded credentials from a host that is not trusted: %s", credDict[KW_DN])

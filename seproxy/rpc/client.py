@@ -146,7 +146,7 @@ class BaseClient:
         Returns ``(S_OK(), transport)`` or ``(S_ERROR, None)``.
         """
         rounds = 3 if len(self.urls) <= 2 else 2
-        last: dict = S_ERROR(f"Cannot connect to {self.serviceName}")
+        last: dict | None = None
         proposals = 0
         for attempt in range(rounds):
             for url in self.urls:
@@ -175,6 +175,8 @@ class BaseClient:
                 last = answer
             if attempt < rounds - 1:
                 time.sleep(self.retryDelay if len(self.urls) <= 1 else 3.0 / len(self.urls))
+        if last is None:
+            last = S_ERROR(f"Cannot connect to {self.serviceName}")
         last.pop("CallStack", None)
         return last, None
 

@@ -202,3 +202,14 @@ def test_credential_vectors_whoami_through_authorisation(auth):
         assert cred.get("properties") == value.get("properties"), vector["desc"]
         checked += 1
     assert checked >= 5
+
+
+def test_cached_decisions_match_and_follow_configuration_changes(auth):
+    first, second = proxy(group="dirac_admin"), proxy(group="dirac_admin")
+    assert auth.authQuery("getAdminInfo", first) and auth.authQuery("getAdminInfo", second)
+    assert first == second and first["properties"] == ["CSAdministrator"]
+    forwarded = [{"DN": HOST, "extraCredentials": [USER, "dirac_admin"]} for _ in range(2)]
+    assert all(auth.authQuery("getAdminInfo", cred) for cred in forwarded)
+    assert forwarded[0] == forwarded[1] and "extraCredentials" not in forwarded[1]
+    auth.cfg.setOption("/Auth/getAdminInfo", "group:nobody")
+    assert not auth.authQuery("getAdminInfo", proxy(group="dirac_admin"))

@@ -84,26 +84,50 @@ def _enc_bytes(value: bytes, out: list) -> None:
     out.append(value)
 
 
+def _enc_items(values: Any, out: list) -> None:
+    """Encode a sequence of values; str and int inline (the common case)."""
+    append = out.append
+    for item in values:
+        kind = type(item)
+        if kind is str:
+            raw = item.encode("utf-8")
+            append(b"s%d:%s" % (len(raw), raw))
+        elif kind is int:
+            append(b"i%de" % item)
+        else:
+            _ENCODERS[kind](item, out)
+
+
 def _enc_list(value: list, out: list) -> None:
     out.append(b"l")
-    for item in value:
-        _ENCODERS[type(item)](item, out)
+    _enc_items(value, out)
     out.append(b"e")
 
 
 def _enc_tuple(value: tuple, out: list) -> None:
     out.append(b"t")
-    for item in value:
-        _ENCODERS[type(item)](item, out)
+    _enc_items(value, out)
     out.append(b"e")
 
 
 def _enc_dict(value: dict, out: list) -> None:
-    out.append(b"d")
+    append = out.append
+    append(b"d")
     for key, item in value.items():
-        _ENCODERS[type(key)](key, out)
-        _ENCODERS[type(item)](item, out)
-    out.append(b"e")
+        if type(key) is str:
+            raw = key.encode("utf-8")
+            append(b"s%d:%s" % (len(raw), raw))
+        else:
+            _ENCODERS[type(key)](key, out)
+        kind = type(item)
+        if kind is str:
+            raw = item.encode("utf-8")
+            append(b"s%d:%s" % (len(raw), raw))
+        elif kind is int:
+            append(b"i%de" % item)
+        else:
+            _ENCODERS[kind](item, out)
+    append(b"e")
 
 
 def _naive(value: Any) -> None:
@@ -235,13 +259,29 @@ def _reader(data: bytes, max_depth: int, exact: bool):  # noqa: C901 - one closu
             if pos >= size:
                 raise _fail(start, "truncated data: missing 'e' at the end of the container")
             tag = data[pos]
+            if tag == _S:  # inline str_() and int_(): most items are strings and ints
+                colon = find(b":", pos + 1, pos + 2 + _MAX_LEN_DIGITS)
+                digits = data[pos + 1:colon]
+                end = colon + 1 + int(digits) if colon > 0 and digits.isdigit() else -1
+                if end < 0 or end > size:
+                    item, pos = str_(pos)  # raises the precise error
+                else:
+                    append(data[colon + 1:end].decode("utf-8", "surrogateescape"))
+                    pos = end
+                continue
+            if tag == _I:
+                end = find(b"e", pos + 1, pos + 1 + _MAX_INT_TEXT)
+                if end > 0:
+                    try:
+                        append(int(data[pos + 1:end]))
+                        pos = end + 1
+                        continue
+                    except ValueError:
+                        pass
+                item, pos = int_(pos)  # raises the precise error
             if tag == _E:
                 break
-            if tag == _S:
-                item, pos = str_(pos)
-            elif tag == _I:
-                item, pos = int_(pos)
-            elif tag == _N:
+            if tag == _N:
                 item, pos = None, pos + 1
             else:
                 item, pos = value(pos, depth)

@@ -20,7 +20,9 @@ written as marker objects::
 ``datetime.time``, sets and other objects are refused. On decoding, every object
 with a truthy ``__dCls`` other than ``dt``/``date``/``b64`` is refused (DIRAC
 would import the module named by ``__dMod``; seproxy never imports anything).
-Decoding is bounded (``max_size``, ``max_depth``) and raises only ``ProtocolError``.
+Decoding is bounded (``max_size``; ``max_depth`` is checked on the result, the
+C parser itself stops at the interpreter's recursion limit) and raises only
+``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import binascii
 import datetime as _dt
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
 from seproxy.errors import ProtocolError
@@ -46,7 +47,10 @@ class _Encoder(json.JSONEncoder):
 
     def default(self, o: Any) -> Any:
         if isinstance(o, _dt.datetime):
-            return {"__dCls": "dt", "obj": o.strftime(DATETIME_FORMAT)}
+            if o.year < 1000:  # strftime's unpadded %Y, as DIRAC sends it
+                return {"__dCls": "dt", "obj": o.strftime(DATETIME_FORMAT)}
+            return {"__dCls": "dt", "obj": f"{o.year}-{o.month:02d}-{o.day:02d} "
+                                           f"{o.hour:02d}:{o.minute:02d}:{o.second:02d}"}
         if isinstance(o, _dt.date):
             return {"__dCls": "date", "obj": o.strftime(DATE_FORMAT)}
         if isinstance(o, bytes):
@@ -67,14 +71,24 @@ def encode(value: Any) -> bytes:
         raise ProtocolError("JSON cannot encode value: nested too deeply (or recursive)") from None
 
 
+_CANONICAL_DT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+_CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _object_hook(obj: dict) -> Any:
     cls = obj.pop("__dCls", None)
     if not cls:
         return obj
     if cls == "dt":
-        return _dt.datetime.strptime(obj["obj"], DATETIME_FORMAT)
+        text = obj["obj"]
+        if type(text) is str and _CANONICAL_DT.fullmatch(text):  # fast path, same result
+            return _dt.datetime.fromisoformat(text)
+        return _dt.datetime.strptime(text, DATETIME_FORMAT)
     if cls == "date":
-        return _dt.datetime.strptime(obj["obj"], DATE_FORMAT).date()
+        text = obj["obj"]
+        if type(text) is str and _CANONICAL_DATE.fullmatch(text):
+            return _dt.date.fromisoformat(text)
+        return _dt.datetime.strptime(text, DATE_FORMAT).date()
     if cls == "b64":
         return base64.b64decode(obj["obj"])
     raise ProtocolError(f"JSON: refusing to decode an object of class {cls!r} (__dCls)")
@@ -82,17 +96,19 @@ def _object_hook(obj: dict) -> Any:
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
 
-_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET_RE = re.compile(rb"[^\[\]{}]+")
-_DEPTH_STEP = {b"["[0]: 1, b"{"[0]: 1, b"]"[0]: -1, b"}"[0]: -1}
+_CONTAINERS = (dict, list)
 
 
-def nesting_depth(data: bytes) -> int:
-    """Deepest array/object nesting of JSON text (strings skipped); cheap when shallow."""
-    if data.count(b"[") + data.count(b"{") == 0:
-        return 0
-    brackets = _NOT_BRACKET_RE.sub(b"", _STRING_RE.sub(b"", data))
-    return max(accumulate(_DEPTH_STEP[c] for c in brackets), default=0)
+def nesting_depth(value: Any) -> int:
+    """Deepest dict/list nesting of a decoded value (iterative, no recursion)."""
+    deepest = 0
+    stack = [(value, 1)] if type(value) in _CONTAINERS else []
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        items = node.values() if type(node) is dict else node
+        stack.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
+    return deepest
 
 
 def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
@@ -101,12 +117,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     data = as_bytes(data, "JSON")
     if len(data) > max_size:
         raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
-    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
-        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
     try:
         # what json.loads does with bytes (UTF-8/16/32 detection), without a decoder per call
         text = data.decode(json.detect_encoding(data), "surrogatepass")
-        return _DECODER.decode(text), len(data)
+        value = _DECODER.decode(text)
     except ProtocolError:
         raise
     except json.JSONDecodeError as exc:
@@ -114,4 +128,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     except (ValueError, TypeError, KeyError, binascii.Error, OverflowError) as exc:
         raise ProtocolError(f"JSON: invalid value: {type(exc).__name__}: {exc}") from None
     except RecursionError:
-        raise ProtocolError("JSON: nesting too deep for the interpreter stack") from None
+        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels "
+                            "(beyond the interpreter's recursion limit)") from None
+    # The C parser itself is bounded by the interpreter's recursion limit; the
+    # configured bound is checked on the result, only when the text could exceed it.
+    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(value) > max_depth:
+        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
+    return value, len(data)

@@ -81,7 +81,7 @@ def test_nesting_bound() -> None:
     assert jencode.decode(b'["\\"[[[[["]', max_depth=1)[0] == ['"[[[[[']
     with pytest.raises(ProtocolError, match="nesting deeper than 2 levels"):
         jencode.decode(b'{"a": {"b": [1]}}', max_depth=2)
-    assert jencode.nesting_depth(b'{"a": {"b": [1]}}') == 3
+    assert jencode.nesting_depth({"a": {"b": [1]}}) == 3 and jencode.nesting_depth(5) == 0
 
 
 def test_max_size_and_input_types() -> None:

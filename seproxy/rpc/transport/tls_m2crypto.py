@@ -9,6 +9,7 @@ through the shared ``poll`` loop of ``base.Transport``.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import threading
 from typing import Any
@@ -28,6 +29,24 @@ _EOF_TEXTS = ("unexpected eof", "connection reset", "broken pipe", "unexpected E
 
 
 _ALERTS = threading.local()
+
+
+def _libssl() -> ctypes.CDLL | None:
+    """The libssl M2Crypto runs on, for the one call it does not wrap (SSL_session_reused)."""
+    try:
+        lib = ctypes.CDLL("libssl.so.3")
+        lib.OpenSSL_version.restype = ctypes.c_char_p
+        lib.OpenSSL_version.argtypes = [ctypes.c_int]
+        if lib.OpenSSL_version(0).decode() != m2.OPENSSL_VERSION_TEXT:
+            return None
+        lib.SSL_session_reused.argtypes = [ctypes.c_void_p]
+        lib.SSL_session_reused.restype = ctypes.c_int
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBSSL = _libssl()
 
 
 def _info_callback(where: int, ret: int, ssl_ptr: Any) -> None:
@@ -178,6 +197,12 @@ class M2CryptoTransport(tlsbase.TLSTransport):
         # Connection.get_session() frees a session it does not own: take a reference
         session = m2.ssl_get1_session(self._conn.ssl)
         return None if session is None else Session(session, _pyfree=1)
+
+    @property
+    def session_reused(self) -> bool | None:
+        if _LIBSSL is None:
+            return None
+        return bool(_LIBSSL.SSL_session_reused(int(self._conn.ssl)))
 
     @property
     def tls_version(self) -> str:

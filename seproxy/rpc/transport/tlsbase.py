@@ -135,8 +135,7 @@ class TLSTransport(Transport):
         if not self._handshake_done:
             raise TransportError("TLS handshake not done")
         if self._credentials is None:
-            certs = tlsconfig.load_der_chain(self._peer_certificates_der())
-            self._credentials = tlsconfig.credentials_for(certs, self._cfg)
+            self._credentials = tlsconfig.credentials_for(self._peer_certificates_der(), self._cfg)
         return self._credentials
 
     def peer_credentials(self) -> dict:

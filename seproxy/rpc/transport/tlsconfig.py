@@ -24,10 +24,12 @@ never NULL/EXPORT/RC4/3DES/MD5.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -188,21 +190,48 @@ def load_der_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
     return certs
 
 
-def credentials_for(certs: list[x509.Certificate], cfg: Any) -> tuple[Any, dict]:
-    """(X509Chain, credential dict) of a verified peer chain (PROTOCOL.md 8.1)."""
+#: Credential dicts of recently seen peer chains (reconnects and resumed sessions
+#: present the same chain again); entries are reused for at most this many seconds.
+CREDENTIALS_TTL = 60.0
+_CREDENTIALS: weakref.WeakKeyDictionary[Any, OrderedDict[bytes, tuple[float, Any, dict]]] = (
+    weakref.WeakKeyDictionary())
+_NO_CFG_CREDENTIALS: OrderedDict[bytes, tuple[float, Any, dict]] = OrderedDict()
+_CREDENTIALS_LOCK = threading.Lock()
+
+
+def credentials_for(ders: Sequence[bytes], cfg: Any) -> tuple[Any, dict]:
+    """(X509Chain, credential dict) of a verified peer chain given as DER, leaf first
+    (PROTOCOL.md 8.1).  ``secondsLeft`` is always as of now."""
+    if not ders:
+        raise AuthError("The peer sent no certificate")
+    key = hashlib.sha256(b"".join(ders)).digest()
+    now = time.monotonic()
+    with _CREDENTIALS_LOCK:  # one cache per configuration object (its Registry)
+        cache = _NO_CFG_CREDENTIALS if cfg is None else _CREDENTIALS.setdefault(cfg, OrderedDict())
+        hit = cache.get(key)
+    if hit is not None and now - hit[0] < CREDENTIALS_TTL:
+        chain, creds = hit[1], dict(hit[2])
+        creds["secondsLeft"] = max(0, creds["secondsLeft"] - int(now - hit[0]))
+    else:
+        chain, creds = _build_credentials(load_der_chain(ders), cfg)
+        with _CREDENTIALS_LOCK:
+            cache[key] = (now, chain, dict(creds))
+            while len(cache) > 1024:
+                cache.popitem(last=False)
+    if creds["secondsLeft"] <= 0:  # a resumed session must not outlive the chain
+        raise AuthError("The peer's certificate chain has expired")
+    return chain, creds
+
+
+def _build_credentials(certs: list[x509.Certificate], cfg: Any) -> tuple[Any, dict]:
     from seproxy.config import Registry
     from seproxy.security.credentials import credential_dict
     from seproxy.security.x509 import X509Chain
 
-    if not certs:
-        raise AuthError("The peer sent no certificate")
     chain = X509Chain.from_certificates(certs)
     vo_default = _cfg_value(cfg, "/DIRAC/VirtualOrganization", "unknown") or "unknown"
     registry = Registry(cfg) if cfg is not None else None
-    creds = credential_dict(chain, registry, vo_default)
-    if creds["secondsLeft"] <= 0:  # a resumed session must not outlive the chain
-        raise AuthError("The peer's certificate chain has expired")
-    return chain, creds
+    return chain, credential_dict(chain, registry, vo_default)
 
 
 # -- caches ---------------------------------------------------------------------------------

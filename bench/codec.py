@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import sys
 import time
 import uuid
@@ -35,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.report import write_section  # noqa: E402
 from seproxy.rpc.wire import codec, dencode, jencode  # noqa: E402
 
 MiB = 1024 * 1024
@@ -156,19 +156,6 @@ def section(rows: list[dict], repeat: int) -> str:
     )
 
 
-def write_section(text: str) -> Path:
-    path = REPO / "docs" / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasured by the scripts in `bench/`; each area owns its `## <area>` section.\n\n")
-    pattern = re.compile(r"^## Codec\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -178,7 +165,7 @@ def main() -> None:
     text = section(rows, args.repeat)
     print(text)
     if args.write:
-        print(f"written to {write_section(text)}")
+        print(f"written to {write_section('Codec', text)}")
 
 
 if __name__ == "__main__":

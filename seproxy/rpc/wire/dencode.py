@@ -38,6 +38,7 @@ ulp off the true value, denormals become 0.0); ``exact_floats=True`` uses
 from __future__ import annotations
 
 import datetime as _dt
+from itertools import chain
 from typing import Any
 
 from seproxy.errors import ProtocolError
@@ -111,23 +112,9 @@ def _enc_tuple(value: tuple, out: list) -> None:
 
 
 def _enc_dict(value: dict, out: list) -> None:
-    append = out.append
-    append(b"d")
-    for key, item in value.items():
-        if type(key) is str:
-            raw = key.encode("utf-8")
-            append(b"s%d:%s" % (len(raw), raw))
-        else:
-            _ENCODERS[type(key)](key, out)
-        kind = type(item)
-        if kind is str:
-            raw = item.encode("utf-8")
-            append(b"s%d:%s" % (len(raw), raw))
-        elif kind is int:
-            append(b"i%de" % item)
-        else:
-            _ENCODERS[kind](item, out)
-    append(b"e")
+    out.append(b"d")
+    _enc_items(chain.from_iterable(value.items()), out)  # key, value, key, value...
+    out.append(b"e")
 
 
 def _naive(value: Any) -> None:

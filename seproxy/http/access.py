@@ -37,6 +37,9 @@ import logging
 import os
 import re
 import secrets
+import socket
+import ssl
+import struct
 import tarfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -282,10 +285,29 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
     def _send_file_range(self, fd: int, offset: int, count: int) -> None:
         if count <= 0:
             return
-        with os.fdopen(os.dup(fd), "rb") as fileobj:
-            sent = self.connection.sendfile(fileobj, offset, count)
-        if sent != count:
-            raise OSError(f"short send: {sent} of {count} bytes (file changed?)")
+        sock = self.connection
+        if isinstance(sock, ssl.SSLSocket):  # TLS: the kernel cannot send the file itself
+            with os.fdopen(os.dup(fd), "rb") as fileobj:
+                sent = sock.sendfile(fileobj, offset, count)
+            if sent != count:
+                raise OSError(f"short send: {sent} of {count} bytes (file changed?)")
+            return
+        # Plain TCP: blocking sendfile(2) in large pieces; a stalled client is cut off by
+        # the kernel send timeout instead of a select() before every piece.
+        timeout = sock.gettimeout()
+        sock.settimeout(None)
+        seconds = int(timeout or self.timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
+        try:
+            out = sock.fileno()
+            while count > 0:
+                sent = os.sendfile(out, fd, offset, min(count, 1 << 30))
+                if sent == 0:
+                    raise OSError(f"file ended {count} bytes early (changed while sending?)")
+                offset += sent
+                count -= sent
+        finally:
+            sock.settimeout(timeout)
 
     # -- logging: never log a whole key ----------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API

@@ -168,24 +168,33 @@ def _canonical_text(raw: bytes) -> bytes:
     return bytes(out)
 
 
-def canonical_name_encoding(name_der: bytes) -> bytes:
-    """OpenSSL's canonical encoding of a DER ``Name`` (input to the subject hash)."""
-    out = bytearray()
+def canonical_rdns(name_der: bytes) -> list[bytes]:
+    """Each RDN of a DER ``Name`` in OpenSSL's canonical form (a DER ``SET``)."""
+    out = []
     for rdn in der.parse_single(name_der, der.SEQUENCE).children():
         if rdn.tag != der.SET:
             raise AuthError("DER: Name component is not a SET")
         avas = []
         for ava in rdn.children():
-            oid, value = ava.children()
+            oid, value = ava.children()[:2]
             codec = _CANON_CODECS.get(value.tag)
             if codec is not None:
-                text = value.value.decode(codec).encode("utf-8")
+                try:
+                    text = value.value.decode(codec).encode("utf-8")
+                except UnicodeDecodeError:
+                    raise AuthError("DER: undecodable string in a Name") from None
                 value_der = der.encode(der.UTF8_STRING, _canonical_text(text))
             else:
                 value_der = value.raw
             avas.append(der.encode(der.SEQUENCE, oid.raw + value_der))
-        out += der.encode(der.SET, b"".join(sorted(avas)))
-    return bytes(out)
+        out.append(der.encode(der.SET, b"".join(sorted(avas))))
+    return out
+
+
+def canonical_name_encoding(name_der: bytes) -> bytes:
+    """OpenSSL's canonical encoding of a DER ``Name`` (input to the subject hash;
+    two names are equal for OpenSSL when these are equal)."""
+    return b"".join(canonical_rdns(name_der))
 
 
 def subject_hash(name: x509.Name) -> str:

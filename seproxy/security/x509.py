@@ -30,7 +30,8 @@ import datetime
 import os
 import re
 from collections.abc import Iterable, Sequence
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from cryptography.x509.oid import NameOID
 
 from seproxy.errors import AuthError
 from seproxy.security import extensions
-from seproxy.security.names import name_to_dn
+from seproxy.security.names import canonical_rdns, name_to_dn
 
 _PEM_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----\r?\n?",
                       re.S)
@@ -66,28 +67,51 @@ def _to_certificate(item: Any) -> x509.Certificate:
     raise TypeError(f"not a certificate: {type(item).__name__}")
 
 
+@dataclass(frozen=True)
+class CertFacts:
+    """What the chain logic needs from one certificate, computed once per certificate."""
+
+    subject_dn: str
+    issuer_dn: str
+    subject_canon: bytes         # OpenSSL canonical name encodings (name equality)
+    issuer_canon: bytes
+    proxy: extensions.ProxyCertInfo | None
+    proxy_critical: bool
+    extends_issuer: bool         # subject == own issuer + one single-valued CN
+    legacy_cn: bool              # last RDN is CN=proxy / CN=limited proxy
+    group: str | None
+    not_after: datetime.datetime
+
+
+@lru_cache(maxsize=2048)
+def facts_of(cert: x509.Certificate) -> CertFacts:
+    """:class:`CertFacts` of ``cert`` (cached by certificate: repeat peers cost nothing)."""
+    subject_der, issuer_der = cert.subject.public_bytes(), cert.issuer.public_bytes()
+    subject_rdns, issuer_rdns = canonical_rdns(subject_der), canonical_rdns(issuer_der)
+    last = list(cert.subject.rdns)[-1:]
+    last_cn = None
+    if last and len(last[0]) == 1:
+        attr = next(iter(last[0]))
+        if attr.oid == NameOID.COMMON_NAME:
+            last_cn = attr.value
+    found = extensions.read_proxy_cert_info(cert)
+    return CertFacts(
+        subject_dn=name_to_dn(cert.subject),
+        issuer_dn=name_to_dn(cert.issuer),
+        subject_canon=b"".join(subject_rdns),
+        issuer_canon=b"".join(issuer_rdns),
+        proxy=found[0] if found else None,
+        proxy_critical=bool(found and found[1]),
+        extends_issuer=last_cn is not None and subject_rdns[:-1] == issuer_rdns,
+        legacy_cn=last_cn in _LEGACY_CNS,
+        group=extensions.read_dirac_group(cert),
+        not_after=cert.not_valid_after_utc,
+    )
+
+
 def proxy_info(cert: x509.Certificate) -> extensions.ProxyCertInfo | None:
     """The ``proxyCertInfo`` of ``cert`` (None if it is not an RFC 3820 proxy)."""
-    found = extensions.read_proxy_cert_info(cert)
-    return None if found is None else found[0]
-
-
-def _extends_by_one_cn(subject: x509.Name, issuer_subject: x509.Name) -> bool:
-    rdns, parent = list(subject.rdns), list(issuer_subject.rdns)
-    if len(rdns) != len(parent) + 1 or rdns[:-1] != parent:
-        return False
-    last = list(rdns[-1])
-    return len(last) == 1 and last[0].oid == NameOID.COMMON_NAME
-
-
-def _is_legacy_proxy(cert: x509.Certificate, issuer: x509.Certificate | None) -> bool:
-    last = list(cert.subject.rdns)[-1:] if cert.subject.rdns else []
-    if not last or len(last[0]) != 1:
-        return False
-    attr = next(iter(last[0]))
-    if attr.oid != NameOID.COMMON_NAME or attr.value not in _LEGACY_CNS:
-        return False
-    return issuer is None or _extends_by_one_cn(cert.subject, issuer.subject)
+    return facts_of(cert).proxy
 
 
 class X509Chain:
@@ -98,6 +122,7 @@ class X509Chain:
             raise AuthError("empty certificate chain")
         self.certificates: list[x509.Certificate] = list(certificates)
         self.private_key = private_key
+        self.facts: list[CertFacts] = [facts_of(c) for c in self.certificates]
 
     # -- constructors ----------------------------------------------------------
     @classmethod
@@ -154,8 +179,8 @@ class X509Chain:
     def proxy_count(self) -> int:
         """How many RFC 3820 proxies sit at the bottom of the chain."""
         count = 0
-        for cert in self.certificates:
-            if proxy_info(cert) is None:
+        for facts in self.facts:
+            if facts.proxy is None:
                 break
             count += 1
         return count
@@ -166,7 +191,7 @@ class X509Chain:
 
     @cached_property
     def is_limited_proxy(self) -> bool:
-        return any(proxy_info(c).limited for c in self.certificates[:self.proxy_count])
+        return any(f.proxy.limited for f in self.facts[:self.proxy_count])
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -174,27 +199,26 @@ class X509Chain:
 
     @property
     def subject_dn(self) -> str:
-        return name_to_dn(self.leaf.subject)
+        return self.facts[0].subject_dn
 
     @property
     def issuer_dn(self) -> str:
-        return name_to_dn(self.leaf.issuer)
+        return self.facts[0].issuer_dn
 
     @cached_property
     def identity_dn(self) -> str:
         """Subject of the first non-proxy certificate (the user or host behind the proxy)."""
-        if self.proxy_count < len(self.certificates):
-            return name_to_dn(self.certificates[self.proxy_count].subject)
+        if self.proxy_count < len(self.facts):
+            return self.facts[self.proxy_count].subject_dn
         # Only proxies were given: the identity is the issuer of the topmost one.
-        return name_to_dn(self.certificates[self.proxy_count - 1].issuer)
+        return self.facts[self.proxy_count - 1].issuer_dn
 
     @cached_property
     def dirac_group(self) -> str | None:
         """The group of the proxy closest to the identity that carries one (8.3)."""
-        for cert in reversed(self.certificates[:self.proxy_count]):
-            group = extensions.read_dirac_group(cert)
-            if group is not None:
-                return group
+        for facts in reversed(self.facts[:self.proxy_count]):
+            if facts.group is not None:
+                return facts.group
         return None
 
     @cached_property
@@ -212,34 +236,29 @@ class X509Chain:
 
     def seconds_left_at(self, now: datetime.datetime) -> int:
         """:attr:`seconds_left` as seen at ``now``."""
-        end = min(c.not_valid_after_utc for c in self.certificates)
+        end = min(f.not_after for f in self.facts)
         return max(0, int((end - now).total_seconds()))
 
     def check_structure(self) -> None:
         """Raise ``AuthError`` unless the proxies of the chain follow RFC 3820 (module doc)."""
-        certs = self.certificates
-        for index, cert in enumerate(certs):
-            issuer = certs[index + 1] if index + 1 < len(certs) else None
-            found = extensions.read_proxy_cert_info(cert)
-            if found is None:
-                if index < self.proxy_count:  # pragma: no cover - proxy_count invariant
-                    raise AuthError("inconsistent proxy chain")
-                if _is_legacy_proxy(cert, issuer):
-                    raise AuthError(f"legacy (pre-RFC 3820) proxy not accepted: "
-                                    f"{name_to_dn(cert.subject)}")
+        facts = self.facts
+        for index, cert in enumerate(facts):
+            above = facts[index + 1] if index + 1 < len(facts) else None
+            if cert.proxy is None:
+                if cert.legacy_cn and cert.extends_issuer:
+                    raise AuthError(f"legacy (pre-RFC 3820) proxy not accepted: {cert.subject_dn}")
                 continue
             if index >= self.proxy_count:
-                raise AuthError(f"proxy {name_to_dn(cert.subject)} issued a non-proxy certificate")
-            info, critical = found
-            if not critical:
-                raise AuthError(f"proxyCertInfo of {name_to_dn(cert.subject)} is not critical")
-            if not _extends_by_one_cn(cert.subject, cert.issuer):
-                raise AuthError(f"proxy subject {name_to_dn(cert.subject)} does not extend its "
-                                f"issuer {name_to_dn(cert.issuer)} by one CN")
-            if info.path_length is not None and index > info.path_length:
-                raise AuthError(f"proxy path length of {name_to_dn(cert.subject)} exceeded")
-            if issuer is not None and issuer.subject != cert.issuer:
-                raise AuthError(f"chain broken above {name_to_dn(cert.subject)}")
+                raise AuthError(f"proxy {cert.subject_dn} issued a non-proxy certificate")
+            if not cert.proxy_critical:
+                raise AuthError(f"proxyCertInfo of {cert.subject_dn} is not critical")
+            if not cert.extends_issuer:
+                raise AuthError(f"proxy subject {cert.subject_dn} does not extend its "
+                                f"issuer {cert.issuer_dn} by one CN")
+            if cert.proxy.path_length is not None and index > cert.proxy.path_length:
+                raise AuthError(f"proxy path length of {cert.subject_dn} exceeded")
+            if above is not None and above.subject_canon != cert.issuer_canon:
+                raise AuthError(f"chain broken above {cert.subject_dn}")
 
     def __repr__(self) -> str:
         return f"<X509Chain {self.subject_dn!r} proxies={self.proxy_count}>"

@@ -243,16 +243,20 @@ class CacheArea:
     """The directories under ``BasePath``, with watermarks and LRU eviction."""
 
     def __init__(self, base_path: str | os.PathLike[str], *, http_cache: str | os.PathLike[str] | None = None,
-                 high_watermark: int = 0, low_watermark: int = 0) -> None:
+                 high_watermark: int = 0, low_watermark: int = 0, instance: str = "") -> None:
         self.base = Path(os.path.abspath(base_path))
         self.ns_root = self.base / "ns"
-        self.tmp = self.base / "tmp"
-        self.http_cache = Path(os.path.abspath(http_cache)) if http_cache else self.base / "httpCache"
+        # per-instance partial uploads and HTTP keys: instances sharing one BasePath
+        # never clean up each other's work at start-up
+        self.tmp_root = self.base / "tmp"
+        self.tmp = self.tmp_root / instance if instance else self.tmp_root
+        default_http = self.base / "httpCache" / instance if instance else self.base / "httpCache"
+        self.http_cache = Path(os.path.abspath(http_cache)) if http_cache else default_http
         self.high_watermark = high_watermark  # bytes; 0 = no limit
         self.low_watermark = low_watermark or int(high_watermark * 0.8)
         self._in_use: dict[str, int] = {}
         self._lock = threading.Lock()
-        for directory in (self.base, self.ns_root, self.tmp, self.http_cache):
+        for directory in (self.base, self.ns_root, self.tmp_root, self.tmp, self.http_cache):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
 
@@ -315,7 +319,7 @@ class CacheArea:
         for path, st in sorted(files, key=lambda item: max(item[1].st_atime, item[1].st_mtime)):
             if usage <= target:
                 break
-            if path.parent == self.tmp or self.is_in_use(path):
+            if self.tmp_root in path.parents or self.is_in_use(path):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -329,7 +333,7 @@ class CacheArea:
 
     def _files(self) -> list[tuple[Path, os.stat_result]]:
         found: list[tuple[Path, os.stat_result]] = []
-        for root in (self.ns_root, self.tmp):
+        for root in (self.ns_root, self.tmp_root):
             for dirpath, _dirs, names in os.walk(root):
                 for name in names:
                     path = Path(dirpath, name)

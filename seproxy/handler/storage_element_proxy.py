@@ -39,7 +39,7 @@ from seproxy.handler import catalog
 from seproxy.handler.cache import (CacheArea, CacheFullError, ExpiringRegister, gRegister,  # noqa: F401
                                    parse_size, purgeCacheDirectory)
 from seproxy.handler.credentials import CredentialSource
-from seproxy.handler.namespace import Namespace, local_name, open_regular, parse_file_id
+from seproxy.handler.namespace import Namespace, check_name, local_name, open_regular, parse_file_id
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult
 from seproxy.rpc.handler import RequestHandler
 
@@ -75,7 +75,9 @@ class ProxyState:
         self.http_flag = self.option("HttpAccess", False)
         self.cache = CacheArea(base, http_cache=self.option("HttpCache", "") or None,
                                high_watermark=parse_size(self.option("CacheHighWatermark", "0")),
-                               low_watermark=parse_size(self.option("CacheLowWatermark", "0")))
+                               low_watermark=parse_size(self.option("CacheLowWatermark", "0")),
+                               instance=check_name(self.option("InstanceName", "") or socket.gethostname(),
+                                                   "InstanceName"))
         self.base_path = str(self.cache.base)
         self.max_file_size = parse_size(self.option("MaxFileSize", "0"))
         self.min_free = parse_size(self.option("MinFreeSpace", "64M"))

@@ -138,3 +138,13 @@ def test_cache_full_when_everything_is_in_use(tmp_path):
     with area.in_use(busy), pytest.raises(CacheFullError):
         area.make_room(200)
     assert busy.exists()
+
+
+def test_instances_sharing_a_base_path_keep_their_own_partials(tmp_path):
+    first = CacheArea(tmp_path, instance="node1")
+    second = CacheArea(tmp_path, instance="node2")
+    (first.tmp / "a.part").write_bytes(b"1")
+    (second.tmp / "b.part").write_bytes(b"2")
+    (second.http_cache / "key").mkdir()
+    assert CacheArea(tmp_path, instance="node1").clean_startup() == {"tmp": 1, "http": 0}
+    assert (second.tmp / "b.part").exists() and (second.http_cache / "key").exists()

@@ -44,7 +44,7 @@ def final_files(p) -> list[Path]:
 
 
 def tmp_files(p) -> list[Path]:
-    return list((p.base / "tmp").iterdir())
+    return [f for f in (p.base / "tmp").rglob("*") if f.is_file()]
 
 
 def test_bad_file_ids_for_download(se_proxy, tmp_path):

@@ -1,7 +1,10 @@
 """``seproxy pki init|host|user`` (a development PKI) and ``seproxy proxy-init``.
 
 ``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
-be used as ``/DIRAC/Security/Grid-Security`` directly. ``proxy-init`` makes a DIRAC
+be used as ``/DIRAC/Security/Grid-Security`` directly (default: ``<data dir>/pki``, the
+development PKI of ``seproxy serve``). Configuration as for every subcommand
+(``seproxy.cli.common``: embedded default, ``<data dir>/dev.cfg``, ``-c``, ``-o``);
+``proxy-init`` checks ``--group`` against its Registry. ``proxy-init`` makes a DIRAC
 RFC 3820 proxy (DIRAC group extension, optionally limited) from the user certificate
 and writes it, mode 0600, to ``--out`` or where DIRAC looks first
 (``$GRID_PROXY_FILE``, ``$X509_USER_PROXY``, else ``/tmp/x509up_u<uid>``).
@@ -18,13 +21,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from seproxy.cli.common import add_common_options, data_dir, load_config
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
 from seproxy.security import pki as devpki
 from seproxy.security.x509 import X509Chain
-
-DEFAULT_PKI_DIR = "grid-security"
-
 
 def parse_valid(text: str) -> int:
     """``HH:MM`` (DIRAC's ``--valid``) -> seconds."""
@@ -34,16 +35,11 @@ def parse_valid(text: str) -> int:
     return int(match.group(1)) * 3600 + int(match.group(2)) * 60
 
 
-def _config(args: argparse.Namespace):
-    from seproxy.config import Config  # imported lazily: only some commands need it
-    return Config.load(getattr(args, "cfg_files", []), overrides=getattr(args, "options", []))
-
-
 def _pki_dir(args: argparse.Namespace) -> Path:
     if args.dir:
         return Path(args.dir)
-    configured = _config(args).getOption("/DIRAC/Security/Grid-Security")
-    return Path(configured or DEFAULT_PKI_DIR)
+    configured = load_config(args).getOption("/DIRAC/Security/Grid-Security")
+    return Path(configured) if configured else data_dir(args) / "pki"
 
 
 def cmd_pki_init(args: argparse.Namespace) -> int:
@@ -94,7 +90,7 @@ def _load_user_key(path: Path, from_stdin: bool):
 def _default_group(args: argparse.Namespace, dn: str) -> str | None:
     """The Registry's view: check ``--group`` or pick the default group of ``dn``."""
     from seproxy.config import Registry
-    registry = Registry(_config(args))
+    registry = Registry(load_config(args))
     user = registry.username_for_dn(dn)
     if user is None:
         return args.group
@@ -142,8 +138,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pki_sub = pki.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
 
     def add_dir(parser: argparse.ArgumentParser) -> None:
+        add_common_options(parser)
         parser.add_argument("--dir", help="PKI directory (default: /DIRAC/Security/"
-                            f"Grid-Security, else ./{DEFAULT_PKI_DIR})")
+                            "Grid-Security, else <data dir>/pki, the one `seproxy serve` uses)")
 
     init = pki_sub.add_parser("init", help="create whatever is missing: CA, host, users")
     add_dir(init)
@@ -169,6 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     user.set_defaults(func=cmd_pki_user)
 
     proxy = subparsers.add_parser("proxy-init", help="make a DIRAC RFC 3820 proxy")
+    add_common_options(proxy)
     proxy.add_argument("-g", "--group", help="DIRAC group (default: the Registry's default "
                        "group of your DN; none if the Registry does not know it)")
     proxy.add_argument("-l", "--limited", action="store_true", help="make a limited proxy")

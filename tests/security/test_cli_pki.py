@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from seproxy.security.x509 import X509Chain, verify_with_ca_directory
 
 def run(*args: str | Path, env_extra: dict[str, str] | None = None, stdin: str | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m seproxy ARGS`` with no X509_* variables and an empty HOME (no ~/.seproxy)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("X509_USER_PROXY", "GRID_PROXY_FILE", "X509_USER_CERT", "X509_USER_KEY")}
+    env["HOME"] = tempfile.mkdtemp(prefix="seproxy-cli-home-")
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "seproxy", *map(str, args)], env=env,
                           input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd)
@@ -133,6 +136,23 @@ def test_proxy_init_checks_group_with_registry(tmp_path, gs, registry_file):
     good = run("-c", registry_file, "proxy-init", *user_args(gs), "--out", out)
     assert good.returncode == 0, good.stderr
     assert X509Chain.from_file(out).dirac_group == "dirac_user"  # the Registry default
+    # The data directory's dev.cfg (what `seproxy serve` writes) is read the same way.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dev.cfg").write_text(registry_file.read_text())
+    bad = run("proxy-init", "--data-dir", data, *user_args(gs), "-g", "nosuchgroup", "--out", out)
+    assert bad.returncode == 2 and "not a member of group nosuchgroup" in bad.stderr
+
+
+def test_pki_init_defaults_to_the_data_dir(tmp_path):
+    result = run("pki", "init", "--data-dir", tmp_path, "--host", "localhost")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "pki" / "hostcert.pem").is_file()
+    assert (tmp_path / "pki" / "users" / "testuser" / "usercert.pem").is_file()
+    configured = run("pki", "init", "--data-dir", tmp_path, "--host", "localhost",
+                     "-o", f"/DIRAC/Security/Grid-Security={tmp_path / 'gs'}")
+    assert configured.returncode == 0, configured.stderr
+    assert (tmp_path / "gs" / "certificates").is_dir()
 
 
 def test_proxy_init_encrypted_key(tmp_path, gs):

@@ -85,6 +85,8 @@ class FileHelper:
         self.bErrorInMD5 = False
         self._checksum = checkSum
         self._hash = stream.EMPTY_MD5
+        self._adler = 1
+        self._sent_sums: stream.Checksums | None = None    # sendData's running checksums
         self._bytes = 0
         self._stopped_peer = False       # we stopped the peer: a window may still be in flight
         self.peer_gone = False           # the peer sent an error or the connection broke
@@ -306,6 +308,7 @@ class FileHelper:
         finally:
             self._bytes = sender.sent
             self._hash = sender.sums.md5_hex()
+            self._adler = sender.sums.adler
 
     def _sender_reply(self, sender: StreamSender) -> None:
         chunk, message = self._receive()
@@ -341,6 +344,11 @@ class FileHelper:
         """Send one chunk and return the receiver's reply (DIRAC's low-level call)."""
         try:
             data = stream.as_bytes(sBuffer)
+            if self._checksum:
+                if self._sent_sums is None:
+                    self._sent_sums = stream.Checksums(adler32=self.options.adler32)
+                self._sent_sums.update(data)
+                self._hash, self._adler = self._sent_sums.md5_hex(), self._sent_sums.adler
             self.oTransport.send_frame(codec.encode_chunk_parts(data, self.encoding))
             self._bytes += len(data)
             return self.oTransport.receive_data()
@@ -348,8 +356,11 @@ class FileHelper:
             return S_ERROR(str(exc))
 
     def sendEOF(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"OK": True, "Value": [False, self._hash]}
+        if self.options.adler32 and self._checksum:
+            message["Adler32"] = f"{self._adler & 0xFFFFFFFF:08x}"
         try:
-            self._send({"OK": True, "Value": [False, self._hash]})
+            self._send(message)
         except SeproxyError as exc:
             return S_ERROR(str(exc))
         self.bFinishedTransmission = True

@@ -43,7 +43,7 @@ MSG_CRC = "Error in the file CRC"
 MSG_EXCEEDED = "Exceeded maximum file size"
 MSG_EXCEEDED_LOCAL = "Received file exceeded maximum size of {} bytes"
 MSG_INCOMPLETE = "Incomplete transfer"
-MSG_ADLER_MISMATCH = "Error in the file checksum (adler32)"
+MSG_ADLER_MISMATCH = "Error in the file CRC (adler32)"
 
 
 def ack() -> dict[str, Any]:

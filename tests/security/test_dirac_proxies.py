@@ -3,6 +3,9 @@ we read DIRAC-made proxies exactly as DIRAC does; both carry byte-identical exte
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from seproxy.config import Config, Registry
@@ -64,6 +67,14 @@ def test_proxies_both_ways(request, tmp_path, pki, registry, registry_cfg, versi
     client = request.getfixturevalue(f"dirac{version}_client").with_(cfg_extra=registry_cfg)
     ours = [pki.proxy(**case) for case in OUR_CASES]
     ours.append(pki.proxy(group="dirac_admin", parent=pki.proxy(group=None)))
+    # Made by the command line, as a user would.
+    cli_proxy = tmp_path / "cli-proxy.pem"
+    made_by_cli = subprocess.run(
+        [sys.executable, "-m", "seproxy", "proxy-init", "--cert", str(pki.user_cert), "--key",
+         str(pki.user_key), "-g", "dirac_admin", "--limited", "--out", str(cli_proxy)],
+        capture_output=True, text=True, timeout=120)
+    assert made_by_cli.returncode == 0, made_by_cli.stderr
+    ours.append(cli_proxy)
     # An identity whose DN needs OpenSSL's oneline escapes (multi-valued RDN, '/', '+', UTF-8).
     odd_cert, odd_key = pki.dev.issue(ODD_DN, tmp_path / "oddcert.pem", tmp_path / "oddkey.pem")
     ours.append(devpki.write_private(tmp_path / "oddproxy.pem", devpki.create_proxy(

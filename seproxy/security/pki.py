@@ -38,6 +38,8 @@ DN_PREFIX = "/C=ch/O=DIRAC/OU=DIRAC Test"
 #: DIRAC back-dates proxies by this much to absorb clock skew.
 PROXY_BACKDATE = datetime.timedelta(seconds=900)
 DEFAULT_PROXY_LIFETIME = 86400
+#: DevPKI.ensure renews certificates this close to expiry.
+RENEW_BEFORE = datetime.timedelta(days=2)
 _DAY = datetime.timedelta(days=1)
 
 PrivateKey = rsa.RSAPrivateKey
@@ -294,6 +296,8 @@ class DevPKI:
         self.ca_key = self.directory / "ca" / "cakey.pem"
         self.host_cert = self.directory / "hostcert.pem"
         self.host_key = self.directory / "hostkey.pem"
+        #: what the last :meth:`ensure` (re)made: "CA", "host", "user <name>"
+        self.renewed: list[str] = []
 
     def user_paths(self, name: str = "testuser") -> tuple[Path, Path]:
         base = self.directory / "users" / name
@@ -309,23 +313,50 @@ class DevPKI:
 
     def ensure(self, hostnames: Sequence[str] = ("localhost",),
                users: Sequence[str] = ("testuser",)) -> "DevPKI":
-        """Create whatever is missing: CA (+ hashed dir), host and user credentials."""
+        """Create or renew whatever needs it: CA (+ hashed dir), host and user credentials.
+
+        A certificate is (re)issued when it or its key is missing, when it expires within
+        :data:`RENEW_BEFORE`, or when the current CA did not sign it (the CA was
+        recreated). ``self.renewed`` lists what was made.
+        """
+        self.renewed = []
         self.ensure_ca()
-        if not self.host_cert.exists() or not self.host_key.exists():
+        ca_cert = load_cert(self.ca_cert)
+        if self._needs_issue(self.host_cert, self.host_key, ca_cert):
             self.issue_host(hostnames)
+            self.renewed.append("host")
         for user in users:
             cert, key = self.user_paths(user)
-            if not cert.exists() or not key.exists():
+            if self._needs_issue(cert, key, ca_cert):
                 self.issue_user(user)
+                self.renewed.append(f"user {user}")
         return self
 
     def ensure_ca(self, dn: str = CA_DN, days: int = 3650) -> None:
-        if not self.ca_cert.exists() or not self.ca_key.exists():
+        """Create the CA if it is missing or expires soon; keep the hashed directory exact."""
+        if self._needs_issue(self.ca_cert, self.ca_key, None):
             key = generate_key()
             cert = issue_certificate(dn, key, None, key, ca=True, days=days)
+            for stale in self.ca_dir.glob(f"{subject_hash(cert.subject)}.*"):
+                stale.unlink()  # an older CA of the same name (and its CRLs)
             write_private(self.ca_key, key_to_pem(key))
             write_public(self.ca_cert, cert_to_pem(cert))
+            self.renewed.append("CA")
         install_hashed(self.ca_dir, [load_cert(self.ca_cert)])
+
+    @staticmethod
+    def _needs_issue(cert_path: Path, key_path: Path, ca: x509.Certificate | None) -> bool:
+        if not cert_path.exists() or not key_path.exists():
+            return True
+        try:
+            cert = load_cert(cert_path)
+            if cert.not_valid_after_utc - utcnow() < RENEW_BEFORE:
+                return True
+            if ca is not None:
+                cert.verify_directly_issued_by(ca)
+        except Exception:  # noqa: BLE001 - unreadable, or not signed by this CA: reissue
+            return True
+        return False
 
     def _ca(self) -> tuple[x509.Certificate, PrivateKey]:
         if not self.ca_cert.exists():

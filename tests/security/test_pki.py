@@ -190,3 +190,29 @@ def test_ensure_is_idempotent(tmp_path):
     second = devpki.DevPKI(tmp_path).ensure()
     assert second.ca_cert.read_bytes() == ca and second.host_cert.read_bytes() == host
     assert len(list(second.ca_dir.iterdir())) == 1
+
+
+def test_ensure_renews_expiring_and_foreign_certificates(tmp_path):
+    dev = devpki.DevPKI(tmp_path).ensure()
+    assert dev.renewed == ["CA", "host", "user testuser"]
+    assert devpki.DevPKI(tmp_path).ensure().renewed == []
+    # A host certificate about to expire is reissued; the user certificate is kept.
+    ca, ca_key = devpki.load_cert(dev.ca_cert), devpki.load_key(dev.ca_key)
+    soon = devpki.utcnow() + datetime.timedelta(hours=5)
+    short = devpki.issue_certificate(pki_host_dn(), devpki.load_key(dev.host_key), ca, ca_key,
+                                     not_after=soon)
+    dev.host_cert.write_bytes(devpki.cert_to_pem(short))
+    user_before = dev.user_cert.read_bytes()
+    assert dev.ensure().renewed == ["host"]
+    assert devpki.load_cert(dev.host_cert).not_valid_after_utc > soon
+    assert dev.user_cert.read_bytes() == user_before
+    # A lost CA: a new one replaces it in the hashed directory, everything is reissued.
+    dev.ca_key.unlink()
+    assert dev.ensure().renewed == ["CA", "host", "user testuser"]
+    assert len(list(dev.ca_dir.iterdir())) == 1
+    for cert in (dev.host_cert, dev.user_cert):
+        assert verify(dev.ca_dir, cert).returncode == 0
+
+
+def pki_host_dn() -> str:
+    return f"{devpki.DN_PREFIX}/CN=localhost"

@@ -206,3 +206,22 @@ def test_verify_at_a_given_time(pki):
     with pytest.raises(AuthError, match="has expired"):
         verify_with_ca_directory(chain, pki.ca_dir, now=later)
     assert chain.seconds_left_at(later) == 0
+
+
+def test_traditional_rsa_key_and_encrypted_key(pki):
+    chain = X509Chain.from_file(pki.proxy())
+    key = chain.private_key
+    pems = [c.public_bytes(devpki.serialization.Encoding.PEM) for c in chain.certificates]
+    traditional = key.private_bytes(devpki.serialization.Encoding.PEM,
+                                    devpki.serialization.PrivateFormat.TraditionalOpenSSL,
+                                    devpki.serialization.NoEncryption())
+    assert traditional.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    again = X509Chain.from_pem(pems[0] + traditional + pems[1])
+    assert again.private_key.private_numbers() == key.private_numbers()
+    encrypted = key.private_bytes(devpki.serialization.Encoding.PEM,
+                                  devpki.serialization.PrivateFormat.PKCS8,
+                                  devpki.serialization.BestAvailableEncryption(b"pw"))
+    with pytest.raises(AuthError, match="cannot read the private key"):
+        X509Chain.from_pem(pems[0] + encrypted + pems[1])
+    with pytest.raises(AuthError, match="more than one private key"):
+        X509Chain.from_pem(pems[0] + traditional + traditional)

@@ -1,6 +1,6 @@
 """``seproxy pki init|host|user`` (a development PKI) and ``seproxy proxy-init``.
 
-``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
+``proxy-info`` shows a proxy (like ``dirac-proxy-info``). ``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
 be used as ``/DIRAC/Security/Grid-Security`` directly (default: ``<data dir>/pki``, the
 development PKI of ``seproxy serve``). Configuration as for every subcommand
 (``seproxy.cli.common``: embedded default, ``<data dir>/dev.cfg``, ``-c``, ``-o``);
@@ -133,6 +133,38 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_proxy_info(args: argparse.Namespace) -> int:
+    path = locations.proxy_location(args.file)
+    chain = X509Chain.from_file(path)
+    chain.check_structure()
+    info = {
+        "path": str(path),
+        "subject": chain.subject_dn,
+        "issuer": chain.issuer_dn,
+        "identity": chain.identity_dn,
+        "isProxy": chain.is_proxy,
+        "isLimitedProxy": chain.is_limited_proxy,
+        "group": chain.dirac_group,
+        "VOMS (not validated)": chain.voms_attributes,
+        "secondsLeft": chain.seconds_left,
+    }
+    if args.verify:
+        from seproxy.security.x509 import verify_with_ca_directory
+        ca_dir = locations.ca_directory(load_config(args))
+        verify_with_ca_directory(chain, ca_dir)
+        info["verified against"] = str(ca_dir)
+    if args.json:
+        import json
+        print(json.dumps(info, indent=2))
+    else:
+        hours, rest = divmod(chain.seconds_left, 3600)
+        for key, value in info.items():
+            if key == "secondsLeft":
+                value = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+            print(f"{key:<21}: {value}")
+    return 0 if chain.seconds_left > 0 else 1
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     pki = subparsers.add_parser("pki", help="development PKI: CA, host and user certificates")
     pki_sub = pki.add_subparsers(dest="pki_command", metavar="ACTION", required=True)
@@ -180,3 +212,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proxy.add_argument("-p", "--pwstdin", action="store_true",
                        help="read the key's pass phrase from standard input")
     proxy.set_defaults(func=cmd_proxy_init)
+
+    info = subparsers.add_parser("proxy-info", help="show a proxy (exit 1 if it has expired)")
+    add_common_options(info)
+    info.add_argument("--file", help="proxy file (default: DIRAC's proxy location)")
+    info.add_argument("--verify", action="store_true",
+                      help="also verify the chain against the CA directory")
+    info.add_argument("--json", action="store_true", help="JSON output")
+    info.set_defaults(func=cmd_proxy_info)

@@ -187,3 +187,23 @@ def test_proxy_init_errors(tmp_path, args, message):
 def test_proxy_init_without_user_credentials(tmp_path):
     result = run("proxy-init", "--out", tmp_path / "p.pem", env_extra={"HOME": str(tmp_path)})
     assert result.returncode == 2 and "X509_USER_CERT" in result.stderr
+
+
+def test_proxy_info(pki):
+    import json
+    proxy = pki.proxy(group="dirac_admin", limited=True)
+    shown = run("proxy-info", "--json", "--verify", "-o",
+                f"/DIRAC/Security/CALocation={pki.ca_dir}", env_extra={"X509_USER_PROXY": str(proxy)})
+    assert shown.returncode == 0, shown.stderr
+    info = json.loads(shown.stdout)
+    assert info["path"] == str(proxy) and info["identity"] == pki.user_dn
+    assert (info["group"], info["isLimitedProxy"]) == ("dirac_admin", True)
+    assert info["verified against"] == str(pki.ca_dir)
+    text = run("proxy-info", "--file", proxy)
+    assert text.returncode == 0 and "dirac_admin" in text.stdout
+    assert run("proxy-info", "--file", pki.expired_proxy).returncode == 1
+    foreign = run("proxy-info", "--file", proxy, "--verify", "-o",
+                  f"/DIRAC/Security/CALocation={pki.other_ca_dir}")
+    assert foreign.returncode == 2 and "unable to get a trusted issuer" in foreign.stderr
+    legacy = run("proxy-info", "--file", pki.legacy_proxy)
+    assert legacy.returncode == 2 and "legacy" in legacy.stderr

@@ -12,8 +12,8 @@ source         storage access as
 ``proxydir``   a pre-placed proxy ``<ProxyDir>/<username>-<group>`` (or ``.pem``),
                must be a regular file, not a symlink, mode 0600 or stricter
 ``delegation`` the proxy the client delegated during the proposal (PROTOCOL
-               4.4); the service framework puts the chain in the credential
-               dict under ``delegatedChain`` (PEM bytes or an X509Chain)
+               4.4, :mod:`seproxy.handler.delegation`); held by the request's
+               handler only, written to a 0600 scratch file for the call
 =============  ===============================================================
 """
 
@@ -51,7 +51,8 @@ class CredentialSource:
         self.scratch_dir = Path(scratch_dir) if scratch_dir else None
 
     @contextmanager
-    def for_caller(self, cred: dict[str, Any], vo: str) -> Iterator[StorageCredentials]:
+    def for_caller(self, cred: dict[str, Any], vo: str,
+                   delegated: bytes | None = None) -> Iterator[StorageCredentials]:
         """The caller's storage credentials for the duration of one storage call."""
         group = cred.get("group")
         if self.kind == "host":
@@ -59,7 +60,7 @@ class CredentialSource:
         elif self.kind == "proxydir":
             yield StorageCredentials(proxy_path=self._proxy_file(cred), vo=vo, group=group)
         else:
-            with self._delegated_file(cred) as path:
+            with self._delegated_file(delegated) as path:
                 yield StorageCredentials(proxy_path=path, vo=vo, group=group)
 
     def _proxy_file(self, cred: dict[str, Any]) -> str:
@@ -83,13 +84,9 @@ class CredentialSource:
         raise AuthError(f"No proxy for {username}@{group} in the proxy directory")
 
     @contextmanager
-    def _delegated_file(self, cred: dict[str, Any]) -> Iterator[str]:
-        chain = cred.get("delegatedChain")
-        if chain is None:
+    def _delegated_file(self, pem: bytes | None) -> Iterator[str]:
+        if not pem:
             raise AuthError("No delegated proxy on this connection (CredentialSource = delegation)")
-        pem = chain.to_pem() if hasattr(chain, "to_pem") else chain
-        if isinstance(pem, str):
-            pem = pem.encode()
         fd, path = tempfile.mkstemp(prefix="delegated-", suffix=".pem",
                                     dir=self.scratch_dir if self.scratch_dir else None)
         try:

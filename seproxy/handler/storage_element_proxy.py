@@ -213,6 +213,34 @@ class StorageElementProxyHandler(RequestHandler):
         _initialising.cls = cls
         return S_OK()
 
+    #: methods that reach storage, hence need the caller's delegated proxy
+    #: when CredentialSource = delegation
+    DELEGATION_METHODS = frozenset({"callProxyMethod", "uploadFile", "prepareFile",
+                                    "prepareFileForHTTP"})
+    _delegated: bytes | None = None
+
+    def _rh_delegation(self, transport: Any, credentials: dict, action_type: str,
+                       action_name: str) -> dict | None:
+        """Called by the service between authorisation and the proposal's acceptance:
+        ask for a delegated proxy (PROTOCOL 4.4) when this request will need one.
+        Returns None to go on, or the S_ERROR that ends the connection."""
+        state = self._state()
+        if state.credentials.kind != "delegation" or action_type != "RPC" \
+                or action_name not in self.DELEGATION_METHODS:
+            return None
+        from seproxy.handler import delegation
+
+        request, key = delegation.make_request()
+        try:
+            transport.send_data(S_OK({delegation.DELEGATE_KEY: request}))
+            answer = transport.receive_data()
+            chain = transport.peer_chain()
+            self._delegated = delegation.accept(answer, key, list(chain.certificates) if chain else [])
+        except SeproxyError as exc:
+            log.info("delegation from %s refused: %s", credentials.get("DN"), exc)
+            return S_ERROR(f"Error in receiving delegated proxy: {exc}")
+        return None
+
     # -- helpers ---------------------------------------------------------------------------
     def _state(self) -> ProxyState:
         state = type(self).state
@@ -260,7 +288,7 @@ class StorageElementProxyHandler(RequestHandler):
         if not all(isinstance(k, str) and k.isidentifier() and not k.startswith("_") for k in kargs):
             return S_ERROR("Keyword argument names must be public identifiers")
         state = self._state()
-        with state.credentials.for_caller(cred, vo) as creds:
+        with state.credentials.for_caller(cred, vo, self._delegated) as creds:
             storage = state.storage_element(se, vo, creds)
             method = getattr(storage, name, None)
             if method is None:
@@ -296,7 +324,7 @@ class StorageElementProxyHandler(RequestHandler):
         if not local.is_file() or local.is_symlink():
             return S_ERROR(f"File {name} does not exist")
         try:
-            with state.cache.in_use(local), state.credentials.for_caller(cred, vo) as creds:
+            with state.cache.in_use(local), state.credentials.for_caller(cred, vo, self._delegated) as creds:
                 storage = state.storage_element(se, vo, creds)
                 result = returnSingleResult(storage.putFile({pfn: str(local)}))
                 if result["OK"]:
@@ -337,7 +365,7 @@ class StorageElementProxyHandler(RequestHandler):
         work = state.cache.tmp / f"get-{secrets.token_hex(8)}"
         work.mkdir(mode=0o700)
         try:
-            with state.credentials.for_caller(cred, vo) as creds:
+            with state.credentials.for_caller(cred, vo, self._delegated) as creds:
                 storage = state.storage_element(se, vo, creds)
                 result = returnSingleResult(storage.getFile(pfn, localPath=str(work)))
             if not result["OK"]:
@@ -392,7 +420,7 @@ class StorageElementProxyHandler(RequestHandler):
             return S_ERROR(CONNECTION_DETAILS_ERROR)
         state = self._state()
         directory.mkdir(mode=0o700)
-        with state.credentials.for_caller(cred, vo) as creds:
+        with state.credentials.for_caller(cred, vo, self._delegated) as creds:
             ses: dict[str, Any] = {}
 
             def open_se(name: str) -> Any:

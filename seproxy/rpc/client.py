@@ -138,6 +138,26 @@ class BaseClient:
         answer = transport.receive_data()
         if not isinstance(answer, dict) or "OK" not in answer:
             return S_ERROR(f"Invalid answer to the proposal: {answer!r:.100}")
+        if answer["OK"] and isinstance(answer.get("Value"), dict) and "delegate" in answer["Value"]:
+            answer = self._delegate(transport, answer["Value"]["delegate"])
+        return answer
+
+    def _delegate(self, transport: Any, request: Any) -> dict:
+        """The server asked for a delegated proxy (PROTOCOL 4.4): sign its request with
+        our proxy, send the chain as a bare string, return the server's next answer."""
+        from seproxy.handler.delegation import sign_request
+        from seproxy.security import locations
+
+        try:
+            proxy = locations.proxy_location(self.proxyLocation).read_bytes()
+            chain = sign_request(request, proxy)
+        except (SeproxyError, OSError, ValueError) as exc:
+            transport.send_data(S_ERROR(f"Cannot delegate: {exc}"), self.encoding)
+            return S_ERROR(f"Cannot delegate a proxy: {exc}")
+        transport.send_data(chain, self.encoding)
+        answer = transport.receive_data()
+        if not isinstance(answer, dict) or "OK" not in answer:
+            return S_ERROR(f"Invalid answer to the delegation: {answer!r:.100}")
         return answer
 
     def _connect_and_propose(self, action_type: str, action_name: str) -> tuple[dict, Any]:

@@ -150,6 +150,12 @@ def serve_new(service: Any, transport: Any) -> None:
             log.exception("Server error while loading handler of %s", service.name)
             send(service, transport, framework_error("Server error while loading handler"))
             return
+        exchange = getattr(handler, "_rh_delegation", None)  # PROTOCOL 4.4, handler-driven
+        if exchange is not None:
+            error = exchange(transport, credentials, proposal.action_type, proposal.action_name)
+            if error is not None:
+                send(service, transport, error)
+                return
         if not send(service, transport, S_OK()):
             return
         keep = run_action(service, transport, trid, handler, proposal)

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -34,6 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.report import write_section  # noqa: E402
 
 SECTION = "/Systems/DataManagement/Services/StorageElementProxy"
 MiB = 1024 * 1024
@@ -201,19 +202,6 @@ def section(results: dict[str, float], size_mib: int, repeat: int, load: float) 
     )
 
 
-def write_section(text: str) -> Path:
-    path = REPO / "docs" / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasured by the scripts in `bench/`; each area owns its `## <area>` section.\n\n")
-    pattern = re.compile(r"^## SEProxy\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="file size in MiB (default 512)")
@@ -225,7 +213,7 @@ def main() -> None:
     text = section(results, args.size, args.repeat, load)
     print(text)
     if args.write:
-        print(f"written to {write_section(text)}")
+        print(f"written to {write_section('SEProxy', text)}")
 
 
 if __name__ == "__main__":

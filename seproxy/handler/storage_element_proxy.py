@@ -258,6 +258,16 @@ class StorageElementProxyHandler(RequestHandler):
             raise AuthError(CONNECTION_DETAILS_ERROR)
         return cred, self._state().registry.vo_for_group(cred["group"])
 
+    def _staging(self, pfn: str) -> tuple[dict[str, Any], str, str, Namespace] | dict:
+        """``(credentials, VO, staging name of pfn, namespace)`` or the S_ERROR to answer."""
+        try:
+            cred, vo = self._caller()
+            return cred, vo, local_name(pfn), self._namespace()
+        except AuthError:
+            return S_ERROR(CONNECTION_DETAILS_ERROR)
+        except PathError as exc:
+            return S_ERROR(str(exc))
+
     def _namespace(self) -> Namespace:
         cred = self.getRemoteCredentials()
         return Namespace(self._state().cache.ns_root, cred.get("DN", ""), cred.get("group", ""))
@@ -311,14 +321,10 @@ class StorageElementProxyHandler(RequestHandler):
         return state.run_limited(state.transfer_timeout, "__uploadFile", self._upload_file, se, pfn)
 
     def _upload_file(self, se: str, pfn: str) -> dict:
-        try:
-            cred, vo = self._caller()
-            name = local_name(pfn)
-            namespace = self._namespace()
-        except AuthError:
-            return S_ERROR(CONNECTION_DETAILS_ERROR)
-        except PathError as exc:
-            return S_ERROR(str(exc))
+        staging = self._staging(pfn)
+        if isinstance(staging, dict):
+            return staging
+        cred, vo, name, namespace = staging
         state = self._state()
         local = namespace.path("putFile", name)
         if not local.is_file() or local.is_symlink():
@@ -348,14 +354,10 @@ class StorageElementProxyHandler(RequestHandler):
         return state.run_limited(state.transfer_timeout, "__prepareFile", self._prepare_file, se, pfn)
 
     def _prepare_file(self, se: str, pfn: str) -> dict:
-        try:
-            cred, vo = self._caller()
-            name = local_name(pfn)
-            namespace = self._namespace()
-        except AuthError:
-            return S_ERROR(CONNECTION_DETAILS_ERROR)
-        except PathError as exc:
-            return S_ERROR(str(exc))
+        staging = self._staging(pfn)
+        if isinstance(staging, dict):
+            return staging
+        cred, vo, name, namespace = staging
         state = self._state()
         try:
             state.cache.make_room(0)

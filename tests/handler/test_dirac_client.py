@@ -15,34 +15,13 @@ import subprocess
 import pytest
 
 from tests.fixtures.dirac import merge_cfg
-from tests.handler.conftest import REGISTRY, SE
+from tests.handler.conftest import REGISTRY, SE, se_cfg
 
 pytestmark = pytest.mark.interop
 
 
 def se_client_cfg(storage, proxy_url: str | None) -> str:
-    text = f"""Resources
-{{
-  StorageElements
-  {{
-    {SE}
-    {{
-      BackendType = File
-      AccessProtocols = file
-      WriteProtocols = file
-      File
-      {{
-        PluginName = File
-        Protocol = file
-        Access = remote
-        Host =
-        Port =
-        Path = {storage}
-      }}
-    }}
-  }}
-}}
-"""
+    text = se_cfg(storage)
     if proxy_url:
         text += f"""LocalSite
 {{

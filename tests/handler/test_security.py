@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,13 @@ import pytest
 from seproxy.handler.namespace import namespace_id
 from seproxy.returnvalues import S_OK
 from seproxy.transfer.filehelper import FileHelper
+from tests.handler.helpers import wait_for
 
 SE = "SE-LOCAL"
 USER_DN = "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser"
 
 BAD_IDS = ["../x", "/etc/passwd", "getFile/../../x", "getFile/%2e%2e", "putFile/%2e%2e%2fx",
            "getFile/a\x00b", "putFile/../../../tmp/evil", "getFile/..", "getFile\\..\\x"]
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def snapshot(root: Path) -> set[str]:

@@ -20,6 +20,7 @@ import pytest
 from seproxy.handler.cache import ExpiringRegister, purgeCacheDirectory
 from seproxy.http.access import INVALID_KEY, content_disposition, key_digest, new_key
 from seproxy.http.server import HttpThread
+from tests.handler.helpers import wait_for
 
 
 @pytest.fixture
@@ -51,17 +52,6 @@ def stage(cache: Path, register: ExpiringRegister, files: dict[str, bytes], life
         (directory / name).write_bytes(data)
     register.add(key_digest(key), lifetime, str(directory))
     return key
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    """Poll ``condition`` until true or the deadline passes (server threads finish after the
-    client has read the last byte)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def request(port: int, method: str, path: str, headers: dict[str, str] | None = None):

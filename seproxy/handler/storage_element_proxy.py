@@ -160,6 +160,8 @@ class ProxyState:
         except concurrent.futures.TimeoutError:
             log.error("%s still running after %s s; answering with a timeout", name, seconds)
             return S_ERROR(f'{int(seconds)} seconds timeout for "{name}" call')
+        except SeproxyError as exc:  # the one conversion point of the storage calls
+            return S_ERROR(exc)
 
     def disk_free(self) -> int:
         st = os.statvfs(self.base_path)

@@ -87,6 +87,8 @@ class ProxyState:
         self.registry = Registry(cfg)
         # one register per service (gRegister stays the default of a bare HttpThread)
         self.register = ExpiringRegister(purgeCacheDirectory)
+        if self.option("HttpPurgeInterval", 30.0) > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(self.option("HttpPurgeInterval", 30.0))
         self.cache.clean_startup()
         self.credentials = self._credential_source()
         catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")

@@ -120,12 +120,16 @@ class ProxyState:
 
         port = int(self.option("HttpPort", 9180))
         ssl_context = self._https_context() if self.option("HttpsAccess", False) else None
-        self.http_thread = HttpThread(
-            port, str(self.cache.http_cache), register=self.register,
-            host=self.option("HttpHost", ""), ssl_context=ssl_context,
-            multi_use=self.option("HttpMultiUse", False),
-            max_connections=int(self.option("HttpMaxConnections", 64)),
-            purge_interval=self.option("HttpPurgeInterval", 30.0))
+        bind = self.option("HttpHost", "")
+        try:
+            self.http_thread = HttpThread(
+                port, str(self.cache.http_cache), register=self.register, host=bind,
+                ssl_context=ssl_context, multi_use=self.option("HttpMultiUse", False),
+                max_connections=int(self.option("HttpMaxConnections", 64)),
+                purge_interval=self.option("HttpPurgeInterval", 30.0))
+        except OSError as exc:
+            raise ConfigError(f"Cannot listen for HTTP on {bind or '*'}:{port}: "
+                              f"{exc.strerror or exc}") from exc
         host = self.option("HttpURLHost", "") or self.cfg.getOption("/DIRAC/Hostname") or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"

@@ -118,3 +118,15 @@ def test_types_and_error_texts(se_proxy):
                               "<class 'int'>, expected [<class 'str'>, <class 'list'>]")
     assert rpc.callProxyMethod(SE, "noSuchMethod", [], {})["Message"] == \
         "Method 'noSuchMethod' isn't implemented!"
+
+
+def test_https_access_with_the_host_certificate(se_proxy_factory, tmp_path):
+    p = se_proxy_factory(HttpsAccess=True)
+    (p.storage / "dirac").mkdir()
+    (p.storage / "dirac" / "s.bin").write_bytes(b"over TLS" * 1000)
+    res = p.rpc().prepareFileForHTTP("/dirac/s.bin")
+    assert res["OK"] and res["HttpURL"].startswith(f"https://127.0.0.1:{p.http_port}/")
+    out = tmp_path / "s.bin"
+    subprocess.run(["curl", "-sSf", "--cacert", str(p.pki.ca_cert), "-o", str(out), res["HttpURL"]],
+                   check=True, timeout=60)
+    assert out.read_bytes() == b"over TLS" * 1000

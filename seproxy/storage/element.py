@@ -117,6 +117,11 @@ class StorageElement:
         if self.valid:
             self._protocol_lists()
 
+    @property
+    def config(self) -> Config:
+        """The configuration this SE was read from (plugins use it for their own clients)."""
+        return self._cfg
+
     # -- construction -------------------------------------------------------------------
     def _build(self, protocol_sections: list[str]) -> None:
         definition = resolve_storage(self._cfg, self.name, self.vo or None, protocol_sections)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from seproxy.rpc.wire import codec, dencode, framing, jencode
 from tests.rpc.wire.helpers import as_dencode_receives, as_json_receives, same
 
-SETTINGS = settings(max_examples=100, deadline=None)
+SETTINGS = settings(max_examples=80, deadline=None)
 
 ints = st.integers(min_value=-(10 ** 200), max_value=10 ** 200)
 floats = st.floats(allow_nan=True, allow_infinity=True)

@@ -237,10 +237,13 @@ class Config:
 
     def _node(self, path: str) -> CFG | str | None:
         node: CFG | str = self._tree
-        for name in split_path(path):
-            if not isinstance(node, CFG) or name not in node.listAll():
+        for name in split_path(path):  # names never contain "/": a plain dict look-up
+            if not isinstance(node, CFG):
                 return None
-            node = node[name]
+            try:
+                node = node[name]
+            except KeyError:
+                return None
         return node
 
     def getOption(self, path: str) -> str | None:  # noqa: N802

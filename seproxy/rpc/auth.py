@@ -127,16 +127,14 @@ class AuthManager:
         if hit is not None:
             allowed, after = hit
             for name in _AUTH_KEYS:
-                if name in after:
-                    value = after[name]
-                    credDict[name] = list(value) if isinstance(value, list) else value
-                else:
+                if name not in after:
                     credDict.pop(name, None)
+            for name, value in after.items():  # recorded order: new keys land where they did
+                credDict[name] = list(value) if isinstance(value, list) else value
             return allowed
         allowed = self._decide(methodQuery, credDict, defaultProperties)
         if key is not None:
-            after = {k: (list(credDict[k]) if isinstance(credDict[k], list) else credDict[k])
-                     for k in _AUTH_KEYS if k in credDict}
+            after = {k: (list(v) if isinstance(v, list) else v) for k, v in credDict.items() if k in _AUTH_KEYS}
             with self._cache_lock:
                 if len(self._cache) >= CACHE_SIZE:
                     self._cache.clear()

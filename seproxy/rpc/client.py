@@ -25,16 +25,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from seproxy.config import Config, Registry, get_config
-from seproxy.errors import AuthError, ConfigError, SeproxyError, TransportError
+from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
 from seproxy.rpc import transport as transports
 from seproxy.rpc.proposal import build_proposal
 from seproxy.rpc.version import DIRAC_VERSION
+from seproxy.rpc.wire import codec
 
 DEFAULT_RPC_TIMEOUT = 600
 MIN_RPC_TIMEOUT = 120
 MIN_KEEPALIVE_LAPSE = 150
 PROPOSAL_RETRIES = 3
+#: Keyword arguments of seproxy's own (not DIRAC's): not part of ``rpcStub``.
+SEPROXY_KWARGS = ("config", "encoding", "reuseConnection", "retryDelay", "definitions")
 
 
 def parse_url(url: str) -> tuple[str, str, int, str]:
@@ -69,7 +72,6 @@ class BaseClient:
     retryDelay = 2.0  # noqa: N815 (DIRAC-ish name)
 
     def __init__(self, url: str, **kwargs: Any) -> None:
-        self.kwargs = dict(kwargs)
         self.cfg: Config = kwargs.pop("config", None) or get_config()
         self.encoding: str | None = kwargs.pop("encoding", None)
         self.reuse_connection = bool(kwargs.pop("reuseConnection", False))
@@ -92,6 +94,11 @@ class BaseClient:
         self.setup = kwargs.get("setup", "None")
         self.vo = kwargs.get("VO") or self.cfg.getValue("/DIRAC/VirtualOrganization", "unknown") or "unknown"
         self.extraCredentials = self._extra_credentials(kwargs)
+        # what DIRAC keeps (and shows in rpcStub): the caller's kwargs + the effective defaults
+        self.kwargs = {k: v for k, v in kwargs.items() if k not in SEPROXY_KWARGS}
+        self.kwargs["timeout"] = int(self.timeout) if self.timeout == int(self.timeout) else self.timeout
+        self.kwargs["skipCACheck"] = self.skipCACheck
+        self.kwargs["keepAliveLapse"] = int(self.keepAliveLapse)
 
     def _extra_credentials(self, kwargs: dict) -> Any:
         if kwargs.get("extraCredentials"):
@@ -217,11 +224,14 @@ class BaseClient:
         if not result["OK"]:
             return result
         try:
-            transport.send_data(S_OK(args), self.encoding)
+            payload = codec.encode(S_OK(args), self.encoding)
+        except BaseException:  # unencodable arguments: the caller's bug, raised as in DIRAC
+            transport.close()
+            raise
+        try:
+            transport.send_frame(payload)
             answer = transport.receive_data()
-        except TransportError as exc:
-            return S_ERROR(f"Error while calling {method} on {transport.id}: {exc}")
-        except SeproxyError as exc:
+        except SeproxyError as exc:  # the transport's texts are DIRAC's reader/writer messages
             return S_ERROR(str(exc))
         finally:
             transport.close()

@@ -23,6 +23,7 @@ from typing import Any
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK
 from seproxy.rpc.proposal import SESSION_ACTION
+from seproxy.rpc.wire import codec
 
 log = logging.getLogger("seproxy.rpc.reuse")
 
@@ -112,7 +113,12 @@ def call(client: Any, method: str, args: list) -> dict | None:
                 return None
             transport, max_idle = opened
         try:
-            transport.send_data(S_OK([method, args]), client.encoding)
+            payload = codec.encode(S_OK([method, args]), client.encoding)
+        except BaseException:  # unencodable arguments: raised to the caller, as without reuse
+            POOL.give(key, transport, max_idle)
+            raise
+        try:
+            transport.send_frame(payload)
             answer = transport.receive_data()
         except SeproxyError as exc:
             transport.close()

@@ -13,8 +13,8 @@
        Connection: seproxy.rpc.messages (connection stays open)
        Session: seproxy.rpc.session (seproxy extension, connection reused)
 
-A failure to *encode* an answer (a handler returning a value neither encoding can
-carry) is answered with an S_ERROR instead of DIRAC's silent close.
+A failure to *encode* an answer (a handler returning a value the encoding cannot
+carry) is logged and the connection closed without an answer, as DIRAC does.
 """
 
 from __future__ import annotations
@@ -45,13 +45,18 @@ TRANSFER_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake
 
 
 def send(service: Any, transport: Any, value: Any, what: str = "") -> bool:
-    """Encode and send one answer; False if the connection is gone."""
+    """Encode and send one answer; False if it could not be sent.
+
+    An answer the encoding cannot carry (a handler bug, e.g. a ``set`` or a
+    ``datetime.time`` in JSON) is logged and *nothing* is sent, as in DIRAC: the
+    caller closes the connection and a DIRAC client reports ``Peer closed connection``.
+    """
     try:
         payload = codec.encode(value, service.encoding)
     except Exception as exc:  # noqa: BLE001 - un-encodable handler results
-        log.error("Cannot encode the answer of %s: %s", what, exc)
-        payload = codec.encode(S_ERROR(f"Server error while serving {what}: cannot encode the result: {exc}",
-                                       callStack=[]), service.encoding)
+        log.error("Cannot encode the answer of %s for %s: %s (connection closed without answer)",
+                  what, transport.id, exc)
+        return False
     try:
         transport.send_frame(payload)
         return True

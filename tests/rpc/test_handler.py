@@ -79,10 +79,10 @@ def test_type_rules(client):
     assert client.anyOf("s", {"any": "thing"})["Value"] == ["s", {"any": "thing"}]
 
 
-def test_unencodable_result_is_a_clear_error(client):
+def test_unencodable_result_closes_like_dirac(client, caplog):
     result = client.unencodable()
-    assert not result["OK"]
-    assert "cannot encode the result" in result["Message"]
+    assert result["OK"] is False and "Peer closed connection" in result["Message"]
+    assert "Cannot encode the answer of unencodable" in caplog.text
     assert client.echo("still up")["OK"]
 
 
@@ -99,3 +99,14 @@ def test_srv_api(client, svc):
 def test_initializers_ran_once(svc):
     assert svc.service.handler_class.init_calls.count("Test/Handler") >= 1
     assert RPCTestHandler.module_init == "Test/Handler"
+
+
+def test_unencodable_arguments_raise_like_dirac_client(client):
+    with pytest.raises(Exception):
+        client.echo({1, 2})
+    assert client.echo("fine")["Value"] == "fine"
+
+
+def test_rpc_stub_keeps_dirac_kwargs_only(svc):
+    stub = svc.client(encoding="json", timeout=30).echo("x")["rpcStub"]
+    assert stub == [[svc.url, {"timeout": 120, "skipCACheck": False, "keepAliveLapse": 150}], "echo", ["x"]]

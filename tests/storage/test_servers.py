@@ -36,7 +36,7 @@ def _down_se(section: dict, protocol: str) -> StorageElement:
 def test_backend_down_fails_each_lfn_with_a_reason(plugin: str, tmp_path, moto_s3, xrootd_server) -> None:
     port = free_port()  # nothing listens there
     if plugin == "S3":
-        section = dict(moto_s3.section("bucket", Timeout="3"), Port=str(port))
+        section = dict(moto_s3.section("bucket", Timeout="3", Retries="1"), Port=str(port))
         protocol = "s3"
     else:
         section = dict(xrootd_server.section("/", Timeout="3"), Port=str(port))

@@ -48,9 +48,6 @@ class FileStorage(StorageBase):
     def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
         return S_OK(self.basePath)
 
-    def getEndpoint(self) -> DReturnType:  # noqa: N802
-        return S_OK("")
-
     def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
         return S_OK(os.path.join(self.basePath, lfn.lstrip("/")))
 

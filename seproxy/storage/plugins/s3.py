@@ -3,7 +3,7 @@
 Protocol section options: ``Host``, ``Port``, ``Path`` (= bucket),
 ``SecureConnection`` (default True: https), ``Aws_access_key_id`` /
 ``Aws_secret_access_key`` (DIRAC's names), ``Region``, ``Timeout`` (seconds for
-connect and read, default 30), ``MultipartThreshold`` / ``MultipartChunkSize``
+connect and read, default 30), ``Retries`` (attempts per request, default 2), ``MultipartThreshold`` / ``MultipartChunkSize``
 (bytes, default 64 MiB / 16 MiB).
 
 Credentials, first found wins: the call's ``StorageCredentials`` (``s3_*``),
@@ -77,7 +77,8 @@ class S3Storage(StorageBase):
             endpoint_url=f"{scheme}://{parameters['Host']}:{port}",
             region_name=parameters.get("Region") or "us-east-1",
             config=BotoConfig(connect_timeout=timeout, read_timeout=timeout,
-                              retries={"max_attempts": 2, "mode": "standard"},
+                              retries={"max_attempts": int(parameters.get("Retries") or 2),
+                                       "mode": "standard"},
                               s3={"addressing_style": "path"}, signature_version="s3v4"),
             **keys,
         )

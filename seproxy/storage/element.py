@@ -32,13 +32,20 @@ from seproxy.storage.utils import check_lfn, checkArgumentFormat, pfnparse
 log = logging.getLogger(__name__)
 
 ENOMETH = 1002  # DIRAC's DErrno.ENOMETH
-_NO_PLUGIN = ("No storage plugins matching the requirements" + " " * 43
-              + "(operation %s protocols %s inputProtocol %s)")
+_NO_PLUGIN = (
+    "No storage plugins matching the requirements"
+    + " " * 43
+    + "(operation %s protocols %s inputProtocol %s)"
+)
 
 
 def _enometh(message: str) -> DReturnType:
-    return {"OK": False, "Errno": ENOMETH,
-            "Message": f"No such method or function ( {ENOMETH} : {message})", "CallStack": []}
+    return {
+        "OK": False,
+        "Errno": ENOMETH,
+        "Message": f"No such method or function ( {ENOMETH} : {message})",
+        "CallStack": [],
+    }
 
 
 def _index(item: Any, items: list[Any]) -> int:
@@ -50,14 +57,25 @@ class StorageElement:
 
     # DIRAC name -> plugin method name
     _EQUIVALENT = {
-        "exists": "exists", "isFile": "isFile", "getFile": "getFile", "putFile": "putFile",
-        "replicateFile": "putFile", "getFileMetadata": "getFileMetadata",
-        "getFileSize": "getFileSize", "removeFile": "removeFile", "prestageFile": "prestageFile",
-        "prestageFileStatus": "prestageFileStatus", "releaseFile": "releaseFile",
-        "isDirectory": "isDirectory", "getDirectoryMetadata": "getDirectoryMetadata",
-        "getDirectorySize": "getDirectorySize", "listDirectory": "listDirectory",
-        "removeDirectory": "removeDirectory", "createDirectory": "createDirectory",
-        "putDirectory": "putDirectory", "getDirectory": "getDirectory",
+        "exists": "exists",
+        "isFile": "isFile",
+        "getFile": "getFile",
+        "putFile": "putFile",
+        "replicateFile": "putFile",
+        "getFileMetadata": "getFileMetadata",
+        "getFileSize": "getFileSize",
+        "removeFile": "removeFile",
+        "prestageFile": "prestageFile",
+        "prestageFileStatus": "prestageFileStatus",
+        "releaseFile": "releaseFile",
+        "isDirectory": "isDirectory",
+        "getDirectoryMetadata": "getDirectoryMetadata",
+        "getDirectorySize": "getDirectorySize",
+        "listDirectory": "listDirectory",
+        "removeDirectory": "removeDirectory",
+        "createDirectory": "createDirectory",
+        "putDirectory": "putDirectory",
+        "getDirectory": "getDirectory",
     }
     _DEFAULT_ARGS: dict[str, dict[str, Any]] = {
         "putFile": {"sourceSize": 0},
@@ -70,29 +88,83 @@ class StorageElement:
 
     stageMethods = ("prestageFile", "prestageFileStatus")
     readMethods = ("getFile", "getDirectory")
-    writeMethods = ("retransferOnlineFile", "putFile", "replicateFile", "pinFile", "releaseFile",
-                    "createDirectory", "putDirectory")
+    writeMethods = (
+        "retransferOnlineFile",
+        "putFile",
+        "replicateFile",
+        "pinFile",
+        "releaseFile",
+        "createDirectory",
+        "putDirectory",
+    )
     removeMethods = ("removeFile", "removeDirectory")
-    checkMethods = ("exists", "getDirectoryMetadata", "getDirectorySize", "getFileSize",
-                    "getFileMetadata", "listDirectory", "isDirectory", "isFile", "getOccupancy",
-                    "getWLCGTokenPath")
-    okMethods = ("getLocalProtocols", "getProtocols", "getProtocolSections", "getRemoteProtocols",
-                 "storageElementName", "getStorageParameters", "getTransportURL", "isLocalSE")
+    checkMethods = (
+        "exists",
+        "getDirectoryMetadata",
+        "getDirectorySize",
+        "getFileSize",
+        "getFileMetadata",
+        "listDirectory",
+        "isDirectory",
+        "isFile",
+        "getOccupancy",
+        "getWLCGTokenPath",
+    )
+    okMethods = (
+        "getLocalProtocols",
+        "getProtocols",
+        "getProtocolSections",
+        "getRemoteProtocols",
+        "storageElementName",
+        "getStorageParameters",
+        "getTransportURL",
+        "isLocalSE",
+    )
 
     #: Callable by name for a remote client: no local path is read or written.
-    PUBLIC_METHODS = frozenset({
-        "exists", "isFile", "isDirectory", "getFileSize", "getFileMetadata",
-        "getDirectoryMetadata", "getDirectorySize", "listDirectory", "createDirectory",
-        "removeFile", "removeDirectory", "prestageFile", "prestageFileStatus", "releaseFile",
-        "getURL", "getStatus", "isValid", "getStorageParameters", "getChecksumType",
-        "getProtocolSections", "getLocalProtocolSections", "getRemoteProtocolSections",
-        "storageElementName", "getStorageElementName", "getLFNFromURL",
-    })
+    PUBLIC_METHODS = frozenset(
+        {
+            "exists",
+            "isFile",
+            "isDirectory",
+            "getFileSize",
+            "getFileMetadata",
+            "getDirectoryMetadata",
+            "getDirectorySize",
+            "listDirectory",
+            "createDirectory",
+            "removeFile",
+            "removeDirectory",
+            "prestageFile",
+            "prestageFileStatus",
+            "releaseFile",
+            "getURL",
+            "getStatus",
+            "isValid",
+            "getStorageParameters",
+            "getChecksumType",
+            "getProtocolSections",
+            "getLocalProtocolSections",
+            "getRemoteProtocolSections",
+            "storageElementName",
+            "getStorageElementName",
+            "getLFNFromURL",
+        }
+    )
     #: Read or write local files: only for the service's own use (its cache), never by name.
-    TRANSFER_METHODS = frozenset({"getFile", "putFile", "replicateFile", "getDirectory", "putDirectory"})
+    TRANSFER_METHODS = frozenset(
+        {"getFile", "putFile", "replicateFile", "getDirectory", "putDirectory"}
+    )
 
-    def __init__(self, name: str, protocolSections: Any = None, vo: str | None = None, *,  # noqa: N803
-                 config: Config | None = None, credentials: StorageCredentials | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        protocolSections: Any = None,
+        vo: str | None = None,
+        *,  # noqa: N803
+        config: Config | None = None,
+        credentials: StorageCredentials | None = None,
+    ) -> None:
         self._cfg = config if config is not None else get_config()
         self.credentials = credentials or StorageCredentials()
         self.vo = vo or self.credentials.vo or self._cfg.getValue("/DIRAC/VirtualOrganization", "")
@@ -144,7 +216,9 @@ class StorageElement:
             if section in definition.remote_sections:
                 self.remoteProtocolSections.append(section)
         if not self.storages:
-            raise StorageError("StorageFactory.getStorages: Failed to instantiate any storage protocols.")
+            raise StorageError(
+                "StorageFactory.getStorages: Failed to instantiate any storage protocols."
+            )
 
     def _protocol_lists(self) -> None:
         def ops(option: str, default: list[str]) -> list[str]:
@@ -152,11 +226,15 @@ class StorageElement:
 
         access = self.options.get("AccessProtocols")
         self.localAccessProtocolList = access or ops("AccessProtocols", ["srm", "dips"])
-        self.localWriteProtocolList = self.options.get("WriteProtocols") or ops("WriteProtocols", ["srm", "dips"])
+        self.localWriteProtocolList = self.options.get("WriteProtocols") or ops(
+            "WriteProtocols", ["srm", "dips"]
+        )
         stage = self.options.get("StageProtocols")
         if isinstance(stage, str):
             stage = [s.strip() for s in stage.split(",") if s.strip()]
-        self.localStageProtocolList = stage or access or ops("StageProtocols", []) or self.localAccessProtocolList
+        self.localStageProtocolList = (
+            stage or access or ops("StageProtocols", []) or self.localAccessProtocolList
+        )
 
     # -- information --------------------------------------------------------------------
     def storageElementName(self) -> str:  # noqa: N802
@@ -175,14 +253,27 @@ class StorageElement:
 
     def status(self) -> dict[str, Any]:
         if not self.valid:
-            return {"Read": False, "Write": False, "Remove": False, "Check": False,
-                    "DiskSE": False, "TapeSE": False, "TotalCapacityTB": -1, "DiskCacheTB": -1}
+            return {
+                "Read": False,
+                "Write": False,
+                "Remove": False,
+                "Check": False,
+                "DiskSE": False,
+                "TapeSE": False,
+                "TotalCapacityTB": -1,
+                "DiskCacheTB": -1,
+            }
 
         def allowed(option: str) -> bool:
-            return not (option in self.options and self.options[option] not in ("Active", "Degraded"))
+            return not (
+                option in self.options and self.options[option] not in ("Active", "Degraded")
+            )
 
-        result: dict[str, Any] = {"Read": allowed("ReadAccess"), "Write": allowed("WriteAccess"),
-                                  "Remove": allowed("RemoveAccess")}
+        result: dict[str, Any] = {
+            "Read": allowed("ReadAccess"),
+            "Write": allowed("WriteAccess"),
+            "Remove": allowed("RemoveAccess"),
+        }
         result["Check"] = True if result["Read"] else allowed("CheckAccess")
         se_type = self.options.get("SEType")
         result["DiskSE"] = re.search("D[1-9]", se_type) is not None if se_type else True
@@ -200,14 +291,22 @@ class StorageElement:
 
     def isValid(self, operation: str | None = None) -> DReturnType:  # noqa: N802
         if not self.valid:
-            return S_ERROR(f"SE.isValid: Failed to create StorageElement plugins: {self.errorReason}")
+            return S_ERROR(
+                f"SE.isValid: Failed to create StorageElement plugins: {self.errorReason}"
+            )
         if "VO" in self.options and self.vo not in self.options["VO"]:
-            return S_ERROR(errno.EACCES, "StorageElement.isValid: StorageElement is not allowed for VO")
+            return S_ERROR(
+                errno.EACCES, "StorageElement.isValid: StorageElement is not allowed for VO"
+            )
         if not operation or operation in self.okMethods:
             return S_OK()
         status = self.status()
         op = operation.lower()
-        if operation in self.readMethods or operation in self.stageMethods or op in ("read", "readaccess"):
+        if (
+            operation in self.readMethods
+            or operation in self.stageMethods
+            or op in ("read", "readaccess")
+        ):
             kind = "Read"
         elif operation in self.writeMethods or op in ("write", "writeaccess"):
             kind = "Write"
@@ -223,8 +322,11 @@ class StorageElement:
         return S_OK()
 
     def getProtocolSections(self) -> DReturnType:  # noqa: N802
-        return S_OK(self.localProtocolSections + self.remoteProtocolSections) if self.valid \
+        return (
+            S_OK(self.localProtocolSections + self.remoteProtocolSections)
+            if self.valid
             else S_ERROR(self.errorReason)
+        )
 
     def getLocalProtocolSections(self) -> DReturnType:  # noqa: N802
         return S_OK(self.localProtocolSections) if self.valid else S_ERROR(self.errorReason)
@@ -232,8 +334,11 @@ class StorageElement:
     def getRemoteProtocolSections(self) -> DReturnType:  # noqa: N802
         return S_OK(self.remoteProtocolSections) if self.valid else S_ERROR(self.errorReason)
 
-    def getStorageParameters(self, protocolSection: str | None = None,  # noqa: N802, N803
-                             protocol: str | None = None) -> DReturnType:
+    def getStorageParameters(
+        self,
+        protocolSection: str | None = None,  # noqa: N802, N803
+        protocol: str | None = None,
+    ) -> DReturnType:
         if protocolSection and protocol:
             return S_ERROR(errno.EINVAL, "plugin and protocol cannot be set together.")
         if not (protocolSection or protocol):
@@ -254,7 +359,9 @@ class StorageElement:
             return True
 
         def endpoints(se: StorageElement) -> set[tuple[str, str]]:
-            return {(p.getParameters()["Host"], p.getParameters()["Path"]) for p in se.storages.values()}
+            return {
+                (p.getParameters()["Host"], p.getParameters()["Path"]) for p in se.storages.values()
+            }
 
         return bool(endpoints(self) & endpoints(otherSE))
 
@@ -272,7 +379,9 @@ class StorageElement:
     def getLFNFromURL(self, urls: Any) -> DReturnType:  # noqa: N802
         res = checkArgumentFormat(urls)
         if not res["OK"]:
-            return S_ERROR(errno.EINVAL, "Supplied urls must be string, list of strings or a dictionary.")
+            return S_ERROR(
+                errno.EINVAL, "Supplied urls must be string, list of strings or a dictionary."
+            )
         result: dict[str, dict[str, Any]] = {"Successful": {}, "Failed": {}}
         for url in res["Value"]:
             lfn = self._url_path(url)
@@ -293,7 +402,7 @@ class StorageElement:
                 if not base:
                     return full
                 if full.startswith(base):
-                    return full[len(base):]
+                    return full[len(base) :]
         return ""
 
     # -- execution ----------------------------------------------------------------------
@@ -316,8 +425,9 @@ class StorageElement:
         site = self._cfg.getValue("/LocalSite/Site", "")
         return self.name in site_storage_elements(self._cfg, site)
 
-    def _filter_plugins(self, method: str, protocols: list[str] | None,
-                        input_protocol: str | None) -> list[StorageBase]:
+    def _filter_plugins(
+        self, method: str, protocols: list[str] | None, input_protocol: str | None
+    ) -> list[StorageBase]:
         local_se = self._is_local_se()
         if method in self.readMethods + self.checkMethods:
             allowed = self.localAccessProtocolList
@@ -329,11 +439,19 @@ class StorageElement:
             plugins = list(self.storages.values())
             if protocols:
                 wanted = set(protocols)
-                plugins = [p for p in plugins if set(p.protocolParameters.get("OutputProtocols", [])) & wanted]
-            return sorted(plugins, key=lambda p: (
-                _index(p.protocolParameters["Protocol"], self.localAccessProtocolList),
-                p.protocolSectionName in (self.remoteProtocolSections if local_se
-                                          else self.localAccessProtocolList)))
+                plugins = [
+                    p
+                    for p in plugins
+                    if set(p.protocolParameters.get("OutputProtocols", [])) & wanted
+                ]
+            return sorted(
+                plugins,
+                key=lambda p: (
+                    _index(p.protocolParameters["Protocol"], self.localAccessProtocolList),
+                    p.protocolSectionName
+                    in (self.remoteProtocolSections if local_se else self.localAccessProtocolList),
+                ),
+            )
         potential = list(set(allowed) & set(protocols)) if protocols else allowed
         plugins = []
         for section, plugin in self.storages.items():
@@ -344,11 +462,20 @@ class StorageElement:
                 continue
             if params.get("Access", "").lower() == "remoteonly" and local_se:
                 continue
-            if method == "putFile" and input_protocol and input_protocol not in params["InputProtocols"]:
+            if (
+                method == "putFile"
+                and input_protocol
+                and input_protocol not in params["InputProtocols"]
+            ):
                 continue
             plugins.append(plugin)
-        return sorted(plugins, key=lambda p: (_index(p.protocolParameters["Protocol"], allowed),
-                                              p.protocolSectionName in self.remoteProtocolSections))
+        return sorted(
+            plugins,
+            key=lambda p: (
+                _index(p.protocolParameters["Protocol"], allowed),
+                p.protocolSectionName in self.remoteProtocolSections,
+            ),
+        )
 
     def _execute(self, method: str, lfn: Any, *args: Any, **kwargs: Any) -> DReturnType:
         if args:
@@ -393,12 +520,16 @@ class StorageElement:
                 if built["OK"]:
                     url_dict[built["Value"]] = name
                 else:
-                    failed[name] = f"{failed[name]} {built['Message']}" if name in failed else built["Message"]
+                    failed[name] = (
+                        f"{failed[name]} {built['Message']}" if name in failed else built["Message"]
+                    )
             if not url_dict:
                 continue
             fcn = getattr(storage, method, None)
             if not callable(fcn):
-                return _enometh("SE.__executeMethod: unable to invoke %s, it isn't a member function of storage")
+                return _enometh(
+                    "SE.__executeMethod: unable to invoke %s, it isn't a member function of storage"
+                )
             try:
                 res = fcn({url: lfn_dict[name] for url, name in url_dict.items()}, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 (a plugin bug fails its LFNs, not the call)
@@ -408,8 +539,13 @@ class StorageElement:
         return S_OK({"Failed": failed, "Successful": successful})
 
     @staticmethod
-    def _merge(res: DReturnType, url_dict: dict[str, str], lfn_dict: dict[str, Any],
-               successful: dict[str, Any], failed: dict[str, Any]) -> None:
+    def _merge(
+        res: DReturnType,
+        url_dict: dict[str, str],
+        lfn_dict: dict[str, Any],
+        successful: dict[str, Any],
+        failed: dict[str, Any],
+    ) -> None:
         def add(name: str, reason: Any) -> None:
             previous = failed.get(name, "")
             failed[name] = f"{previous} {reason}" if previous else reason

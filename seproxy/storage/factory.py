@@ -58,8 +58,9 @@ def _protocol_details(cfg: Any, se_path: str, section: str, vo: str | None) -> d
     return details
 
 
-def resolve_storage(cfg: Any, name: str, vo: str | None,
-                    protocol_sections: list[str] | None = None) -> StorageDefinition:
+def resolve_storage(
+    cfg: Any, name: str, vo: str | None, protocol_sections: list[str] | None = None
+) -> StorageDefinition:
     """The definition of SE ``name``; ``ConfigError`` with DIRAC's text if it does not exist."""
     name = _resolve_name(cfg, name, "Alias")
     base = _resolve_name(cfg, name, "BaseSE")
@@ -110,7 +111,9 @@ def site_storage_elements(cfg: Any, site: str) -> list[str]:
 
 def operations_value(cfg: Any, vo: str | None, option: str, default: Any) -> Any:
     """An Operations option: ``/Operations/<vo>/Defaults/...`` then ``/Operations/Defaults/...``."""
-    for path in ([f"/Operations/{vo}/Defaults/{option}"] if vo else []) + [f"/Operations/Defaults/{option}"]:
+    for path in ([f"/Operations/{vo}/Defaults/{option}"] if vo else []) + [
+        f"/Operations/Defaults/{option}"
+    ]:
         if cfg.getOption(path) is not None:
             return cfg.getValue(path, default)
     return default

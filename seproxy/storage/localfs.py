@@ -167,7 +167,9 @@ def atomic_copy(
             size, checksum = copy_stream(src, dst, block_size)
             on_disk = os.fstat(dst.fileno()).st_size
             if on_disk != size:
-                raise OSError(errno.EIO, f"short copy: {on_disk} of {size} bytes written", final_path)
+                raise OSError(
+                    errno.EIO, f"short copy: {on_disk} of {size} bytes written", final_path
+                )
             if expected_size and expected_size != size:
                 raise SizeMismatch(expected_size, size)
             tmp = str(dst.name)

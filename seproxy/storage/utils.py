@@ -33,7 +33,9 @@ def checkArgumentFormat(path: Any) -> DReturnType:  # noqa: N802 (DIRAC name)
         return S_OK({url: False for url in path if isinstance(url, str)})
     if isinstance(path, dict):
         return S_OK(dict(path))
-    return S_ERROR(errno.EINVAL, "Utils.checkArgumentFormat: Supplied path is not of the correct format.")
+    return S_ERROR(
+        errno.EINVAL, "Utils.checkArgumentFormat: Supplied path is not of the correct format."
+    )
 
 
 def _srm_unparse(parts: dict[str, str]) -> str:
@@ -59,7 +61,9 @@ def _std_unparse(parts: dict[str, str]) -> str:
 def pfnunparse(pfn_dict: dict[str, Any], srmSpecific: bool = True) -> DReturnType:  # noqa: N803
     """Build a URL from ``Protocol, Host, Port, WSUrl, Path, FileName`` (+ ``Options``)."""
     if not isinstance(pfn_dict, dict):
-        return S_ERROR(f"pfnunparse: wrong type for pfnDict argument, expected a dict, got {type(pfn_dict)}")
+        return S_ERROR(
+            f"pfnunparse: wrong type for pfnDict argument, expected a dict, got {type(pfn_dict)}"
+        )
     parts = dict.fromkeys(("Protocol", "Host", "Port", "WSUrl", "Path", "FileName", "Options"), "")
     parts.update({k: ("" if v is None else str(v)) for k, v in pfn_dict.items()})
     return S_OK(_srm_unparse(parts) if srmSpecific else _std_unparse(parts))
@@ -68,20 +72,32 @@ def pfnunparse(pfn_dict: dict[str, Any], srmSpecific: bool = True) -> DReturnTyp
 def pfnparse(pfn: str) -> DReturnType:
     """Split a URL into ``Protocol, Host, Port, Path, FileName`` (standard parser)."""
     if not pfn or not isinstance(pfn, str):
-        return S_ERROR(f"wrong 'pfn' argument value in function call, expected non-empty string, got {pfn!s}")
+        return S_ERROR(
+            f"wrong 'pfn' argument value in function call, expected non-empty string, got {pfn!s}"
+        )
     if ":" not in pfn.split("/", 1)[0]:
-        return S_OK({"Protocol": "", "Host": "", "Port": "", "WSUrl": "",
-                     "Path": os.path.dirname(pfn), "FileName": os.path.basename(pfn)})
+        return S_OK(
+            {
+                "Protocol": "",
+                "Host": "",
+                "Port": "",
+                "WSUrl": "",
+                "Path": os.path.dirname(pfn),
+                "FileName": os.path.basename(pfn),
+            }
+        )
     res = parse.urlparse(pfn)
-    return S_OK({
-        "Protocol": res.scheme,
-        "Host": res.hostname or "",
-        "Port": str(res.port or ""),
-        "WSUrl": "",
-        "Path": os.path.dirname(res.path),
-        "FileName": os.path.basename(res.path),
-        "Options": res.query,
-    })
+    return S_OK(
+        {
+            "Protocol": res.scheme,
+            "Host": res.hostname or "",
+            "Port": str(res.port or ""),
+            "WSUrl": "",
+            "Path": os.path.dirname(res.path),
+            "FileName": os.path.basename(res.path),
+            "Options": res.query,
+        }
+    )
 
 
 def check_lfn(lfn: Any, vo: str | None) -> str:
@@ -91,20 +107,28 @@ def check_lfn(lfn: Any, vo: str | None) -> str:
     if not lfn:
         raise PathError("Invalid LFN '': empty name", errno=errno.EINVAL)
     if len(lfn) > MAX_LFN_LENGTH:
-        raise PathError(f"Invalid LFN: longer than {MAX_LFN_LENGTH} characters", errno=errno.ENAMETOOLONG)
+        raise PathError(
+            f"Invalid LFN: longer than {MAX_LFN_LENGTH} characters", errno=errno.ENAMETOOLONG
+        )
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in lfn):
-        raise PathError(f"Invalid LFN {lfn!r}: contains a NUL or control character", errno=errno.EINVAL)
+        raise PathError(
+            f"Invalid LFN {lfn!r}: contains a NUL or control character", errno=errno.EINVAL
+        )
     if not lfn.startswith("/"):
-        raise PathError(f"Invalid LFN ({lfn}): must be an absolute path starting with /VO", errno=errno.EINVAL)
+        raise PathError(
+            f"Invalid LFN ({lfn}): must be an absolute path starting with /VO", errno=errno.EINVAL
+        )
     parts = lfn.split("/")[1:]
     for part in parts:
         decoded = parse.unquote(part)
         if decoded in (".", "..") or part in (".", ".."):
-            raise PathError(f"Invalid LFN ({lfn}): '.' and '..' components are not allowed",
-                            errno=errno.EINVAL)
+            raise PathError(
+                f"Invalid LFN ({lfn}): '.' and '..' components are not allowed", errno=errno.EINVAL
+            )
         if "/" in decoded or "\\" in decoded or "\0" in decoded:
-            raise PathError(f"Invalid LFN ({lfn}): encoded separator or NUL in a component",
-                            errno=errno.EINVAL)
+            raise PathError(
+                f"Invalid LFN ({lfn}): encoded separator or NUL in a component", errno=errno.EINVAL
+            )
     top = parts[0] if parts else ""
     if vo is not None and top != vo and top not in SPECIAL_TOP_DIRS:
         raise PathError(f"LFN ({lfn}) path must start with VO name ({vo})", errno=errno.EACCES)

@@ -39,11 +39,20 @@ class Backend:
         return "/".join([self.base, *parts])
 
 
-def _se_factory(section: dict[str, Any], protocol: str, *, credentials: StorageCredentials | None = None,
-                security: dict[str, Any] | None = None) -> Callable[..., StorageElement]:
+def _se_factory(
+    section: dict[str, Any],
+    protocol: str,
+    *,
+    credentials: StorageCredentials | None = None,
+    security: dict[str, Any] | None = None,
+) -> Callable[..., StorageElement]:
     def make(**section_overrides: Any) -> StorageElement:
-        tree = se_tree(SE_NAME, {"Main": dict(section, **section_overrides)},
-                       AccessProtocols=protocol, WriteProtocols=protocol)
+        tree = se_tree(
+            SE_NAME,
+            {"Main": dict(section, **section_overrides)},
+            AccessProtocols=protocol,
+            WriteProtocols=protocol,
+        )
         if security:
             tree["DIRAC"]["Security"] = security
         return StorageElement(SE_NAME, config=make_config(tree), credentials=credentials)
@@ -59,21 +68,36 @@ def file_backend(tmp: Path) -> Backend:
 
 def s3_backend(tmp: Path, server: Any) -> Backend:
     bucket = server.create_bucket(f"b{uuid.uuid4().hex[:16]}")
-    section = server.section(bucket, MultipartThreshold=str(5 * 1024 * 1024),
-                             MultipartChunkSize=str(5 * 1024 * 1024), Timeout="10")
+    section = server.section(
+        bucket,
+        MultipartThreshold=str(5 * 1024 * 1024),
+        MultipartChunkSize=str(5 * 1024 * 1024),
+        Timeout="10",
+    )
     return Backend("S3", _se_factory(section, "s3"), "", tmp)
 
 
 def xroot_backend(tmp: Path, server: Any) -> Backend:
     sub = f"/t{uuid.uuid4().hex[:12]}"
-    return Backend("XROOT", _se_factory(server.section(sub, Timeout="10"), "root"), "", tmp,
-                   local_root=server.root / sub.lstrip("/"))
+    return Backend(
+        "XROOT",
+        _se_factory(server.section(sub, Timeout="10"), "root"),
+        "",
+        tmp,
+        local_root=server.root / sub.lstrip("/"),
+    )
 
 
 def dip_backend(tmp: Path, service: Any, pki: Any) -> Backend:
     """The DIP plugin against a real DIRAC 9 DataManagement/StorageElement service."""
-    section = {"PluginName": "DIP", "Protocol": "dips", "Access": "remote", "Host": "127.0.0.1",
-               "Port": str(service.port), "Path": "/DataManagement/StorageElement"}
+    section = {
+        "PluginName": "DIP",
+        "Protocol": "dips",
+        "Access": "remote",
+        "Host": "127.0.0.1",
+        "Port": str(service.port),
+        "Path": "/DataManagement/StorageElement",
+    }
     creds = StorageCredentials(proxy_path=pki.proxy("dirac_user"))
     make = _se_factory(section, "dips", credentials=creds, security={"CALocation": str(pki.ca_dir)})
     return Backend("DIP", make, "", tmp, local_root=service.storage_path)
@@ -96,8 +120,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         # server stall 10 s per connection. Until the transport stops offering resumption
         # to DIRAC servers, the DIP tests connect without it (every call a full handshake).
         from seproxy.rpc.transport import tlsbase
+
         request.getfixturevalue("monkeypatch").setattr(tlsbase.SESSIONS, "get", lambda key: None)
-        result = dip_backend(tmp_path, request.getfixturevalue("dirac9_storage_element"),
-                             request.getfixturevalue("pki"))
+        result = dip_backend(
+            tmp_path,
+            request.getfixturevalue("dirac9_storage_element"),
+            request.getfixturevalue("pki"),
+        )
     result.base = f"/{VO}/{uuid.uuid4().hex[:10]}"
     return result

@@ -26,8 +26,7 @@ def se_tree(se_name: str, sections: dict[str, dict[str, Any]], **se_options: Any
     """``/Resources/StorageElements/<se_name>`` plus the VO option."""
     body: dict[str, Any] = dict(se_options)
     body.update(sections)
-    return {"DIRAC": {"VirtualOrganization": VO},
-            "Resources": {"StorageElements": {se_name: body}}}
+    return {"DIRAC": {"VirtualOrganization": VO}, "Resources": {"StorageElements": {se_name: body}}}
 
 
 def make_config(tree: dict[str, Any]) -> Config:
@@ -35,7 +34,13 @@ def make_config(tree: dict[str, Any]) -> Config:
 
 
 def file_section(path: str, **extra: Any) -> dict[str, Any]:
-    section = {"PluginName": "File", "Protocol": "file", "Access": "remote", "Host": "", "Port": "",
-               "Path": path}
+    section = {
+        "PluginName": "File",
+        "Protocol": "file",
+        "Access": "remote",
+        "Host": "",
+        "Port": "",
+        "Path": path,
+    }
     section.update(extra)
     return section

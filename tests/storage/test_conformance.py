@@ -50,7 +50,10 @@ def test_put_get_roundtrip_and_metadata(backend: Backend) -> None:
 
     dest = backend.tmp / "download"
     dest.mkdir()
-    assert ok(se.getFile(lfn, localPath=str(dest))) == {"Failed": {}, "Successful": {lfn: len(data)}}
+    assert ok(se.getFile(lfn, localPath=str(dest))) == {
+        "Failed": {},
+        "Successful": {lfn: len(data)},
+    }
     assert (dest / "data.bin").read_bytes() == data
     assert sorted(os.listdir(dest)) == ["data.bin"]  # no temporary file left behind
 
@@ -111,8 +114,11 @@ def test_directories(backend: Backend) -> None:
     assert ok(se.createDirectory(top)) == {"Failed": {}, "Successful": {top: True}}
     assert ok(se.createDirectory(top))["Successful"] == {top: True}  # idempotent
     assert ok(se.isDirectory(top))["Successful"] == {top: True}
-    files = {backend.lfn("dir", "a.txt"): b"aaa", backend.lfn("dir", "b.txt"): b"bbbbb",
-             backend.lfn("dir", "sub", "c.txt"): b"cc"}
+    files = {
+        backend.lfn("dir", "a.txt"): b"aaa",
+        backend.lfn("dir", "b.txt"): b"bbbbb",
+        backend.lfn("dir", "sub", "c.txt"): b"cc",
+    }
     for i, (lfn, data) in enumerate(files.items()):
         ok(se.putFile({lfn: str(write(backend.tmp / f"s{i}" / os.path.basename(lfn), data))}))
 
@@ -129,12 +135,22 @@ def test_directories(backend: Backend) -> None:
 
     # non-recursive removal deletes only the files directly inside
     assert ok(se.removeDirectory(top))["Successful"] == {top: True}
-    assert ok(se.exists(backend.lfn("dir", "a.txt")))["Successful"][backend.lfn("dir", "a.txt")] is False
-    assert ok(se.exists(backend.lfn("dir", "sub", "c.txt")))["Successful"][backend.lfn("dir", "sub", "c.txt")]
+    assert (
+        ok(se.exists(backend.lfn("dir", "a.txt")))["Successful"][backend.lfn("dir", "a.txt")]
+        is False
+    )
+    assert ok(se.exists(backend.lfn("dir", "sub", "c.txt")))["Successful"][
+        backend.lfn("dir", "sub", "c.txt")
+    ]
 
     removed = ok(se.removeDirectory(top, recursive=True))["Successful"][top]
     assert removed == {"FilesRemoved": 1, "SizeRemoved": 2}
-    assert ok(se.exists(backend.lfn("dir", "sub", "c.txt")))["Successful"][backend.lfn("dir", "sub", "c.txt")] is False
+    assert (
+        ok(se.exists(backend.lfn("dir", "sub", "c.txt")))["Successful"][
+            backend.lfn("dir", "sub", "c.txt")
+        ]
+        is False
+    )
 
 
 def test_put_and_get_directory(backend: Backend) -> None:
@@ -146,7 +162,9 @@ def test_put_and_get_directory(backend: Backend) -> None:
     assert ok(se.putDirectory({lfn: str(src)}))["Successful"] == {lfn: {"Files": 2, "Size": 150}}
     out = backend.tmp / "out"
     out.mkdir()
-    assert ok(se.getDirectory(lfn, localPath=str(out)))["Successful"] == {lfn: {"Files": 2, "Size": 150}}
+    assert ok(se.getDirectory(lfn, localPath=str(out)))["Successful"] == {
+        lfn: {"Files": 2, "Size": 150}
+    }
     assert (out / "tree" / "x.txt").read_bytes() == b"x" * 100
     assert (out / "tree" / "deep" / "y.txt").read_bytes() == b"y" * 50
 

@@ -86,7 +86,11 @@ def calls(work: Path) -> list[tuple[str, list[Any], dict[str, Any]]]:
 def normalise(value: Any) -> Any:
     """Drop what legitimately differs: times, call stacks, accounting-free DIRAC extras."""
     if isinstance(value, dict):
-        return {k: normalise(v) for k, v in value.items() if k not in ("ModTime", "CallStack", "rpcStub")}
+        return {
+            k: normalise(v)
+            for k, v in value.items()
+            if k not in ("ModTime", "CallStack", "rpcStub")
+        }
     if isinstance(value, (list, tuple)):
         return type(value)(normalise(v) for v in value)
     return value
@@ -103,7 +107,8 @@ def _cs_status(self, elementName, elementType, statusType=None, default=None, vO
     types = statusType or ["ReadAccess", "WriteAccess", "CheckAccess", "RemoveAccess"]
     types = [types] if isinstance(types, str) else types
     names = [elementName] if isinstance(elementName, str) else elementName
-    return S_OK({n: {t: gConfig.getValue(f"/Resources/StorageElements/{n}/{t}", "Active") for t in types}
+    base = "/Resources/StorageElements"
+    return S_OK({n: {t: gConfig.getValue(f"{base}/{n}/{t}", "Active") for t in types}
                  for n in names})
 
 ResourceStatus.getElementStatus = _cs_status
@@ -116,26 +121,41 @@ KNOWN_VERSION_DIFFERENCES = {("getStorageParameters", 8)}
 
 
 @pytest.mark.parametrize("version", [9, 8])
-def test_file_plugin_results_equal_dirac(version: int, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_file_plugin_results_equal_dirac(
+    version: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     root, work = tmp_path / "storage", tmp_path / "work"
-    tree = se_tree(SE, {"File": file_section(str(root))}, AccessProtocols="file", WriteProtocols="file")
+    tree = se_tree(
+        SE, {"File": file_section(str(root))}, AccessProtocols="file", WriteProtocols="file"
+    )
     sequence = calls(work)
 
     build_tree(root, work)
     client = request.getfixturevalue(f"dirac{version}_client").with_(cfg_extra=cfg_text(tree))
     prelude = [{"exec": RSS_CS_FALLBACK}] if version == 9 else []
-    outcomes = client.run(*prelude, *({"se": SE, "method": m, "args": a, "kwargs": k, "client": {"vo": "dirac"}}
-                                      for m, a, k in sequence))
-    theirs = [o.unwrap() for o in outcomes[len(prelude):]]
-    assert theirs[0] == {"OK": True, "Value": {"Failed": {}, "Successful": {A: True, MISSING: False, T: True}}}
+    outcomes = client.run(
+        *prelude,
+        *(
+            {"se": SE, "method": m, "args": a, "kwargs": k, "client": {"vo": "dirac"}}
+            for m, a, k in sequence
+        ),
+    )
+    theirs = [o.unwrap() for o in outcomes[len(prelude) :]]
+    assert theirs[0] == {
+        "OK": True,
+        "Value": {"Failed": {}, "Successful": {A: True, MISSING: False, T: True}},
+    }
 
     build_tree(root, work)
     se = StorageElement(SE, vo="dirac", config=make_config(tree))
     ours = [getattr(se, m)(*a, **k) for m, a, k in sequence]
 
-    differences = [(method, args, normalise(mine), normalise(dirac))
-                   for (method, args, _), mine, dirac in zip(sequence, ours, theirs)
-                   if normalise(mine) != normalise(dirac) and (method, version) not in KNOWN_VERSION_DIFFERENCES]
+    differences = [
+        (method, args, normalise(mine), normalise(dirac))
+        for (method, args, _), mine, dirac in zip(sequence, ours, theirs)
+        if normalise(mine) != normalise(dirac)
+        and (method, version) not in KNOWN_VERSION_DIFFERENCES
+    ]
     assert not differences
     # the mutating calls really ran on our side
     assert (root / "dirac/new/one.txt").read_bytes() == b"1" * 11

@@ -18,7 +18,9 @@ from tests.storage.helpers import VO, cfg_text, file_section, make_config, se_tr
 
 def file_se(root: Path, name: str = "SE-A", **options: object) -> StorageElement:
     opts = {"AccessProtocols": "file", "WriteProtocols": "file", **options}
-    return StorageElement(name, config=make_config(se_tree(name, {"File": file_section(str(root))}, **opts)))
+    return StorageElement(
+        name, config=make_config(se_tree(name, {"File": file_section(str(root))}, **opts))
+    )
 
 
 def test_argument_forms_and_bulk_convention(tmp_path: Path) -> None:
@@ -26,20 +28,27 @@ def test_argument_forms_and_bulk_convention(tmp_path: Path) -> None:
     (tmp_path / "dirac" / "a").write_bytes(b"1")
     se = file_se(tmp_path)
     assert se.exists("/dirac/a")["Value"] == {"Failed": {}, "Successful": {"/dirac/a": True}}
-    assert se.exists(["/dirac/a", "/dirac/b", 42])["Value"]["Successful"] == {"/dirac/a": True, "/dirac/b": False}
+    assert se.exists(["/dirac/a", "/dirac/b", 42])["Value"]["Successful"] == {
+        "/dirac/a": True,
+        "/dirac/b": False,
+    }
     assert se.exists({"/dirac/a": "ignored"})["Value"]["Successful"] == {"/dirac/a": True}
     bad = se.exists(42)
     assert not bad["OK"] and bad["Errno"] == errno.EINVAL
-    assert bad["Message"] == ("Invalid argument ( 22 : Utils.checkArgumentFormat: Supplied path "
-                              "is not of the correct format.)")
-    assert returnSingleResult(se.isFile("/dirac/missing")) ["Message"] == "No such file or directory"
+    assert bad["Message"] == (
+        "Invalid argument ( 22 : Utils.checkArgumentFormat: Supplied path "
+        "is not of the correct format.)"
+    )
+    assert returnSingleResult(se.isFile("/dirac/missing"))["Message"] == "No such file or directory"
     empty = returnSingleResult(se.exists([]))
     assert empty["Message"] == "returnSingleResult: Failed and Successful dictionaries are empty"
 
 
 def test_unknown_method_is_attribute_error(tmp_path: Path) -> None:
     se = file_se(tmp_path)
-    with pytest.raises(AttributeError, match="StorageElement does not have a method 'deleteEverything'"):
+    with pytest.raises(
+        AttributeError, match="StorageElement does not have a method 'deleteEverything'"
+    ):
         se.deleteEverything  # noqa: B018
     with pytest.raises(AttributeError):
         se._StorageElement__secret  # noqa: B018
@@ -50,7 +59,10 @@ def test_public_methods_whitelist(tmp_path: Path) -> None:
     for name in StorageElement.PUBLIC_METHODS | StorageElement.TRANSFER_METHODS:
         assert callable(getattr(se, name)), name
     assert not StorageElement.PUBLIC_METHODS & StorageElement.TRANSFER_METHODS
-    assert "getFile" not in StorageElement.PUBLIC_METHODS and "putFile" not in StorageElement.PUBLIC_METHODS
+    assert (
+        "getFile" not in StorageElement.PUBLIC_METHODS
+        and "putFile" not in StorageElement.PUBLIC_METHODS
+    )
 
 
 def test_information_methods(tmp_path: Path) -> None:
@@ -58,10 +70,21 @@ def test_information_methods(tmp_path: Path) -> None:
     assert se.storageElementName() == "SE-A"
     assert se.getChecksumType()["Value"] == "ADLER32"
     assert se.getProtocolSections()["Value"] == ["File"]
-    assert se.getRemoteProtocolSections()["Value"] == ["File"] and se.getLocalProtocolSections()["Value"] == []
+    assert (
+        se.getRemoteProtocolSections()["Value"] == ["File"]
+        and se.getLocalProtocolSections()["Value"] == []
+    )
     status = se.getStatus()["Value"]
-    assert status == {"Read": True, "Write": True, "Remove": True, "Check": True, "DiskSE": True,
-                      "TapeSE": False, "TotalCapacityTB": 12.5, "DiskCacheTB": -1}
+    assert status == {
+        "Read": True,
+        "Write": True,
+        "Remove": True,
+        "Check": True,
+        "DiskSE": True,
+        "TapeSE": False,
+        "TotalCapacityTB": 12.5,
+        "DiskCacheTB": -1,
+    }
     params = se.getStorageParameters(protocolSection="File")["Value"]
     assert params["PluginName"] == "File" and params["Path"] == str(tmp_path)
     assert params["URLBase"] == str(tmp_path) and params["StorageName"] == "SE-A"
@@ -73,7 +96,9 @@ def test_information_methods(tmp_path: Path) -> None:
     # DIRAC only maps URLs carrying the plugin's protocol back to LFNs (a bare File path does not)
     lfns = se.getLFNFromURL([f"file:{tmp_path}/dirac/x", f"{tmp_path}/dirac/x"])["Value"]
     assert lfns["Successful"] == {f"file:{tmp_path}/dirac/x": "/dirac/x"}
-    assert lfns["Failed"] == {f"{tmp_path}/dirac/x": "Failed to get the url path for any of the protocols!!"}
+    assert lfns["Failed"] == {
+        f"{tmp_path}/dirac/x": "Failed to get the url path for any of the protocols!!"
+    }
     assert se.getURL("/dirac/x")["Value"]["Successful"] == {"/dirac/x": f"{tmp_path}/dirac/x"}
 
 
@@ -89,27 +114,42 @@ def test_access_flags(tmp_path: Path) -> None:
     assert se.isValid("putFile")["OK"]
     unknown = se.isValid("frobnicate")
     assert unknown["Errno"] == 1002
-    assert unknown["Message"] == "No such method or function ( 1002 : SE.isValid: The supplied operation is not known.)"
+    assert (
+        unknown["Message"]
+        == "No such method or function ( 1002 : SE.isValid: The supplied operation is not known.)"
+    )
 
 
 def test_vo_restriction(tmp_path: Path) -> None:
     se = file_se(tmp_path, VO="lhcb, belle")
     res = se.exists("/dirac/x")
-    assert not res["OK"] and res["Message"].endswith("StorageElement.isValid: StorageElement is not allowed for VO)")
+    assert not res["OK"] and res["Message"].endswith(
+        "StorageElement.isValid: StorageElement is not allowed for VO)"
+    )
 
 
 def test_missing_se_and_broken_plugin(tmp_path: Path) -> None:
     cfg = make_config(se_tree("SE-A", {"File": file_section(str(tmp_path))}))
     se = StorageElement("SE-NOPE", config=cfg)
     assert not se.valid
-    assert se.exists("/dirac/x")["Message"] == ("SE.isValid: Failed to create StorageElement plugins: "
-                                                "StorageFactory._getConfigStorageName: Failed to get storage options")
-    broken = make_config(se_tree("SE-B", {"Bad": {"PluginName": "NoSuchPlugin", "Protocol": "x", "Access": "remote"}},
-                                 BackendType="test"))
+    assert se.exists("/dirac/x")["Message"] == (
+        "SE.isValid: Failed to create StorageElement plugins: "
+        "StorageFactory._getConfigStorageName: Failed to get storage options"
+    )
+    broken = make_config(
+        se_tree(
+            "SE-B",
+            {"Bad": {"PluginName": "NoSuchPlugin", "Protocol": "x", "Access": "remote"}},
+            BackendType="test",
+        )
+    )
     se = StorageElement("SE-B", config=broken)
     assert "Failed to instantiate any storage protocols" in se.getStatus()["Message"]
     sectionless = make_config(se_tree("SE-C", {"File": file_section(str(tmp_path))}))
-    assert "Supplied storage doesn't exist." in StorageElement("SE-C", config=sectionless).getStatus()["Message"]
+    assert (
+        "Supplied storage doesn't exist."
+        in StorageElement("SE-C", config=sectionless).getStatus()["Message"]
+    )
 
 
 def test_alias_base_se_and_vo_path(tmp_path: Path) -> None:
@@ -118,12 +158,19 @@ def test_alias_base_se_and_vo_path(tmp_path: Path) -> None:
         "DIRAC": {"VirtualOrganization": VO},
         "Resources": {
             "StorageElementBases": {
-                "BASE": {"AccessProtocols": "file", "WriteProtocols": "file", "SEType": "T1D0",
-                         "File": file_section(str(base_root))},
+                "BASE": {
+                    "AccessProtocols": "file",
+                    "WriteProtocols": "file",
+                    "SEType": "T1D0",
+                    "File": file_section(str(base_root)),
+                },
             },
             "StorageElements": {
-                "DERIVED": {"BaseSE": "BASE", "SEType": "T0D1",
-                            "File": {"VOPath": {VO: str(vo_root)}}},
+                "DERIVED": {
+                    "BaseSE": "BASE",
+                    "SEType": "T0D1",
+                    "File": {"VOPath": {VO: str(vo_root)}},
+                },
                 "ALIAS": {"Alias": "DERIVED"},
             },
         },
@@ -141,12 +188,16 @@ def test_plugin_order_fallback_and_joined_failures(tmp_path: Path) -> None:
     (second / "dirac").mkdir(parents=True)
     (second / "dirac" / "only-in-second").write_bytes(b"2")
     sections = {"A": file_section(str(first)), "B": file_section(str(second))}
-    se = StorageElement("SE-2", config=make_config(se_tree("SE-2", sections, AccessProtocols="file")))
+    se = StorageElement(
+        "SE-2", config=make_config(se_tree("SE-2", sections, AccessProtocols="file"))
+    )
     res = se.getFileSize(["/dirac/only-in-second", "/dirac/nowhere"])["Value"]
     assert res["Successful"] == {"/dirac/only-in-second": 1}
     reason = res["Failed"]["/dirac/nowhere"]
-    assert reason == (f"[Errno 2] No such file or directory: '{first}/dirac/nowhere' "
-                      f"[Errno 2] No such file or directory: '{second}/dirac/nowhere'")
+    assert reason == (
+        f"[Errno 2] No such file or directory: '{first}/dirac/nowhere' "
+        f"[Errno 2] No such file or directory: '{second}/dirac/nowhere'"
+    )
 
 
 def test_no_plugin_matches(tmp_path: Path) -> None:
@@ -189,7 +240,8 @@ def test_builtin_plugins_load() -> None:
 
 def test_entry_point_plugin_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A site plugin shipped as its own distribution is found through its entry point."""
-    (tmp_path / "siteplugin.py").write_text(textwrap.dedent("""
+    (tmp_path / "siteplugin.py").write_text(
+        textwrap.dedent("""
         from seproxy.storage.plugins import StorageBase
 
         class SiteStorage(StorageBase):
@@ -197,23 +249,35 @@ def test_entry_point_plugin_discovery(tmp_path: Path, monkeypatch: pytest.Monkey
 
             def _exists(self, url):
                 return url.endswith("yes")
-    """))
+    """)
+    )
     dist = tmp_path / "siteplugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: siteplugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[seproxy.storage_plugins]\nSite = siteplugin:SiteStorage\n")
+    (dist / "entry_points.txt").write_text(
+        "[seproxy.storage_plugins]\nSite = siteplugin:SiteStorage\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     cls = load_plugin("Site")
     assert cls.__name__ == "SiteStorage"
     section = {"PluginName": "Site", "Protocol": "site", "Access": "remote", "Path": "/base"}
     cfg = make_config(se_tree("SE-S", {"Site": section}, AccessProtocols="site"))
     se = StorageElement("SE-S", config=cfg)
-    assert se.exists(["/dirac/yes", "/dirac/no"])["Value"]["Successful"] == {"/dirac/yes": True, "/dirac/no": False}
-    assert se.isFile("/dirac/yes")["Value"]["Failed"] == {"/dirac/yes": "Storage.isFile: implement me!"}
+    assert se.exists(["/dirac/yes", "/dirac/no"])["Value"]["Successful"] == {
+        "/dirac/yes": True,
+        "/dirac/no": False,
+    }
+    assert se.isFile("/dirac/yes")["Value"]["Failed"] == {
+        "/dirac/yes": "Storage.isFile: implement me!"
+    }
     sys.modules.pop("siteplugin", None)
 
 
 def test_cfg_text_helper_round_trip() -> None:
     text = cfg_text({"A": {"B": "1", "L": ["x", "y"], "S": {"C": "2"}}})
     cfg = make_config({"A": {"B": "1", "L": ["x", "y"], "S": {"C": "2"}}})
-    assert "A\n{" in text and cfg.getValue("/A/L", []) == ["x", "y"] and cfg.getValue("/A/S/C", "") == "2"
+    assert (
+        "A\n{" in text
+        and cfg.getValue("/A/L", []) == ["x", "y"]
+        and cfg.getValue("/A/S/C", "") == "2"
+    )

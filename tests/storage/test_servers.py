@@ -33,7 +33,9 @@ def _down_se(section: dict, protocol: str) -> StorageElement:
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("plugin", ["S3", "XROOT"])
-def test_backend_down_fails_each_lfn_with_a_reason(plugin: str, tmp_path, moto_s3, xrootd_server) -> None:
+def test_backend_down_fails_each_lfn_with_a_reason(
+    plugin: str, tmp_path, moto_s3, xrootd_server
+) -> None:
     port = free_port()  # nothing listens there
     if plugin == "S3":
         section = dict(moto_s3.section("bucket", Timeout="3", Retries="1"), Port=str(port))
@@ -45,7 +47,11 @@ def test_backend_down_fails_each_lfn_with_a_reason(plugin: str, tmp_path, moto_s
     src = tmp_path / "f.txt"
     src.write_bytes(b"data")
     lfns = ["/dirac/a.txt", "/dirac/b.txt"]
-    for res in (se.getFileMetadata(lfns), se.putFile(dict.fromkeys(lfns, str(src))), se.exists(lfns)):
+    for res in (
+        se.getFileMetadata(lfns),
+        se.putFile(dict.fromkeys(lfns, str(src))),
+        se.exists(lfns),
+    ):
         assert res["OK"], res
         assert not res["Value"]["Successful"]
         assert set(res["Value"]["Failed"]) == set(lfns)

@@ -133,14 +133,17 @@ class StorageBase:
         }
         proto = self.protocolParameters["Protocol"]
         self.protocolParameters["InputProtocols"] = self._protocol_list(
-            parameters, "InputProtocols", "_INPUT_PROTOCOLS", [proto, "file"])
+            parameters, "InputProtocols", "_INPUT_PROTOCOLS", [proto, "file"]
+        )
         self.protocolParameters["OutputProtocols"] = self._protocol_list(
-            parameters, "OutputProtocols", "_OUTPUT_PROTOCOLS", [proto])
+            parameters, "OutputProtocols", "_OUTPUT_PROTOCOLS", [proto]
+        )
         self.basePath = parameters.get("Path", "")
         self.se: Any = None
 
-    def _protocol_list(self, parameters: dict[str, Any], option: str, attr: str,
-                       default: list[str]) -> list[str]:
+    def _protocol_list(
+        self, parameters: dict[str, Any], option: str, attr: str, default: list[str]
+    ) -> list[str]:
         if option in parameters:
             return [p for p in str(parameters[option]).replace(" ", "").split(",") if p]
         return list(getattr(self, attr, default))
@@ -203,8 +206,14 @@ class StorageBase:
     def _check_url(self, url: str) -> None:
         """Hook: raise ``PathError`` for a URL the plugin must not touch (default: none)."""
 
-    def _bulk(self, method: str, path: Any, primitive: Callable[..., Any] | None,
-              *args: Any, dict_values: bool = False) -> DReturnType:
+    def _bulk(
+        self,
+        method: str,
+        path: Any,
+        primitive: Callable[..., Any] | None,
+        *args: Any,
+        dict_values: bool = False,
+    ) -> DReturnType:
         if primitive is None:
             return S_ERROR(f"Storage.{method}: implement me!")
         res = checkArgumentFormat(path)
@@ -254,8 +263,10 @@ class StorageBase:
         if self._put_file is None:
             return S_ERROR("Storage.putFile: implement me!")
         if not isinstance(path, dict):
-            return S_ERROR(f"{type(self).__name__}.putFile: path argument must be a dictionary "
-                           "(or a list of dictionary) { url : local path}")
+            return S_ERROR(
+                f"{type(self).__name__}.putFile: path argument must be a dictionary "
+                "(or a list of dictionary) { url : local path}"
+            )
         return self._bulk("putFile", path, self._put_file, sourceSize, dict_values=True)
 
     def removeFile(self, path: Any) -> DReturnType:  # noqa: N802
@@ -313,17 +324,23 @@ def load_plugin(plugin_name: str) -> type[StorageBase]:
                 target = ep.value
                 break
     if target is None:
-        raise StorageError(f"No storage plugin named {plugin_name!r} (built-ins: "
-                           f"{', '.join(BUILTIN_PLUGINS)}; entry point group {ENTRY_POINT_GROUP})",
-                           errno=errno.ENOENT)
+        raise StorageError(
+            f"No storage plugin named {plugin_name!r} (built-ins: "
+            f"{', '.join(BUILTIN_PLUGINS)}; entry point group {ENTRY_POINT_GROUP})",
+            errno=errno.ENOENT,
+        )
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, attr or f"{plugin_name}Storage")
     except (ImportError, AttributeError) as exc:
-        raise StorageError(f"Failed to load storage plugin {plugin_name!r} from {target}: {exc}") from exc
+        raise StorageError(
+            f"Failed to load storage plugin {plugin_name!r} from {target}: {exc}"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, StorageBase)):
-        raise StorageError(f"Storage plugin {plugin_name!r} ({target}) is not a StorageBase subclass")
+        raise StorageError(
+            f"Storage plugin {plugin_name!r} ({target}) is not a StorageBase subclass"
+        )
     return cls
 
 

@@ -78,7 +78,7 @@ class DIPStorage(StorageBase):
 
     def _lfn(self, url: str) -> str:
         """The path below the service (``/dirac/...``) of a URL or of a bare path."""
-        return url[len(self.url):] if url.startswith(self.url) else url
+        return url[len(self.url) :] if url.startswith(self.url) else url
 
     def _metadata(self, url: str) -> dict[str, Any] | None:
         value = self._rpc("getMetadata", url)
@@ -124,7 +124,9 @@ class DIPStorage(StorageBase):
             raise ItemFailed("DIPStorage.__putFile: The source local file does not exist.")
         size = os.path.getsize(src)
         if source_size and source_size != size:
-            raise ItemFailed(f"Source and destination file sizes do not match ({source_size} vs {size}).")
+            raise ItemFailed(
+                f"Source and destination file sizes do not match ({source_size} vs {size})."
+            )
         result = self._transfer().sendFile(src, url, token=self.checkSum)
         if not result["OK"]:
             raise StorageError(result["Message"])
@@ -151,9 +153,12 @@ class DIPStorage(StorageBase):
     def _entries(self, url: str) -> dict[str, dict[str, Any]]:
         """``{child url: metadata}`` of a directory (its direct entries)."""
         listing = self._rpc("listDirectory", url, "l") or {}
-        return {f"{url.rstrip('/')}/{name}": dict(meta, File=meta.get("Type") == "File",
-                                                  Directory=meta.get("Type") == "Directory")
-                for name, meta in listing.items()}
+        return {
+            f"{url.rstrip('/')}/{name}": dict(
+                meta, File=meta.get("Type") == "File", Directory=meta.get("Type") == "Directory"
+            )
+            for name, meta in listing.items()
+        }
 
     def _list_directory(self, url: str) -> dict[str, Any]:
         files: dict[str, Any] = {}
@@ -207,7 +212,9 @@ class DIPStorage(StorageBase):
         except StorageError as exc:
             left = self._walk(url) if self._metadata(url) is not None else []
             done = [f for f in files if f not in left]
-            raise ItemFailed({"FilesRemoved": len(done), "SizeRemoved": sum(s for _, s in done)}) from exc
+            raise ItemFailed(
+                {"FilesRemoved": len(done), "SizeRemoved": sum(s for _, s in done)}
+            ) from exc
         return {"FilesRemoved": len(files), "SizeRemoved": sum(s for _, s in files)}
 
     def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
@@ -218,7 +225,7 @@ class DIPStorage(StorageBase):
             if self._metadata(base) is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), url)
             for child, _size in self._walk(base):
-                dest = os.path.join(target, child[len(base) + 1:])
+                dest = os.path.join(target, child[len(base) + 1 :])
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 size += self._download(child, dest)
                 count += 1

@@ -25,10 +25,10 @@ import stat
 from typing import Any
 
 from seproxy.errors import PathError
+from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.storage.localfs import BLOCK_SIZE, atomic_copy, checksum_of, is_temp_name
 from seproxy.storage.plugins import ItemFailed, StorageBase, WithFailures, metadata
 from seproxy.storage.utils import is_within
-from seproxy.returnvalues import S_OK, DReturnType
 
 
 class FileStorage(StorageBase):
@@ -58,8 +58,9 @@ class FileStorage(StorageBase):
         if root is None:
             return
         if not is_within(os.path.realpath(url), root):
-            raise PathError(f"Path {url} is outside the storage base path {self.basePath}",
-                            errno=errno.EACCES)
+            raise PathError(
+                f"Path {url} is outside the storage base path {self.basePath}", errno=errno.EACCES
+            )
 
     # -- files ------------------------------------------------------------------------------
     def _exists(self, url: str) -> bool:
@@ -87,8 +88,9 @@ class FileStorage(StorageBase):
         dirname = os.path.dirname(url)
         if not os.path.exists(dirname):
             os.makedirs(dirname)
-        size, _ = atomic_copy(str(src), url, block_size=self.block_size,
-                              expected_size=int(source_size or 0))
+        size, _ = atomic_copy(
+            str(src), url, block_size=self.block_size, expected_size=int(source_size or 0)
+        )
         return size
 
     def _remove_file(self, url: str) -> bool:

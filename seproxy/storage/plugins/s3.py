@@ -3,7 +3,8 @@
 Protocol section options: ``Host``, ``Port``, ``Path`` (= bucket),
 ``SecureConnection`` (default True: https), ``Aws_access_key_id`` /
 ``Aws_secret_access_key`` (DIRAC's names), ``Region``, ``Timeout`` (seconds for
-connect and read, default 30), ``Retries`` (attempts per request, default 2), ``MultipartThreshold`` / ``MultipartChunkSize``
+connect and read, default 30), ``Retries`` (attempts per request, default 2),
+``MultipartThreshold`` / ``MultipartChunkSize``
 (bytes, default 64 MiB / 16 MiB).
 
 Credentials, first found wins: the call's ``StorageCredentials`` (``s3_*``),
@@ -43,7 +44,10 @@ ENOENT_TEXT = os.strerror(errno.ENOENT)
 
 
 def _missing(exc: Exception) -> bool:
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+    )
 
 
 class S3Storage(StorageBase):
@@ -57,18 +61,28 @@ class S3Storage(StorageBase):
         if boto3 is None:
             raise StorageError("The S3 plugin needs boto3 (pip install 'seproxy[s3]')")
         super().__init__(storageName, parameters, **kwargs)
-        self.secure = str(parameters.get("SecureConnection", "True")).lower() in ("true", "yes", "1", "y")
+        self.secure = str(parameters.get("SecureConnection", "True")).lower() in (
+            "true",
+            "yes",
+            "1",
+            "y",
+        )
         scheme = "https" if self.secure else "http"
         port = int(parameters.get("Port") or (443 if self.secure else 80))
         self.bucketName = str(parameters["Path"]).strip("/")
         timeout = float(parameters.get("Timeout") or 30)
         creds = self.credentials
         if creds.has_s3_keys:
-            keys = {"aws_access_key_id": creds.s3_access_key, "aws_secret_access_key": creds.s3_secret_key,
-                    "aws_session_token": creds.s3_session_token}
+            keys = {
+                "aws_access_key_id": creds.s3_access_key,
+                "aws_secret_access_key": creds.s3_secret_key,
+                "aws_session_token": creds.s3_session_token,
+            }
         elif parameters.get("Aws_access_key_id") and parameters.get("Aws_secret_access_key"):
-            keys = {"aws_access_key_id": parameters["Aws_access_key_id"],
-                    "aws_secret_access_key": parameters["Aws_secret_access_key"]}
+            keys = {
+                "aws_access_key_id": parameters["Aws_access_key_id"],
+                "aws_secret_access_key": parameters["Aws_secret_access_key"],
+            }
         else:
             keys = {}
         session = boto3.session.Session()  # private session: no shared global state between callers
@@ -76,10 +90,13 @@ class S3Storage(StorageBase):
             "s3",
             endpoint_url=f"{scheme}://{parameters['Host']}:{port}",
             region_name=parameters.get("Region") or "us-east-1",
-            config=BotoConfig(connect_timeout=timeout, read_timeout=timeout,
-                              retries={"max_attempts": int(parameters.get("Retries") or 2),
-                                       "mode": "standard"},
-                              s3={"addressing_style": "path"}, signature_version="s3v4"),
+            config=BotoConfig(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": int(parameters.get("Retries") or 2), "mode": "standard"},
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+            ),
             **keys,
         )
         self.transfer_config = TransferConfig(
@@ -94,7 +111,7 @@ class S3Storage(StorageBase):
         prefix = f"/{self.bucketName}/"
         if not path.startswith(prefix):
             raise StorageError(f"URL {url} is not in bucket {self.bucketName}", errno=errno.EINVAL)
-        key = path[len(prefix):]
+        key = path[len(prefix) :]
         if not key:
             raise StorageError(f"URL {url} names no object", errno=errno.EINVAL)
         return key
@@ -136,9 +153,17 @@ class S3Storage(StorageBase):
 
     @staticmethod
     def _file_meta(size: int, modified: Any, checksum: str) -> dict[str, Any]:
-        return metadata(File=True, Size=int(size), Checksum=checksum, Mode=0o644,
-                        ModTime=modified.timestamp() if modified is not None else 0.0,
-                        Cached=1, Migrated=0, Lost=0, Unavailable=0)
+        return metadata(
+            File=True,
+            Size=int(size),
+            Checksum=checksum,
+            Mode=0o644,
+            ModTime=modified.timestamp() if modified is not None else 0.0,
+            Cached=1,
+            Migrated=0,
+            Lost=0,
+            Unavailable=0,
+        )
 
     # -- files --------------------------------------------------------------------------
     def _exists(self, url: str) -> bool:
@@ -160,8 +185,11 @@ class S3Storage(StorageBase):
             if self._dir_exists(key):
                 raise ItemFailed(os.strerror(errno.EISDIR))
             raise ItemFailed(ENOENT_TEXT)
-        return self._file_meta(head["ContentLength"], head.get("LastModified"),
-                               head.get("Metadata", {}).get("checksum", ""))
+        return self._file_meta(
+            head["ContentLength"],
+            head.get("LastModified"),
+            head.get("Metadata", {}).get("checksum", ""),
+        )
 
     def _file_size(self, url: str) -> int:
         return int(self._file_metadata(url)["Size"])
@@ -173,7 +201,9 @@ class S3Storage(StorageBase):
         expected = head.get("Metadata", {}).get("checksum", "")
         try:
             with atomic_write(dest) as fh:
-                self.s3_client.download_fileobj(self.bucketName, key, fh, Config=self.transfer_config)
+                self.s3_client.download_fileobj(
+                    self.bucketName, key, fh, Config=self.transfer_config
+                )
                 fh.flush()
                 if expected and file_adler32(fh.name) != expected:
                     raise StorageError(f"Checksum mismatch downloading {key} (expected {expected})")
@@ -192,16 +222,23 @@ class S3Storage(StorageBase):
         checksum = file_adler32(src)
         try:
             with open(src, "rb") as fh:
-                self.s3_client.upload_fileobj(fh, self.bucketName, key, Config=self.transfer_config,
-                                              ExtraArgs={"Metadata": {"checksum": checksum}})
+                self.s3_client.upload_fileobj(
+                    fh,
+                    self.bucketName,
+                    key,
+                    Config=self.transfer_config,
+                    ExtraArgs={"Metadata": {"checksum": checksum}},
+                )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(str(exc)) from exc
         head = self._head(key)
         stored = int(head["ContentLength"]) if head else -1
         if (source_size and source_size != stored) or stored != size:
             self._delete(key)
-            raise ItemFailed(f"Source and destination file sizes do not match "
-                             f"({source_size or size} vs {stored}).")
+            raise ItemFailed(
+                f"Source and destination file sizes do not match "
+                f"({source_size or size} vs {stored})."
+            )
         return stored
 
     def _put_file(self, url: str, src: Any, source_size: int) -> int:
@@ -245,7 +282,9 @@ class S3Storage(StorageBase):
             if kind == "dir":
                 dirs["/" + entry.rstrip("/")] = metadata(Directory=True)
             elif entry["Key"] != prefix:
-                files["/" + entry["Key"]] = self._file_meta(entry["Size"], entry.get("LastModified"), "")
+                files["/" + entry["Key"]] = self._file_meta(
+                    entry["Size"], entry.get("LastModified"), ""
+                )
         return {"SubDirs": dirs, "Files": files}
 
     def _directory_metadata(self, url: str) -> dict[str, Any]:
@@ -294,7 +333,7 @@ class S3Storage(StorageBase):
         files = size = 0
         try:
             for _kind, entry in self._objects(prefix, None):
-                rel = entry["Key"][len(prefix):]
+                rel = entry["Key"][len(prefix) :]
                 if not rel or rel.endswith("/"):
                     continue
                 dest = os.path.join(target, rel)

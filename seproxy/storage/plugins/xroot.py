@@ -27,10 +27,10 @@ from typing import Any
 from urllib.parse import quote
 
 from seproxy.errors import StorageError
+from seproxy.returnvalues import DReturnType
 from seproxy.storage.localfs import is_temp_name, temp_name_for
 from seproxy.storage.plugins import ItemFailed, StorageBase, metadata
 from seproxy.storage.utils import pfnunparse
-from seproxy.returnvalues import DReturnType
 
 try:  # optional dependency: pip install seproxy[xroot]
     from XRootD import client as xrd_client
@@ -54,7 +54,9 @@ class XROOTStorage(StorageBase):
 
     def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
         if xrd_client is None:
-            raise StorageError("The XROOT plugin needs the xrootd bindings (pip install 'seproxy[xroot]')")
+            raise StorageError(
+                "The XROOT plugin needs the xrootd bindings (pip install 'seproxy[xroot]')"
+            )
         super().__init__(storageName, parameters, **kwargs)
         self.timeout = int(float(parameters.get("Timeout") or 30))
         host = self.protocolParameters["Host"]
@@ -104,8 +106,9 @@ class XROOTStorage(StorageBase):
         path = self._path(url)
         base = pfnunparse({"Path": self.basePath})["Value"].rstrip("/")
         if base and not (path == base or path.startswith(base + "/")):
-            raise StorageError(f"Path {path} is outside the storage base path {self.basePath}",
-                               errno=errno.EACCES)
+            raise StorageError(
+                f"Path {path} is outside the storage base path {self.basePath}", errno=errno.EACCES
+            )
 
     # -- small wrappers -------------------------------------------------------------------
     @staticmethod
@@ -144,9 +147,16 @@ class XROOTStorage(StorageBase):
         except ValueError:
             mode_bits = 0
         return metadata(
-            ModTime=float(info.modtime), Size=int(info.size), Mode=mode_bits, Directory=is_dir,
-            File=not is_dir, Checksum=self._checksum(path) if with_checksum and not is_dir else "",
-            Cached=1, Migrated=0, Lost=0, Unavailable=0,
+            ModTime=float(info.modtime),
+            Size=int(info.size),
+            Mode=mode_bits,
+            Directory=is_dir,
+            File=not is_dir,
+            Checksum=self._checksum(path) if with_checksum and not is_dir else "",
+            Cached=1,
+            Migrated=0,
+            Lost=0,
+            Unavailable=0,
         )
 
     def _listing(self, path: str) -> list[tuple[str, Any]]:
@@ -157,9 +167,18 @@ class XROOTStorage(StorageBase):
 
     def _copy(self, source: str, target: str) -> None:
         process = xrd_client.CopyProcess()
-        process.add_job(source, target, force=True, posc=False, mkdir=True,
-                        checksummode="end2end", checksumtype="adler32", rmBadCksum=True,
-                        inittimeout=self.timeout, retry=0)
+        process.add_job(
+            source,
+            target,
+            force=True,
+            posc=False,
+            mkdir=True,
+            checksummode="end2end",
+            checksumtype="adler32",
+            rmBadCksum=True,
+            inittimeout=self.timeout,
+            retry=0,
+        )
         status = process.prepare()
         if status.ok:
             status, results = process.run()
@@ -221,7 +240,9 @@ class XROOTStorage(StorageBase):
             info = self._stat(tmp)
             stored = int(info.size) if info is not None else -1
             if source_size and source_size != stored:
-                raise ItemFailed(f"Source and destination file sizes do not match ({source_size} vs {stored}).")
+                raise ItemFailed(
+                    f"Source and destination file sizes do not match ({source_size} vs {stored})."
+                )
             status, _ = self.fs.mv(tmp, path, timeout=self.timeout)
             if not status.ok:
                 self._raise(status, path)

@@ -21,8 +21,12 @@ from tests.storage.helpers import file_section, make_config, se_tree
 
 
 def make_se(root: Path, **extra: str) -> StorageElement:
-    tree = se_tree("SE-F", {"File": file_section(str(root), **extra)},
-                   AccessProtocols="file", WriteProtocols="file")
+    tree = se_tree(
+        "SE-F",
+        {"File": file_section(str(root), **extra)},
+        AccessProtocols="file",
+        WriteProtocols="file",
+    )
     return StorageElement("SE-F", config=make_config(tree))
 
 
@@ -54,16 +58,25 @@ def test_dirac_texts(root: Path, tmp_path: Path) -> None:
     reason = se.getFileSize(missing)["Value"]["Failed"][missing]
     assert reason == f"[Errno 2] No such file or directory: '{root}/dirac/missing'"
     assert se.removeDirectory(missing)["Value"]["Successful"] == {missing: True}
-    assert se.getDirectory(missing, localPath=str(tmp_path))["Value"]["Failed"] == {missing: {"Files": 0, "Size": 0}}
+    assert se.getDirectory(missing, localPath=str(tmp_path))["Value"]["Failed"] == {
+        missing: {"Files": 0, "Size": 0}
+    }
     plugin = se.storages["File"]
     res = plugin.putFile(f"{root}/dirac/x")
     assert not res["OK"]
-    assert res["Message"] == ("FileStorage.putFile: path argument must be a dictionary "
-                              "(or a list of dictionary) { url : local path}")
+    assert res["Message"] == (
+        "FileStorage.putFile: path argument must be a dictionary "
+        "(or a list of dictionary) { url : local path}"
+    )
     meta = se.getFileMetadata(f)["Value"]["Successful"][f]
     assert meta["Checksum"] == adler(b"abc")
-    assert {k: meta[k] for k in ("Cached", "Migrated", "Lost", "Unavailable", "Accessible")} == \
-        {"Cached": 1, "Migrated": 0, "Lost": 0, "Unavailable": 0, "Accessible": True}
+    assert {k: meta[k] for k in ("Cached", "Migrated", "Lost", "Unavailable", "Accessible")} == {
+        "Cached": 1,
+        "Migrated": 0,
+        "Lost": 0,
+        "Unavailable": 0,
+        "Accessible": True,
+    }
     assert isinstance(meta["ModTime"], float) and meta["Mode"] == 0o644 & ~0 & meta["Mode"]
 
 
@@ -73,7 +86,9 @@ def test_put_stores_xrootd_checksum_attribute(root: Path, tmp_path: Path) -> Non
     src.write_bytes(data)
     os.chmod(src, 0o640)
     se = make_se(root)
-    assert se.putFile({"/dirac/a/src.bin": str(src)})["Value"]["Successful"] == {"/dirac/a/src.bin": 100_000}
+    assert se.putFile({"/dirac/a/src.bin": str(src)})["Value"]["Successful"] == {
+        "/dirac/a/src.bin": 100_000
+    }
     dest = root / "dirac" / "a" / "src.bin"
     try:
         record = os.getxattr(dest, XATTR_NAME)
@@ -94,7 +109,9 @@ def test_put_stores_xrootd_checksum_attribute(root: Path, tmp_path: Path) -> Non
     dest.write_bytes(b"changed")
     os.utime(dest, (1_000_000, 1_000_000))
     assert get_checksum_xattr(str(dest)) is None
-    assert se.getFileMetadata("/dirac/a/src.bin")["Value"]["Successful"]["/dirac/a/src.bin"]["Checksum"] == adler(b"changed")
+    assert se.getFileMetadata("/dirac/a/src.bin")["Value"]["Successful"]["/dirac/a/src.bin"][
+        "Checksum"
+    ] == adler(b"changed")
 
 
 def test_failed_copy_leaves_no_file_and_no_temp(root: Path, tmp_path: Path) -> None:
@@ -103,11 +120,19 @@ def test_failed_copy_leaves_no_file_and_no_temp(root: Path, tmp_path: Path) -> N
     old = root / "dirac" / "keep.bin"
     old.write_bytes(b"old content")
     res = se.putFile({"/dirac/keep.bin": str(tmp_path / "no-such-source")})["Value"]
-    assert "/dirac/keep.bin" in res["Failed"] and "No such file or directory" in res["Failed"]["/dirac/keep.bin"]
+    assert (
+        "/dirac/keep.bin" in res["Failed"]
+        and "No such file or directory" in res["Failed"]["/dirac/keep.bin"]
+    )
     res = se.putFile({"/dirac/keep.bin": str(tmp_path)})["Value"]  # a directory as source
     assert "/dirac/keep.bin" in res["Failed"]
-    res = se.putFile({"/dirac/keep.bin": str(_write(tmp_path / "n.bin", b"new"))}, sourceSize=99)["Value"]
-    assert res["Failed"]["/dirac/keep.bin"] == "Source and destination file sizes do not match (99 vs 3)."
+    res = se.putFile({"/dirac/keep.bin": str(_write(tmp_path / "n.bin", b"new"))}, sourceSize=99)[
+        "Value"
+    ]
+    assert (
+        res["Failed"]["/dirac/keep.bin"]
+        == "Source and destination file sizes do not match (99 vs 3)."
+    )
     assert old.read_bytes() == b"old content"  # never replaced by a bad copy
     assert all_names(root) == ["dirac", "dirac/keep.bin"]
 
@@ -135,8 +160,13 @@ def test_symlink_escape_is_refused(root: Path, tmp_path: Path) -> None:
     lfn = "/dirac/link/secret.txt"
     got = tmp_path / "got"
     got.mkdir()
-    for res in (se.getFile(lfn, localPath=str(got)), se.getFileMetadata(lfn), se.removeFile(lfn),
-                se.putFile({lfn: str(outside / "secret.txt")}), se.listDirectory("/dirac/link")):
+    for res in (
+        se.getFile(lfn, localPath=str(got)),
+        se.getFileMetadata(lfn),
+        se.removeFile(lfn),
+        se.putFile({lfn: str(outside / "secret.txt")}),
+        se.listDirectory("/dirac/link"),
+    ):
         value = res["Value"]
         assert not value["Successful"], value
         key = next(iter(value["Failed"]))
@@ -160,8 +190,11 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("full-disk test needs root to mount a size-limited tmpfs")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", f"seproxy-{uuid.uuid4().hex[:8]}", str(mnt)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", f"seproxy-{uuid.uuid4().hex[:8]}", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
@@ -181,7 +214,9 @@ def test_full_disk_leaves_no_partial_file(small_fs: Path, tmp_path: Path) -> Non
     assert "No space left on device" in res["Failed"]["/dirac/big.bin"]
     assert all_names(small_fs) == ["dirac", "dirac/small.bin"]  # no big.bin, no temporary file
     # the service keeps serving: space is free again, a later upload works
-    assert se.putFile({"/dirac/again.bin": str(small)})["Value"]["Successful"] == {"/dirac/again.bin": 4}
+    assert se.putFile({"/dirac/again.bin": str(small)})["Value"]["Successful"] == {
+        "/dirac/again.bin": 4
+    }
 
 
 def test_block_size_option_is_used(root: Path, tmp_path: Path) -> None:
@@ -189,5 +224,7 @@ def test_block_size_option_is_used(root: Path, tmp_path: Path) -> None:
     assert se.storages["File"].block_size == 4096
     data = os.urandom(10_000)
     lfn = "/dirac/b.bin"
-    assert se.putFile({lfn: str(_write(tmp_path / "b.bin", data))})["Value"]["Successful"] == {lfn: 10_000}
+    assert se.putFile({lfn: str(_write(tmp_path / "b.bin", data))})["Value"]["Successful"] == {
+        lfn: 10_000
+    }
     assert (root / "dirac" / "b.bin").read_bytes() == data

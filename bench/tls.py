@@ -36,15 +36,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from OpenSSL import SSL  # noqa: E402
+
 from seproxy.config import Config  # noqa: E402
 from seproxy.errors import PeerClosed, SeproxyError  # noqa: E402
 from seproxy.rpc import transport  # noqa: E402
-from seproxy.rpc.transport import tlsbase  # noqa: E402
+from seproxy.rpc.transport import tlsbase, tlsconfig  # noqa: E402
 from seproxy.rpc.wire.framing import Frame, FrameParser, frame_header  # noqa: E402
 from seproxy.security.pki import DevPKI  # noqa: E402
 
 MiB = 1024 * 1024
-STACKS = ["stdlib", "pyopenssl", "m2crypto"]
+STACKS = ["dip", "stdlib", "pyopenssl", "m2crypto"]
 
 
 def make_pki(directory: Path) -> dict[str, str]:
@@ -136,7 +138,10 @@ def server_main(stack: str, pki: dict[str, str], port_pipe) -> None:
         while True:
             raw, _ = listener.accept()
             threading.Thread(target=_serve_stdlib, args=(ctx, raw), daemon=True).start()
-    lst = transport.listen("dips", "127.0.0.1", 0, cfg=seproxy_cfg(pki, stack))
+    if stack == "dip":
+        lst = transport.listen("dip", "127.0.0.1", 0, cfg=None)
+    else:
+        lst = transport.listen("dips", "127.0.0.1", 0, cfg=seproxy_cfg(pki, stack))
     port_pipe.send(lst.port)
     while True:
         threading.Thread(target=_serve_seproxy, args=(lst.accept(),), daemon=True).start()
@@ -160,6 +165,8 @@ class Client:
             tls = self.ctx.wrap_socket(raw, server_hostname="localhost",
                                        session=self.session if resume else None)
             return StdlibConn(tls)
+        if self.stack == "dip":
+            return transport.connect("dip", "127.0.0.1", self.port, cfg=None, timeout=10)
         if not resume:
             tlsbase.SESSIONS.clear()
         return transport.connect("dips", "127.0.0.1", self.port, cfg=self.cfg, timeout=10,
@@ -171,17 +178,21 @@ class Client:
             self.session = conn.tls.session
             conn.tls.close()
         else:
-            self.reused += bool(conn.session_reused)
+            self.reused += bool(getattr(conn, "session_reused", False))
             conn.close()
 
-    def handshakes(self, seconds: float, resume: bool) -> tuple[float, int, int]:
+    def handshakes(self, seconds: float, resume: bool, server_pid: int) -> dict:
         self.close(self._echo(self.connect(False)))  # warm up, and a session to resume
         count, self.reused = 0, 0
+        cpu = time.process_time() + process_cpu(server_pid)
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
             self.close(self._echo(self.connect(resume)))
             count += 1
-        return count / (time.perf_counter() - start), count, self.reused
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() + process_cpu(server_pid) - cpu
+        return {"rate": count / elapsed, "count": count, "reused": self.reused,
+                "cpu_ms": cpu / count * 1000}
 
     @staticmethod
     def _echo(conn):
@@ -202,7 +213,99 @@ class Client:
         return megabytes * MiB / elapsed / 1e6
 
 
-def run_stack(stack: str, pki: dict[str, str], seconds: float, bulk_mb: int) -> dict:
+# -- handshakes in one thread (no scheduling noise): both ends driven step by step --------------
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    for sock in (client, server):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return server, client
+
+
+def _drive(steps) -> None:
+    """Call each side's step until all report done (0); a side that wants data waits its turn."""
+    done = [False] * len(steps)
+    while not all(done):
+        for i, step in enumerate(steps):
+            if not done[i]:
+                done[i] = step() == 0
+
+
+def inline_handshakes(stack: str, pki: dict[str, str], count: int, resume: bool) -> float:
+    """CPU ms per connection (TCP + TLS handshake both ends + 4-byte echo + close), one thread."""
+    if stack == "stdlib":
+        sctx, cctx = stdlib_context(pki, server=True), stdlib_context(pki, server=False)
+        session = None
+
+        def step(tls):
+            def run():
+                try:
+                    tls.do_handshake()
+                    return 0
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return 1
+            return run
+    else:
+        cfg = seproxy_cfg(pki, stack)
+        backend = transport.tls_backend(cfg).BACKEND
+        sset = tlsconfig.server_settings(cfg)
+        sctx = backend.server_context(sset, 0, cfg)
+        cset = tlsconfig.client_settings(cfg, proxy_location=pki["proxy"], use_certificates=False,
+                                         skip_ca_check=False)
+        cctx = backend.client_context(cset)
+        session = None
+
+        def step(conn, settings, hostname):
+            def run():
+                tlsbase.VERIFIER.start(settings, hostname)
+                return conn._handshake_step()  # noqa: SLF001 - driving both ends by hand
+            return run
+    start = time.process_time()
+    for _ in range(count):
+        raw_server, raw_client = _tcp_pair()
+        if stack == "stdlib":
+            raw_server.setblocking(False)
+            raw_client.setblocking(False)
+            server = sctx.wrap_socket(raw_server, server_side=True, do_handshake_on_connect=False)
+            client = cctx.wrap_socket(raw_client, server_hostname="localhost", do_handshake_on_connect=False,
+                                      session=session if resume else None)
+            _drive([step(client), step(server)])
+            client.setblocking(True)
+            server.setblocking(True)
+            client.sendall(b"4:ping")
+            server.sendall(server.recv(16))
+            client.recv(16)
+            session = client.session
+            client.close()
+            server.close()
+            continue
+        sconn = backend.wrap(sctx, raw_server, server_side=True)
+        cconn = backend.wrap(cctx, raw_client, server_side=False, sni="localhost",
+                             session=session if resume else None)
+        server = backend.transport_class(raw_server, sconn, server_side=True, settings=sset, cfg=cfg)
+        client = backend.transport_class(raw_client, cconn, server_side=False, settings=cset, cfg=cfg)
+        _drive([step(client, cset, "localhost"), step(server, sset, None)])
+        tlsbase.VERIFIER.start(None, None)
+        client._handshake_done = server._handshake_done = True  # noqa: SLF001
+        server.peer_credentials()
+        client.send_frame(b"ping")
+        server.send_frame(server.receive_frame())
+        client.receive_frame()
+        session = client._get_session()  # noqa: SLF001
+        client.close()
+        server.close()
+    return (time.process_time() - start) / count * 1000
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_stack(stack: str, pki: dict[str, str], seconds: float, bulk_mb: int,
+              inline_count: int = 100) -> dict:
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     server = ctx.Process(target=server_main, args=(stack, pki, child), daemon=True)
@@ -210,35 +313,63 @@ def run_stack(stack: str, pki: dict[str, str], seconds: float, bulk_mb: int) -> 
     try:
         port = parent.recv()
         client = Client(stack, pki, port)
-        full, n_full, _ = client.handshakes(seconds, resume=False)
-        resumed, n_res, reused = client.handshakes(seconds, resume=True)
-        bulk = max(client.bulk(bulk_mb) for _ in range(2))
+        full = client.handshakes(seconds, resume=False, server_pid=server.pid)
+        resumed = client.handshakes(seconds, resume=True, server_pid=server.pid)
+        bulk = max(client.bulk(bulk_mb) for _ in range(3))
     finally:
         server.terminate()
         server.join()
-    return {"stack": stack, "full": full, "resumed": resumed, "ratio": resumed / full,
-            "reused": f"{reused}/{n_res}", "bulk": bulk}
+    inline = {}
+    if stack != "dip":
+        inline_handshakes(stack, pki, 5, resume=False)  # warm-up
+        inline["full"] = min(inline_handshakes(stack, pki, inline_count, resume=False) for _ in range(3))
+        inline["resumed"] = min(inline_handshakes(stack, pki, inline_count, resume=True) for _ in range(3))
+    return {"stack": stack, "inline": inline, "full": full["rate"], "resumed": resumed["rate"],
+            "ratio": resumed["rate"] / full["rate"], "reused": f"{resumed['reused']}/{resumed['count']}",
+            "cpu_full": full["cpu_ms"], "cpu_resumed": resumed["cpu_ms"],
+            "cpu_ratio": full["cpu_ms"] / resumed["cpu_ms"], "bulk": bulk}
 
 
 def section(rows: list[dict], seconds: float, bulk_mb: int) -> str:
     base = next(r for r in rows if r["stack"] == "stdlib")
-    lines = ["| stack | full handshakes/s | resumed handshakes/s | resumed/full | sessions reused "
-             "| bulk MB/s | bulk vs stdlib |", "|---|---|---|---|---|---|---|"]
+    dip = next((r for r in rows if r["stack"] == "dip"), None)
+    inline = ["| stack | CPU ms full | CPU ms resumed | full/resumed |", "|---|---|---|---|"]
     for r in rows:
+        if r["inline"]:
+            full, res = r["inline"]["full"], r["inline"]["resumed"]
+            inline.append(f"| {r['stack']} | {full:.2f} | {res:.2f} | {full / res:.1f}x |")
+    lines = ["| stack | connections/s full | connections/s resumed | resumed/full | sessions reused "
+             "| CPU ms/conn full | CPU ms/conn resumed | minus dip: full | minus dip: resumed "
+             "| bulk MB/s | bulk vs stdlib |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tls_cols = "| - | - "
+        if dip is not None and r is not dip:
+            tls_cols = (f"| {r['cpu_full'] - dip['cpu_full']:.2f} "
+                        f"| {r['cpu_resumed'] - dip['cpu_full']:.2f} ")
         lines.append(f"| {r['stack']} | {r['full']:.0f} | {r['resumed']:.0f} | {r['ratio']:.1f}x "
-                     f"| {r['reused']} | {r['bulk']:.0f} | {r['bulk'] / base['bulk']:.0%} |")
+                     f"| {r['reused'] if r is not dip else '-'} | {r['cpu_full']:.2f} "
+                     f"| {r['cpu_resumed']:.2f} {tls_cols}| {r['bulk']:.0f} "
+                     f"| {r['bulk'] / base['bulk']:.0%} |")
     return (
         "## TLS\n\n"
         f"`python bench/tls.py --seconds {seconds:g} --bulk-mb {bulk_mb}` on {platform.node()} "
         f"({platform.machine()}, {os.cpu_count()} CPUs **shared by 8 engineers working at the same "
-        f"time: noisy**), Python {platform.python_version()}, {ssl.OPENSSL_VERSION}, "
+        f"time: noisy**), Python {platform.python_version()}, stdlib {ssl.OPENSSL_VERSION}, "
+        f"pyOpenSSL on {SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
-        "Handshake = TCP connect + TLS handshake (client presents an RFC 3820 proxy, server "
-        "requires and verifies it and builds the credential dict) + one 4-byte frame echoed + "
-        "close; server in a separate process. Bulk = 1 MiB frames over one connection, server "
-        "parses and drops them. The stdlib row uses the same certificates, framing and server "
-        "policy. Targets: resumed >= 3x full; pyOpenSSL bulk >= 70% of stdlib.\n\n"
-        + "\n".join(lines) + "\n"
+        "A connection = TCP connect + TLS handshake (client presents an RFC 3820 proxy, server "
+        "requires and verifies it; seproxy also builds the credential dict) + one 4-byte frame "
+        "echoed + close. *full*: no session offered; *resumed*: the client offers the session of "
+        "its previous connection. The stdlib rows use the same certificates, framing and server "
+        "policy.\n\n"
+        "**Handshake cost** (both ends driven step by step in one thread, so no scheduling noise; "
+        "CPU ms per connection, best of 3 x 100):\n\n"
+        + "\n".join(inline) + "\n\n"
+        "**Connections and bulk** (server in a separate process, wall-clock rates; CPU ms/conn = "
+        "client + server process CPU; *minus dip* subtracts the same connection without TLS; bulk = "
+        "1 MiB frames over one connection, best of 3, the server parses and drops them):\n\n"
+        + "\n".join(lines) + "\n\n"
+        "Targets: resumed handshakes >= 3x full; pyOpenSSL bulk >= 70% of stdlib.\n"
     )
 
 

@@ -83,6 +83,8 @@ def endpoint(address: tuple) -> str:
 class Transport:
     """One connection to one peer (ARCHITECTURE.md, seproxy.rpc.transport)."""
 
+    #: Receive buffer size (TLS reads return at most one 16 KiB record anyway).
+    read_size = READ_SIZE
     #: Reader/writer message prefixes; TLS backends use DIRAC's ``_read``/``_write`` texts.
     _READ_ERROR = "Exception while reading from peer"
     _WRITE_ERROR = "Exception while sending to peer"
@@ -99,7 +101,7 @@ class Transport:
         self.id = f"{endpoint(self.local_address)}->{endpoint(self.remote_address)}"
         self._timeout = timeout
         self._parser = FrameParser(max_frame_size=max_frame_size)
-        self._rbuf = bytearray(READ_SIZE)
+        self._rbuf = bytearray(self.read_size)
         self._rview = memoryview(self._rbuf)
         self._send_lock = threading.Lock()
         self._io_lock = threading.RLock()  # one backend call at a time (TLS objects are not thread-safe)
@@ -107,9 +109,6 @@ class Transport:
         self.keepalive_lapse = float(keepalive_lapse or 0.0)
         self._last_activity = time.monotonic()
         self._waiting_pong = False
-        self._ping_prefix = hashlib.md5(
-            (str(self.remote_address) + str(server_side)).encode(), usedforsecurity=False
-        ).hexdigest()
         self._ping_count = 0
         self.frames_received = 0
 
@@ -224,7 +223,9 @@ class Transport:
             self._waiting_pong = False
 
     def _send_ping(self) -> None:
-        ka_id = f"{self._ping_prefix}{self._ping_count}"
+        prefix = hashlib.md5((str(self.remote_address) + str(self.server_side)).encode(),
+                             usedforsecurity=False).hexdigest()
+        ka_id = f"{prefix}{self._ping_count}"
         self._ping_count += 1
         self._waiting_pong = True
         self.send_frame(keepalive_payload(ka_id, True), keepalive=True)

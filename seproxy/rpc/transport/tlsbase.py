@@ -54,6 +54,7 @@ class TLSTransport(Transport):
 
     _READ_ERROR = "Error in _read"
     _WRITE_ERROR = "Error in _write"
+    read_size = 64 * 1024
 
     def __init__(self, sock: socket.socket, conn: Any, *, server_side: bool,
                  settings: tlsconfig.TLSSettings, cfg: Any, sessions: tlsconfig.SessionCache | None = None,

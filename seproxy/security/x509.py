@@ -14,7 +14,8 @@ and :func:`verify_chain`:
 - ``pCPathLenConstraint`` limits how many proxies may follow below it;
 - a *legacy* (pre-RFC) proxy -- ``CN=proxy`` / ``CN=limited proxy`` without
   ``proxyCertInfo`` -- is rejected;
-- a chain is *limited* when any of its proxies uses the limited policy language.
+- a chain is *limited* when any of its proxies uses the limited policy language; an
+  unlimited proxy below a limited one is refused (DIRAC does not take it for a proxy).
 
 VOMS: the FQANs of embedded attribute certificates are *reported* only; the AC
 signatures are **not** validated (nothing in DISET authorises by them, PROTOCOL 8.4).
@@ -215,8 +216,9 @@ class X509Chain:
 
     @cached_property
     def dirac_group(self) -> str | None:
-        """The group of the proxy closest to the identity that carries one (8.3)."""
-        for facts in reversed(self.facts[:self.proxy_count]):
+        """The group extension nearest the top of the chain (8.3; as DIRAC, every
+        certificate is looked at), so re-delegating a proxy cannot change its group."""
+        for facts in reversed(self.facts):
             if facts.group is not None:
                 return facts.group
         return None
@@ -255,6 +257,9 @@ class X509Chain:
             if not cert.extends_issuer:
                 raise AuthError(f"proxy subject {cert.subject_dn} does not extend its "
                                 f"issuer {cert.issuer_dn} by one CN")
+            if not cert.proxy.limited and any(
+                    f.proxy is not None and f.proxy.limited for f in facts[index + 1:]):
+                raise AuthError(f"unlimited proxy {cert.subject_dn} derived from a limited one")
             if cert.proxy.path_length is not None and index > cert.proxy.path_length:
                 raise AuthError(f"proxy path length of {cert.subject_dn} exceeded")
             if above is not None and above.subject_canon != cert.issuer_canon:

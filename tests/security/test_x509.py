@@ -225,3 +225,21 @@ def test_traditional_rsa_key_and_encrypted_key(pki):
         X509Chain.from_pem(pems[0] + encrypted + pems[1])
     with pytest.raises(AuthError, match="more than one private key"):
         X509Chain.from_pem(pems[0] + traditional + traditional)
+
+
+def test_unlimited_proxy_below_a_limited_one_is_refused(user):
+    cert, key = user
+    limited, limited_key = devpki.create_proxy_certificate([cert], key, limited=True)
+    # create_proxy_certificate itself refuses to do this, so sign it by hand.
+    from cryptography.hazmat.primitives import hashes
+    child_key = devpki.generate_key(1024)
+    name = x509.Name([*limited.subject.rdns, x509.RelativeDistinguishedName(
+        [x509.NameAttribute(x509.NameOID.COMMON_NAME, "42")])])
+    child = (x509.CertificateBuilder().subject_name(name).issuer_name(limited.subject)
+             .public_key(child_key.public_key()).serial_number(42)
+             .not_valid_before(limited.not_valid_before_utc)
+             .not_valid_after(limited.not_valid_after_utc)
+             .add_extension(extensions.proxy_cert_info_extension(False), critical=True)
+             .sign(limited_key, hashes.SHA256()))
+    with pytest.raises(AuthError, match="derived from a limited one"):
+        X509Chain([child, limited, cert]).check_structure()

@@ -294,7 +294,11 @@ class FileHelper:
                     break
                 chunk = view[:count]
                 sender.chunk_sent(chunk)
-                self.oTransport.send_frame(codec.encode_chunk_parts(chunk, self.encoding))
+                try:
+                    self.oTransport.send_frame(codec.encode_chunk_parts(chunk, self.encoding))
+                except TransportError:
+                    self._answer_before_close()
+                    raise
                 if self.progress:
                     self.progress(sender.sent)
             if not sender.stopped:
@@ -309,6 +313,18 @@ class FileHelper:
             self._bytes = sender.sent
             self._hash = sender.sums.md5_hex()
             self._adler = sender.sums.adler
+
+    def _answer_before_close(self) -> None:
+        """A write failed: a receiver that answered early and closed (DIRAC does) may have
+        left its answer in our receive buffer; that answer is the real outcome."""
+        try:
+            self.oTransport.settimeout(5.0)
+            chunk, message = self._receive()
+        except SeproxyError:
+            return
+        if chunk is None and isinstance(message, dict) and "OK" in message:
+            raise StreamResult(message) if not message["OK"] else StreamResult(
+                stream.error_message("Transfer stopped by the receiver"))
 
     def _sender_reply(self, sender: StreamSender) -> None:
         chunk, message = self._receive()

@@ -50,7 +50,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -107,6 +107,43 @@ def metadata(**values: Any) -> dict[str, Any]:
     }
     common.update(values)
     return common
+
+
+def local_files(src_dir: Any) -> Iterator[tuple[str, str]]:
+    """``(path, path relative to src_dir)`` of every file below a local directory."""
+    if not os.path.isdir(src_dir):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(src_dir))
+    for root, _dirs, names in os.walk(src_dir):
+        for name in names:
+            full = os.path.join(root, name)
+            yield full, os.path.relpath(full, src_dir)
+
+
+def transfer_tree(
+    items: Iterable[tuple[str, str]],
+    copy: Callable[[str, str], int],
+    *,
+    local_target: bool = False,
+    require_files: bool = False,
+) -> dict[str, int]:
+    """Copy each ``(source, target)`` with ``copy`` (returns bytes); DIRAC's directory result.
+
+    Any failure -- also while ``items`` is being produced -- fails the whole directory
+    with DIRAC's ``{"Files": 0, "Size": 0}``. ``local_target`` creates the parent
+    directories of local targets.
+    """
+    count = size = 0
+    try:
+        for source, target in items:
+            if local_target:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            size += copy(source, target)
+            count += 1
+    except (OSError, SeproxyError, ItemFailed) as exc:
+        raise ItemFailed({"Files": 0, "Size": 0}) from exc
+    if require_files and not count:
+        raise ItemFailed({"Files": 0, "Size": 0})
+    return {"Files": count, "Size": size}
 
 
 class StorageBase:
@@ -352,5 +389,7 @@ __all__ = [
     "WithFailures",
     "failure_reason",
     "load_plugin",
+    "local_files",
     "metadata",
+    "transfer_tree",
 ]

@@ -25,12 +25,13 @@ from __future__ import annotations
 import errno
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from seproxy.config import get_config
 from seproxy.errors import StorageError
 from seproxy.storage.localfs import atomic_write
-from seproxy.storage.plugins import ItemFailed, StorageBase
+from seproxy.storage.plugins import ItemFailed, StorageBase, local_files, transfer_tree
 from seproxy.storage.utils import pfnunparse
 
 
@@ -220,33 +221,19 @@ class DIPStorage(StorageBase):
     def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
         base = url.rstrip("/")
         target = os.path.join(local_dir, os.path.basename(base))
-        count = size = 0
-        try:
+
+        def items() -> Iterator[tuple[str, str]]:
             if self._metadata(base) is None:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), url)
             for child, _size in self._walk(base):
-                dest = os.path.join(target, child[len(base) + 1 :])
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                size += self._download(child, dest)
-                count += 1
-        except (OSError, StorageError) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        return {"Files": count, "Size": size}
+                yield child, os.path.join(target, child[len(base) + 1 :])
+
+        return transfer_tree(items(), self._download, local_target=True)
 
     def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
         base = url.rstrip("/")
-        count = size = 0
-        try:
-            if not os.path.isdir(src_dir):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(src_dir))
-            for root, _dirs, names in os.walk(src_dir):
-                for name in names:
-                    full = os.path.join(root, name)
-                    size += self._upload(full, f"{base}/{os.path.relpath(full, src_dir)}")
-                    count += 1
-        except (OSError, StorageError, ItemFailed) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        return {"Files": count, "Size": size}
+        items = ((full, f"{base}/{rel}") for full, rel in local_files(src_dir))
+        return transfer_tree(items, self._upload)
 
 
 __all__ = ["DIPStorage"]

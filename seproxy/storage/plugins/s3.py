@@ -30,7 +30,13 @@ from urllib.parse import urlparse
 
 from seproxy.errors import StorageError
 from seproxy.storage.localfs import atomic_write, file_adler32
-from seproxy.storage.plugins import ItemFailed, StorageBase, metadata
+from seproxy.storage.plugins import (
+    ItemFailed,
+    StorageBase,
+    local_files,
+    metadata,
+    transfer_tree,
+)
 
 try:  # optional dependency: pip install seproxy[s3]
     import boto3
@@ -330,36 +336,17 @@ class S3Storage(StorageBase):
     def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
         prefix = self._key(url).rstrip("/") + "/"
         target = os.path.join(local_dir, os.path.basename(prefix.rstrip("/")))
-        files = size = 0
-        try:
-            for _kind, entry in self._objects(prefix, None):
-                rel = entry["Key"][len(prefix) :]
-                if not rel or rel.endswith("/"):
-                    continue
-                dest = os.path.join(target, rel)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                size += self._download(entry["Key"], dest)
-                files += 1
-        except (OSError, StorageError) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        if not files:
-            raise ItemFailed({"Files": 0, "Size": 0})
-        return {"Files": files, "Size": size}
+        items = (
+            (entry["Key"], os.path.join(target, entry["Key"][len(prefix) :]))
+            for _kind, entry in self._objects(prefix, None)
+            if not entry["Key"].endswith("/")
+        )
+        return transfer_tree(items, self._download, local_target=True, require_files=True)
 
     def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
         prefix = self._key(url).rstrip("/") + "/"
-        files = size = 0
-        try:
-            if not os.path.isdir(src_dir):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(src_dir))
-            for root, _dirs, names in os.walk(src_dir):
-                for name in names:
-                    full = os.path.join(root, name)
-                    size += self._upload(full, prefix + os.path.relpath(full, src_dir))
-                    files += 1
-        except (OSError, StorageError, ItemFailed) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        return {"Files": files, "Size": size}
+        items = ((full, prefix + rel) for full, rel in local_files(src_dir))
+        return transfer_tree(items, self._upload)
 
 
 __all__ = ["S3Storage"]

@@ -29,7 +29,13 @@ from urllib.parse import quote
 from seproxy.errors import StorageError
 from seproxy.returnvalues import DReturnType
 from seproxy.storage.localfs import is_temp_name, temp_name_for
-from seproxy.storage.plugins import ItemFailed, StorageBase, metadata
+from seproxy.storage.plugins import (
+    ItemFailed,
+    StorageBase,
+    local_files,
+    metadata,
+    transfer_tree,
+)
 from seproxy.storage.utils import pfnunparse
 
 try:  # optional dependency: pip install seproxy[xroot]
@@ -353,32 +359,16 @@ class XROOTStorage(StorageBase):
     def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
         path = self._path(url).rstrip("/")
         target = os.path.join(local_dir, os.path.basename(path))
-        count = size = 0
-        try:
-            files, _dirs = self._walk(path)
-            for full, _size in files:
-                dest = os.path.join(target, os.path.relpath(full, path))
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                size += self._download(full, dest)
-                count += 1
-        except (OSError, StorageError) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        return {"Files": count, "Size": size}
+        items = (
+            (full, os.path.join(target, os.path.relpath(full, path)))
+            for full, _size in self._walk(path)[0]
+        )
+        return transfer_tree(items, self._download, local_target=True)
 
     def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
         path = self._path(url).rstrip("/")
-        count = size = 0
-        try:
-            if not os.path.isdir(src_dir):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(src_dir))
-            for root, _dirs, names in os.walk(src_dir):
-                for name in names:
-                    full = os.path.join(root, name)
-                    size += self._upload(full, f"{path}/{os.path.relpath(full, src_dir)}")
-                    count += 1
-        except (OSError, StorageError, ItemFailed) as exc:
-            raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        return {"Files": count, "Size": size}
+        items = ((full, f"{path}/{rel}") for full, rel in local_files(src_dir))
+        return transfer_tree(items, self._upload)
 
 
 __all__ = ["XROOTStorage"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import psutil
 import pytest
 
-from seproxy.storage import StorageElement
+from seproxy.storage import StorageCredentials, StorageElement
 from tests.conftest import free_port
 from tests.storage.helpers import make_config, se_tree
 
@@ -26,24 +28,44 @@ def test_moto_listens_on_loopback_only(moto_s3) -> None:
     assert addresses and all(ip in ("127.0.0.1", "::1") for ip, _ in addresses), addresses
 
 
-def _down_se(section: dict, protocol: str) -> StorageElement:
+def _down_se(section: dict, protocol: str, creds=None, security=None) -> StorageElement:
     tree = se_tree("SE-DOWN", {"Main": section}, AccessProtocols=protocol, WriteProtocols=protocol)
-    return StorageElement("SE-DOWN", config=make_config(tree))
+    if security:
+        tree["DIRAC"]["Security"] = security
+    return StorageElement("SE-DOWN", config=make_config(tree), credentials=creds)
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("plugin", ["S3", "XROOT"])
-def test_backend_down_fails_each_lfn_with_a_reason(
-    plugin: str, tmp_path, moto_s3, xrootd_server
-) -> None:
+@pytest.mark.parametrize("plugin", ["S3", "XROOT", "DIP"])
+def test_backend_down_fails_each_lfn_with_a_reason(plugin: str, tmp_path, request) -> None:
     port = free_port()  # nothing listens there
+    creds = security = None
     if plugin == "S3":
-        section = dict(moto_s3.section("bucket", Timeout="3", Retries="1"), Port=str(port))
+        section = dict(
+            request.getfixturevalue("moto_s3").section("b", Timeout="3", Retries="1"),
+            Port=str(port),
+        )
         protocol = "s3"
-    else:
-        section = dict(xrootd_server.section("/", Timeout="3"), Port=str(port))
+    elif plugin == "XROOT":
+        section = dict(
+            request.getfixturevalue("xrootd_server").section("/", Timeout="3"), Port=str(port)
+        )
         protocol = "root"
-    se = _down_se(section, protocol)
+    else:
+        pki = request.getfixturevalue("pki")
+        section = {
+            "PluginName": "DIP",
+            "Protocol": "dips",
+            "Access": "remote",
+            "Host": "127.0.0.1",
+            "Port": str(port),
+            "RetryDelay": "0.1",
+            "Path": "/DataManagement/StorageElement",
+        }
+        protocol = "dips"
+        creds = StorageCredentials(proxy_path=pki.proxy("dirac_user"))
+        security = {"CALocation": str(pki.ca_dir)}
+    se = _down_se(section, protocol, creds, security)
     src = tmp_path / "f.txt"
     src.write_bytes(b"data")
     lfns = ["/dirac/a.txt", "/dirac/b.txt"]
@@ -56,4 +78,4 @@ def test_backend_down_fails_each_lfn_with_a_reason(
         assert not res["Value"]["Successful"]
         assert set(res["Value"]["Failed"]) == set(lfns)
         for reason in res["Value"]["Failed"].values():
-            assert reason and isinstance(reason, str)
+            assert isinstance(reason, str) and re.search(r"(?i)connect|refused", reason), reason

@@ -3,7 +3,8 @@
 Protocol section: ``Protocol = dips`` (or ``dip``), ``Host``, ``Port`` (a comma
 list: one is picked at random, as DIRAC does), ``Path`` = the service path
 (``/DataManagement/StorageElement``), ``CheckSum`` (``no`` sends the transfer
-token ``NoCheckSum``), ``Timeout`` (RPC timeout, seconds).
+token ``NoCheckSum``), ``Timeout`` (RPC timeout, seconds), ``RetryDelay`` (seconds
+between connection attempts, DIRAC's 2 by default).
 
 URLs are ``dips://host:port/DataManagement/StorageElement/<lfn>``: the service
 maps everything after its name below its ``BasePath``. Calls go through
@@ -51,11 +52,14 @@ class DIPStorage(StorageBase):
         check = str(parameters.get("CheckSum", "yes")).lower()
         self.checkSum = "NoCheckSum" if check in ("0", "no", "false", "off") else "CheckSum"
         self.timeout = float(parameters.get("Timeout") or 120)
+        self.retry_delay = parameters.get("RetryDelay")
 
     # -- clients --------------------------------------------------------------------------
     def _client_kwargs(self) -> dict[str, Any]:
         cfg = getattr(self.se, "config", None) or get_config()
         kwargs: dict[str, Any] = {"config": cfg, "timeout": self.timeout}
+        if self.retry_delay:
+            kwargs["retryDelay"] = float(self.retry_delay)
         creds = self.credentials
         if creds.proxy_path:
             kwargs["proxyLocation"] = str(creds.proxy_path)

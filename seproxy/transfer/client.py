@@ -45,7 +45,7 @@ class TransferClient(BaseClient):
     def _encoding(self) -> str | None:
         return getattr(self, "encoding", None)
 
-    def _sendTransferHeader(self, actionName: str, fileInfo: tuple) -> dict[str, Any]:  # noqa: N802,N803
+    def _sendTransferHeader(self, actionName: str, fileInfo: tuple) -> dict[str, Any]:
         """Propose, send the header, read the answer: ``S_OK((transport, options))``."""
         transport = None
         try:
@@ -86,7 +86,7 @@ class TransferClient(BaseClient):
 
     # ------------------------------------------------------------------ files
 
-    def sendFile(self, filename: Any, fileId: Any, token: str = "", *,  # noqa: N802,N803
+    def sendFile(self, filename: Any, fileId: Any, token: str = "", *,
                  progress: Progress | None = None) -> dict[str, Any]:
         helper = FileHelper(checkSum="NoCheckSum" not in token)
         result = helper.getFileDescriptor(filename, "r")
@@ -101,7 +101,7 @@ class TransferClient(BaseClient):
             if isinstance(filename, str):      # only what we opened ourselves
                 helper.oFile.close()
 
-    def receiveFile(self, filename: Any, fileId: Any, token: str = "", *,  # noqa: N802,N803
+    def receiveFile(self, filename: Any, fileId: Any, token: str = "", *,
                     progress: Progress | None = None) -> dict[str, Any]:
         result = FileHelper().getDataSink(filename)
         if not result["OK"]:
@@ -116,7 +116,7 @@ class TransferClient(BaseClient):
 
     # ------------------------------------------------------------------ bulks
 
-    def sendBulk(self, fileList: list[str], bulkId: Any, token: str = "",  # noqa: N802,N803
+    def sendBulk(self, fileList: list[str], bulkId: Any, token: str = "",
                  compress: bool = True, bulkSize: int = -1, onthefly: bool = True, *,
                  progress: Progress | None = None) -> dict[str, Any]:
         missing = bulk.missing_entries(fileList)
@@ -126,14 +126,14 @@ class TransferClient(BaseClient):
                          lambda h: h.bulkToNetwork(fileList, compress, onthefly),
                          progress=progress)
 
-    def receiveBulk(self, destDir: str, bulkId: Any, token: str = "",  # noqa: N802,N803
+    def receiveBulk(self, destDir: str, bulkId: Any, token: str = "",
                     compress: bool = True, *, progress: Progress | None = None) -> dict[str, Any]:
         if not os.path.isdir(destDir):
             return S_ERROR(f"{destDir} is not a directory for bulk receival")
         return self._run("BulkToClient", (bulk.bulk_name(bulkId, compress), token),
                          lambda h: h.networkToBulk(destDir, compress), progress=progress)
 
-    def listBulk(self, bulkId: Any, token: str = "", compress: bool = True) -> dict[str, Any]:  # noqa: N802,N803
+    def listBulk(self, bulkId: Any, token: str = "", compress: bool = True) -> dict[str, Any]:
         result = self._sendTransferHeader("ListBulk", (bulk.bulk_name(bulkId, compress), token))
         if not result["OK"]:
             return result
@@ -177,4 +177,4 @@ def progress_bar(total: int | None, description: str = "") -> Iterator[Progress]
         yield update
 
 
-__all__ = ["TransferClient", "StreamOptions", "progress_bar", "file_size"]
+__all__ = ["StreamOptions", "TransferClient", "file_size", "progress_bar"]

@@ -27,8 +27,15 @@ from seproxy.returnvalues import S_ERROR, S_OK
 from seproxy.rpc.wire import codec
 from seproxy.transfer import stream
 from seproxy.transfer.stream import (
-    DIRAC_CHUNK_SIZE, Aborted, Acked, Data, EndOfFile, PeerError, SizeExceeded,
-    StreamReceiver, StreamSender,
+    DIRAC_CHUNK_SIZE,
+    Aborted,
+    Acked,
+    Data,
+    EndOfFile,
+    PeerError,
+    SizeExceeded,
+    StreamReceiver,
+    StreamSender,
 )
 
 Progress = Callable[[int], None]

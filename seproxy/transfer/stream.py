@@ -82,7 +82,7 @@ def as_bytes(data: Any) -> bytes | memoryview:
 class Checksums:
     """Running MD5 (DIRAC) and, when negotiated, adler32 of the streamed bytes."""
 
-    __slots__ = ("md5", "adler", "use_md5", "use_adler")
+    __slots__ = ("adler", "md5", "use_adler", "use_md5")
 
     def __init__(self, *, md5: bool = True, adler32: bool = False) -> None:
         self.use_md5 = md5

@@ -1,4 +1,4 @@
-"""A test handler with every transfer direction, served by seproxy (and by DIRAC unchanged).
+"""A test handler with every transfer direction (extends tests/interop/InteropHandler.py).
 
 Stores under the service option ``StoragePath`` (relative ids only: no ``..``, not
 absolute); ``MaxFileSize`` limits uploads. Uploads go to a hidden temporary name
@@ -22,33 +22,16 @@ missing file        toClient: EOF then ``File <id> does not exist`` (DIRAC SE)
 import os
 import secrets
 
-try:  # inside a DIRAC venv: DIRAC's framework
+try:  # inside a DIRAC venv (tests/interop on PYTHONPATH, as for DIRAC's HandlerPath)
     from DIRAC import S_ERROR, S_OK
-    from DIRAC.Core.DISET.RequestHandler import RequestHandler
+    from InteropHandler import InteropHandler
 except ImportError:  # seproxy
     from seproxy.returnvalues import S_ERROR, S_OK
-    from seproxy.rpc.handler import RequestHandler
+    from tests.interop.InteropHandler import InteropHandler
 
 
-class TransferTestHandler(RequestHandler):
-    storage_path = ""
-    max_file_size = 0
-
-    @classmethod
-    def initializeHandler(cls, serviceInfo):
-        cls.storage_path = cls.srv_getCSOption("StoragePath", "") or ""
-        cls.max_file_size = int(cls.srv_getCSOption("MaxFileSize", 0) or 0)
-        if cls.storage_path:
-            os.makedirs(cls.storage_path, exist_ok=True)
-        return S_OK()
-
-    types_listStored = []
-
-    def export_listStored(self):
-        found = []
-        for dirpath, _dirs, files in os.walk(self.storage_path):
-            found += [os.path.relpath(os.path.join(dirpath, f), self.storage_path) for f in files]
-        return S_OK(sorted(found))
+class TransferTestHandler(InteropHandler):
+    """InteropHandler's options (StoragePath, MaxFileSize) and RPCs, every transfer direction."""
 
     def _path(self, file_id):
         file_id = str(file_id)
@@ -110,8 +93,7 @@ class TransferTestHandler(RequestHandler):
     def _bulk_dir(bulk_id):
         name = str(bulk_id)
         for suffix in (".bz2", ".tar"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
+            name = name.removesuffix(suffix)
         return name
 
     def transfer_bulkFromClient(self, bulkId, token, bulkSize, fileHelper):

@@ -69,7 +69,7 @@ class SeproxyTransferService:
         from tests.transfer.TransferTestHandler import TransferTestHandler
 
         self.storage = storage
-        section = f"/Systems/DataManagement/Services/StorageElement"
+        section = "/Systems/DataManagement/Services/StorageElement"
         cfg = Config.load(use_default=True, overrides=[
             f"{section}/Encoding={encoding}",
             f"{section}/StoragePath={storage}",

@@ -7,38 +7,21 @@ calls into one runner process.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
 import pytest
 
 from seproxy.transfer import bulk
+from tests.transfer.files import MIB, md5_of, write_random
 
 pytestmark = pytest.mark.interop
 
-MIB = 1024 * 1024
 SIZES = [0, 1, MIB - 1, MIB, MIB + 1]
 
 
-def write_random(path, size):
-    md5 = hashlib.md5()
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            block = os.urandom(min(left, 8 * MIB))
-            md5.update(block)
-            fh.write(block)
-            left -= len(block)
-    return md5.hexdigest()
 
 
-def md5_of(path):
-    md5 = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(8 * MIB), b""):
-            md5.update(block)
-    return md5.hexdigest()
 
 
 def leftovers(root):

@@ -6,7 +6,6 @@ also show that the offer falls back to DIRAC's exact stream.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -15,10 +14,10 @@ from seproxy.config import Config
 from seproxy.returnvalues import S_OK
 from seproxy.transfer.client import TransferClient
 from seproxy.transfer.filehelper import FileHelper
+from tests.transfer.files import MIB, md5_of, write_random
 
 pytestmark = pytest.mark.interop
 
-MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +43,8 @@ def small_se(dirac_services, tmp_path_factory):
     return service
 
 
-def md5_file(path):
-    md5 = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(8 * MIB), b""):
-            md5.update(block)
-    return md5.hexdigest()
 
 
-def write_random(path, size):
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            block = os.urandom(min(left, 8 * MIB))
-            fh.write(block)
-            left -= len(block)
 
 
 @pytest.mark.parametrize("encoding", ["json", "dencode"])
@@ -71,10 +57,10 @@ def test_round_trip(dirac_services, client_factory, tmp_path, encoding, size):
     write_random(src, size)
     file_id = f"sp/{encoding}-{size}"
     assert tc.sendFile(str(src), file_id) == {"OK": True, "Value": None}
-    assert md5_file(service.storage_path / "sp" / f"{encoding}-{size}") == md5_file(src)
+    assert md5_of(service.storage_path / "sp" / f"{encoding}-{size}") == md5_of(src)
     back = tmp_path / "back"
     assert tc.receiveFile(str(back), file_id) == {"OK": True, "Value": None}
-    assert md5_file(back) == md5_file(src)
+    assert md5_of(back) == md5_of(src)
 
 
 def test_bulk_and_missing(dirac_services, client_factory, tmp_path):

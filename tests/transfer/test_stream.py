@@ -10,7 +10,14 @@ import pytest
 from seproxy.errors import ProtocolError
 from seproxy.transfer import stream
 from seproxy.transfer.stream import (
-    Aborted, Acked, Data, EndOfFile, PeerError, SizeExceeded, StreamReceiver, StreamSender,
+    Aborted,
+    Acked,
+    Data,
+    EndOfFile,
+    PeerError,
+    SizeExceeded,
+    StreamReceiver,
+    StreamSender,
 )
 
 ACK = {"OK": True, "Value": None}

@@ -229,3 +229,13 @@ def test_several_services_in_one_process():
         assert RPCClient(f"dip://127.0.0.1:{one.port}/Test/One", config=cfg).ping()["Value"]["name"] == "Test/One"
         assert RPCClient(f"dip://127.0.0.1:{two.port}/Test/Two", config=cfg).two()["Value"] == 2
         assert RPCClient(f"dip://127.0.0.1:{one.port}/Test/One", config=cfg).two()["Message"] == "Unknown method two"
+
+
+def test_ipv6_loopback(seproxy_service):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    svc = seproxy_service(options={"BindAddress": "::1"})
+    client = RPCClient(f"dip://[::1]:{svc.port}/{svc.name}", config=svc.cfg)
+    info = client.whoami()
+    assert info["OK"], info
+    assert client.echo("v6")["Value"] == "v6"

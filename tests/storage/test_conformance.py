@@ -221,3 +221,14 @@ def test_get_url(backend: Backend) -> None:
     assert url.endswith(lfn.lstrip("/"))
     params = ok(se.getStorageParameters(protocolSection="Main"))
     assert params["PluginName"] == backend.plugin
+
+
+def test_environment_is_never_written(backend: Backend) -> None:
+    """Credentials travel per call: no plugin touches os.environ."""
+    before = dict(os.environ)
+    se = backend.se
+    lfn = backend.lfn("env.txt")
+    ok(se.putFile({lfn: str(write(backend.tmp / "env.txt", b"env"))}))
+    ok(se.getFileMetadata(lfn))
+    ok(se.removeFile(lfn))
+    assert dict(os.environ) == before

@@ -74,7 +74,7 @@ class XROOTStorage(StorageBase):
             self._opaque = "?xrd.gsiusrpxy=" + quote(str(proxy))
         port = self.protocolParameters["Port"] or "1094"
         self.server = f"root://{host}:{port}"
-        self.fs = xrd_client.FileSystem(self.server + self._opaque)
+        self.fs = xrd_client.FileSystem(self.server)  # opaque data only on file URLs
 
     # -- URLs ---------------------------------------------------------------------------
     def _double_slash(self, res: DReturnType) -> DReturnType:

@@ -191,6 +191,7 @@ class FileHelper:
                     event, replies = receiver.handle(message)
                 self._send_replies(replies)
                 if isinstance(event, Data):
+                    receiver.absorb(event.data)
                     try:
                         write(event.data)
                     except (OSError, TransferError) as exc:
@@ -281,33 +282,24 @@ class FileHelper:
         An abort from the receiver ends the stream successfully without EOF (DIRAC).
         """
         sender = self._sender()
-        buffer = bytearray(self.options.chunk_size)
-        view = memoryview(buffer)
+        view = memoryview(bytearray(self.options.chunk_size))
         try:
-            while True:
+            parts, count = self._prepare(readinto, view, sender)
+            while count:
                 while not sender.can_send and not sender.stopped:
                     self._sender_reply(sender)
                 if sender.stopped:
                     break
                 try:
-                    count = readinto(view)
-                except (OSError, TransferError) as exc:
-                    message = str(exc) if isinstance(exc, TransferError) else (
-                        f"Error while reading data to send: {exc}")
-                    self._send(sender.error_message(message))
-                    self.bFinishedTransmission = True
-                    raise TransferError(message) from exc
-                if not count:
-                    break
-                chunk = view[:count]
-                sender.chunk_sent(chunk)
-                try:
-                    self.oTransport.send_frame(codec.encode_chunk_parts(chunk, self.encoding))
+                    self.oTransport.send_frame(parts)
                 except TransportError:
                     self._answer_before_close()
                     raise
+                sender.frame_sent(count)
                 if self.progress:
                     self.progress(sender.sent)
+                # read and encode the next chunk while the receiver handles this one
+                parts, count = self._prepare(readinto, view, sender)
             if not sender.stopped:
                 self._send(sender.eof_message())
                 while sender.in_flight and not sender.stopped:
@@ -320,6 +312,23 @@ class FileHelper:
             self._bytes = sender.sent
             self._hash = sender.sums.md5_hex()
             self._adler = sender.sums.adler
+
+    def _prepare(self, readinto: Callable[[memoryview], int], view: memoryview,
+                 sender: StreamSender) -> tuple[list[Any], int]:
+        """The next chunk read into ``view``, checksummed and encoded: ``(parts, size)``."""
+        try:
+            count = readinto(view)
+        except (OSError, TransferError) as exc:
+            message = str(exc) if isinstance(exc, TransferError) else (
+                f"Error while reading data to send: {exc}")
+            self._send(sender.error_message(message))
+            self.bFinishedTransmission = True
+            raise TransferError(message) from exc
+        if not count:
+            return [], 0
+        chunk = view[:count]
+        sender.prepare(chunk)
+        return codec.encode_chunk_parts(chunk, self.encoding), count
 
     def _answer_before_close(self) -> None:
         """A write failed: a receiver that answered early and closed (DIRAC does) may have

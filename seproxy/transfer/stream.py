@@ -172,10 +172,14 @@ class StreamReceiver:
         self.drain_on_stop = drain_on_stop
 
     def handle_chunk(self, data: bytes | memoryview) -> tuple[Event, list[dict[str, Any]]]:
-        """Fast path for a decoded data chunk (``codec.decode_chunk``)."""
+        """Fast path for a decoded data chunk (``codec.decode_chunk``).
+
+        The caller sends the replies, then passes a :class:`Data` event's bytes to
+        :meth:`absorb` (so the ack goes out before the checksum work: the sender's
+        next chunk travels while this one is hashed and written).
+        """
         if self.finished:
             raise ProtocolError("Invalid transfer message: data after the end of the stream")
-        self.sums.update(data)
         self.received += len(data)
         replies = [ack()]
         if self.max_size > 0 and self.received > self.max_size:
@@ -183,6 +187,10 @@ class StreamReceiver:
             self.finished = True
             return SizeExceeded(self.max_size), replies
         return Data(data), replies
+
+    def absorb(self, data: bytes | memoryview) -> None:
+        """Add the bytes of a :class:`Data` event to the running checksums."""
+        self.sums.update(data)
 
     def handle(self, message: Any) -> tuple[Event, list[dict[str, Any]]]:
         message = _check_envelope(message)
@@ -243,10 +251,17 @@ class StreamSender:
     def can_send(self) -> bool:
         return self.in_flight < self.window and not self.stopped
 
-    def chunk_sent(self, data: bytes | memoryview) -> None:
+    def prepare(self, data: bytes | memoryview) -> None:
+        """A chunk about to be sent: checksum it (may run before the previous ack)."""
         self.sums.update(data)
-        self.sent += len(data)
+
+    def frame_sent(self, size: int) -> None:
+        self.sent += size
         self.in_flight += 1
+
+    def chunk_sent(self, data: bytes | memoryview) -> None:
+        self.prepare(data)
+        self.frame_sent(len(data))
 
     def handle_reply(self, message: Any) -> Event:
         message = _check_envelope(message)

@@ -32,7 +32,7 @@ _ALERTS = threading.local()
 
 
 def _libssl() -> ctypes.CDLL | None:
-    """The libssl M2Crypto runs on, for the one call it does not wrap (SSL_session_reused)."""
+    """The libssl M2Crypto runs on, for what it does not wrap (ALPN, SSL_session_reused)."""
     try:
         lib = ctypes.CDLL("libssl.so.3")
         lib.OpenSSL_version.restype = ctypes.c_char_p
@@ -41,9 +41,39 @@ def _libssl() -> ctypes.CDLL | None:
             return None
         lib.SSL_session_reused.argtypes = [ctypes.c_void_p]
         lib.SSL_session_reused.restype = ctypes.c_int
+        lib.SSL_set_alpn_protos.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint]
+        lib.SSL_set_alpn_protos.restype = ctypes.c_int
+        lib.SSL_get0_alpn_selected.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                               ctypes.POINTER(ctypes.c_uint)]
+        lib.SSL_get0_alpn_selected.restype = None
+        lib.SSL_CTX_set_alpn_select_cb.argtypes = [ctypes.c_void_p, _ALPN_CB, ctypes.c_void_p]
+        lib.SSL_CTX_set_alpn_select_cb.restype = None
         return lib
     except (OSError, AttributeError):
         return None
+
+
+#: int cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+#:        const unsigned char *in, unsigned int inlen, void *arg)
+_ALPN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                            ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_uint,
+                            ctypes.c_void_p)
+_ALPN_WIRE = bytes([len(tlsconfig.RESUME_ALPN)]) + tlsconfig.RESUME_ALPN
+_TLSEXT_ERR_OK, _TLSEXT_ERR_NOACK = 0, 3
+
+
+@_ALPN_CB
+def _select_alpn(ssl: int, out: Any, outlen: Any, offered: int, offered_len: int, arg: int) -> int:
+    data = ctypes.string_at(offered, offered_len)
+    index = 0
+    while index < len(data):
+        size = data[index]
+        if data[index + 1:index + 1 + size] == tlsconfig.RESUME_ALPN:
+            out[0] = offered + index + 1
+            outlen[0] = size
+            return _TLSEXT_ERR_OK
+        index += 1 + size
+    return _TLSEXT_ERR_NOACK
 
 
 _LIBSSL = _libssl()
@@ -93,6 +123,23 @@ def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
     return ctx
 
 
+class _Connection(SSL.Connection):
+    """An M2Crypto connection whose clean-up never touches the socket, which the
+    transport owns.  M2Crypto's own ``close()`` (also run from ``__del__``, at any later
+    time) sends a shutdown alert on the file descriptor, which by then may belong to
+    another connection, and frees the socket BIO that the SSL object frees again."""
+
+    def close(self, freeBio: bool | None = True) -> None:  # noqa: N803 (M2Crypto's name)
+        if self._closed:
+            return
+        self._closed = True
+        if getattr(self, "sslbio", None):
+            m2.bio_free(self.sslbio)  # a BIO_f_ssl without close flag: the SSL stays
+        self.sslbio = None
+        self.sockbio = None  # owned by the SSL object since ssl_set_bio, freed with it
+        self._bio_freed = True
+
+
 class M2CryptoBackend(tlsbase.Backend):
     name = "m2crypto"
 
@@ -101,6 +148,8 @@ class M2CryptoBackend(tlsbase.Backend):
         ctx.set_session_id_ctx(tlsconfig.session_id_context(port))
         ctx.set_session_cache_mode(_SESS_CACHE_SERVER)
         ctx.set_session_timeout(tlsconfig.session_timeout(cfg))
+        if _LIBSSL is not None:
+            _LIBSSL.SSL_CTX_set_alpn_select_cb(int(ctx.ctx), _select_alpn, None)
         return ctx
 
     def client_context(self, settings: tlsconfig.TLSSettings) -> SSL.Context:
@@ -110,7 +159,7 @@ class M2CryptoBackend(tlsbase.Backend):
 
     def wrap(self, context: SSL.Context, sock: socket.socket, *, server_side: bool,
              sni: str | None = None, session: Any = None) -> SSL.Connection:
-        conn = SSL.Connection(context, sock, family=sock.family)
+        conn = _Connection(context, sock, family=sock.family)
         conn.setup_ssl()
         conn.setblocking(0)
         m2.ssl_set_mode(conn.ssl, m2.SSL_MODE_ENABLE_PARTIAL_WRITE | m2.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
@@ -122,6 +171,8 @@ class M2CryptoBackend(tlsbase.Backend):
                 conn.set_tlsext_host_name(sni)
             if session is not None:
                 conn.set_session(session)
+            if _LIBSSL is not None:
+                _LIBSSL.SSL_set_alpn_protos(int(conn.ssl), _ALPN_WIRE, len(_ALPN_WIRE))
         return conn
 
 
@@ -144,8 +195,12 @@ class M2CryptoTransport(tlsbase.TLSTransport):
             return 0
         raise TransportError(f"{prefix}: {text}" if prefix else text) from None
 
+    # Every call starts with an empty OpenSSL error queue: M2Crypto leaves errors of
+    # earlier calls (e.g. a shutdown on a reset socket) in the thread's queue, where
+    # SSL_get_error would take them for errors of the next, unrelated connection.
     def _recv_into(self, view: memoryview) -> int:
         _ALERTS.last = None
+        m2.err_clear_error()
         try:
             data = m2.ssl_read(self._conn.ssl, len(view), 0.0)
         except (SSL.SSLError, OSError) as exc:
@@ -160,6 +215,7 @@ class M2CryptoTransport(tlsbase.TLSTransport):
         return count
 
     def _send(self, view: memoryview) -> int:
+        m2.err_clear_error()
         try:
             sent = m2.ssl_write(self._conn.ssl, view, 0.0)
         except (SSL.SSLError, OSError) as exc:
@@ -168,13 +224,17 @@ class M2CryptoTransport(tlsbase.TLSTransport):
 
     def _shutdown(self) -> None:
         if self._handshake_done:
+            m2.err_clear_error()
             try:
                 m2.ssl_shutdown(self._conn.ssl)
             except (SSL.SSLError, OSError):
                 pass
+            m2.err_clear_error()
+        self._conn.close()
 
     def _handshake_step(self) -> int:
         ssl = self._conn.ssl
+        m2.err_clear_error()
         try:
             done = m2.ssl_accept(ssl, 0.0) if self.server_side else m2.ssl_connect(ssl, 0.0)
         except (SSL.SSLError, OSError) as exc:
@@ -197,6 +257,13 @@ class M2CryptoTransport(tlsbase.TLSTransport):
         # Connection.get_session() frees a session it does not own: take a reference
         session = m2.ssl_get1_session(self._conn.ssl)
         return None if session is None else Session(session, _pyfree=1)
+
+    def _alpn_selected(self) -> bytes | None:
+        if _LIBSSL is None:
+            return None
+        data, size = ctypes.c_void_p(), ctypes.c_uint()
+        _LIBSSL.SSL_get0_alpn_selected(int(self._conn.ssl), ctypes.byref(data), ctypes.byref(size))
+        return ctypes.string_at(data.value, size.value) if data.value and size.value else None
 
     @property
     def session_reused(self) -> bool | None:

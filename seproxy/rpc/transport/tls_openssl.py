@@ -66,6 +66,12 @@ def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
     return ctx
 
 
+def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes:
+    if tlsconfig.RESUME_ALPN in offered:
+        return tlsconfig.RESUME_ALPN
+    return SSL.NO_OVERLAPPING_PROTOCOLS
+
+
 class OpenSSLBackend(tlsbase.Backend):
     name = "pyopenssl"
 
@@ -74,11 +80,13 @@ class OpenSSLBackend(tlsbase.Backend):
         ctx.set_session_id(tlsconfig.session_id_context(port))
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         ctx.set_timeout(tlsconfig.session_timeout(cfg))
+        ctx.set_alpn_select_callback(_select_alpn)
         return ctx
 
     def client_context(self, settings: tlsconfig.TLSSettings) -> SSL.Context:
         ctx = _context(settings, server=False)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        ctx.set_alpn_protos([tlsconfig.RESUME_ALPN])
         return ctx
 
     def wrap(self, context: SSL.Context, sock: socket.socket, *, server_side: bool,
@@ -147,6 +155,9 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 
     def _get_session(self) -> Any:
         return self._conn.get_session()
+
+    def _alpn_selected(self) -> bytes | None:
+        return self._conn.get_alpn_proto_negotiated() or None
 
     @property
     def session_reused(self) -> bool:

@@ -4,7 +4,8 @@ A backend module (``tls_openssl``, ``tls_m2crypto``) subclasses :class:`TLSTrans
 (five non-blocking primitives) and provides a :class:`Backend` (how to build a
 context and wrap a socket).  Everything else - timeouts, the verify policy
 (``tlsconfig.Verifier``), the credential dict, client session caching keyed by
-host:port + credentials, server session id context, context reload every
+host:port + credentials (only for servers selecting ``tlsconfig.RESUME_ALPN``), server
+session id context, context reload every
 ``ContextLifeTime`` seconds - lives here once.
 """
 
@@ -81,6 +82,10 @@ class TLSTransport(Transport):
     def _get_session(self) -> Any:
         raise NotImplementedError
 
+    def _alpn_selected(self) -> bytes | None:
+        """The ALPN protocol the handshake agreed on (None: none, or not supported)."""
+        return None
+
     @property
     def session_reused(self) -> bool | None:
         """Whether the handshake resumed a TLS session (None when unknown)."""
@@ -150,8 +155,10 @@ class TLSTransport(Transport):
             raise TransportError("TLS handshake not done")
         payload = super().receive_frame(max_size)
         if self._sessions is not None and self._session_key is not None:
-            # TLS 1.3 tickets arrive after the handshake: keep the session once data flowed
-            self._sessions.put(self._session_key, self._get_session())
+            # TLS 1.3 tickets arrive after the handshake: keep the session once data flowed,
+            # and only for servers that said they resume sessions (see tlsconfig.RESUME_ALPN)
+            if self._alpn_selected() == tlsconfig.RESUME_ALPN:
+                self._sessions.put(self._session_key, self._get_session())
             self._sessions = None
         return payload
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import re
 import sys
 from typing import Any
 
@@ -26,12 +25,12 @@ from seproxy.errors import ConfigError, PathError, StorageError
 from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
 from seproxy.storage.credentials import StorageCredentials
 from seproxy.storage.factory import operations_value, resolve_storage, site_storage_elements
+from seproxy.storage.info import StorageElementInfo, enometh
 from seproxy.storage.plugins import StorageBase, load_plugin
-from seproxy.storage.utils import check_lfn, checkArgumentFormat, pfnparse
+from seproxy.storage.utils import check_lfn, checkArgumentFormat
 
 log = logging.getLogger(__name__)
 
-ENOMETH = 1002  # DIRAC's DErrno.ENOMETH
 _NO_PLUGIN = (
     "No storage plugins matching the requirements"
     + " " * 43
@@ -39,20 +38,11 @@ _NO_PLUGIN = (
 )
 
 
-def _enometh(message: str) -> DReturnType:
-    return {
-        "OK": False,
-        "Errno": ENOMETH,
-        "Message": f"No such method or function ( {ENOMETH} : {message})",
-        "CallStack": [],
-    }
-
-
 def _index(item: Any, items: list[Any]) -> int:
     return items.index(item) if item in items else sys.maxsize
 
 
-class StorageElement:
+class StorageElement(StorageElementInfo):
     """One storage element for one VO and one set of credentials (**DIRAC API**)."""
 
     # DIRAC name -> plugin method name
@@ -85,41 +75,6 @@ class StorageElement:
         "getDirectory": {"localPath": False},
     }
     _DEPRECATED_ARGS = ("singleFile", "singleDirectory")
-
-    stageMethods = ("prestageFile", "prestageFileStatus")
-    readMethods = ("getFile", "getDirectory")
-    writeMethods = (
-        "retransferOnlineFile",
-        "putFile",
-        "replicateFile",
-        "pinFile",
-        "releaseFile",
-        "createDirectory",
-        "putDirectory",
-    )
-    removeMethods = ("removeFile", "removeDirectory")
-    checkMethods = (
-        "exists",
-        "getDirectoryMetadata",
-        "getDirectorySize",
-        "getFileSize",
-        "getFileMetadata",
-        "listDirectory",
-        "isDirectory",
-        "isFile",
-        "getOccupancy",
-        "getWLCGTokenPath",
-    )
-    okMethods = (
-        "getLocalProtocols",
-        "getProtocols",
-        "getProtocolSections",
-        "getRemoteProtocols",
-        "storageElementName",
-        "getStorageParameters",
-        "getTransportURL",
-        "isLocalSE",
-    )
 
     #: Callable by name for a remote client: no local path is read or written.
     PUBLIC_METHODS = frozenset(
@@ -235,175 +190,6 @@ class StorageElement:
         self.localStageProtocolList = (
             stage or access or ops("StageProtocols", []) or self.localAccessProtocolList
         )
-
-    # -- information --------------------------------------------------------------------
-    def storageElementName(self) -> str:  # noqa: N802
-        return self.name
-
-    def getStorageElementName(self) -> DReturnType:  # noqa: N802
-        return S_OK(self.storageElementName())
-
-    def checksumType(self) -> str:  # noqa: N802
-        if "ChecksumType" in self.options:
-            return str(self.options["ChecksumType"]).upper()
-        return str(self._cfg.getValue("/Resources/StorageElements/ChecksumType", "ADLER32")).upper()
-
-    def getChecksumType(self) -> DReturnType:  # noqa: N802
-        return S_OK(self.checksumType())
-
-    def status(self) -> dict[str, Any]:
-        if not self.valid:
-            return {
-                "Read": False,
-                "Write": False,
-                "Remove": False,
-                "Check": False,
-                "DiskSE": False,
-                "TapeSE": False,
-                "TotalCapacityTB": -1,
-                "DiskCacheTB": -1,
-            }
-
-        def allowed(option: str) -> bool:
-            return not (
-                option in self.options and self.options[option] not in ("Active", "Degraded")
-            )
-
-        result: dict[str, Any] = {
-            "Read": allowed("ReadAccess"),
-            "Write": allowed("WriteAccess"),
-            "Remove": allowed("RemoveAccess"),
-        }
-        result["Check"] = True if result["Read"] else allowed("CheckAccess")
-        se_type = self.options.get("SEType")
-        result["DiskSE"] = re.search("D[1-9]", se_type) is not None if se_type else True
-        result["TapeSE"] = re.search("T[1-9]", se_type) is not None if se_type else False
-        for key in ("TotalCapacityTB", "DiskCacheTB"):
-            try:
-                result[key] = float(self.options[key])
-            except (KeyError, TypeError, ValueError):
-                result[key] = -1
-        return result
-
-    def getStatus(self) -> DReturnType:  # noqa: N802
-        valid = self.isValid()
-        return valid if not valid["OK"] else S_OK(self.status())
-
-    def isValid(self, operation: str | None = None) -> DReturnType:  # noqa: N802
-        if not self.valid:
-            return S_ERROR(
-                f"SE.isValid: Failed to create StorageElement plugins: {self.errorReason}"
-            )
-        if "VO" in self.options and self.vo not in self.options["VO"]:
-            return S_ERROR(
-                errno.EACCES, "StorageElement.isValid: StorageElement is not allowed for VO"
-            )
-        if not operation or operation in self.okMethods:
-            return S_OK()
-        status = self.status()
-        op = operation.lower()
-        if (
-            operation in self.readMethods
-            or operation in self.stageMethods
-            or op in ("read", "readaccess")
-        ):
-            kind = "Read"
-        elif operation in self.writeMethods or op in ("write", "writeaccess"):
-            kind = "Write"
-        elif operation in self.removeMethods or op in ("remove", "removeaccess"):
-            kind = "Remove"
-        elif operation in self.checkMethods or op in ("check", "checkaccess"):
-            kind = "Check"
-        else:
-            return _enometh("SE.isValid: The supplied operation is not known.")
-        permitted = status[kind] or (kind == "Check" and status["Read"])
-        if not permitted:
-            return S_ERROR(errno.EACCES, f"SE.isValid: {kind} access not currently permitted.")
-        return S_OK()
-
-    def getProtocolSections(self) -> DReturnType:  # noqa: N802
-        return (
-            S_OK(self.localProtocolSections + self.remoteProtocolSections)
-            if self.valid
-            else S_ERROR(self.errorReason)
-        )
-
-    def getLocalProtocolSections(self) -> DReturnType:  # noqa: N802
-        return S_OK(self.localProtocolSections) if self.valid else S_ERROR(self.errorReason)
-
-    def getRemoteProtocolSections(self) -> DReturnType:  # noqa: N802
-        return S_OK(self.remoteProtocolSections) if self.valid else S_ERROR(self.errorReason)
-
-    def getStorageParameters(
-        self,
-        protocolSection: str | None = None,  # noqa: N802, N803
-        protocol: str | None = None,
-    ) -> DReturnType:
-        if protocolSection and protocol:
-            return S_ERROR(errno.EINVAL, "plugin and protocol cannot be set together.")
-        if not (protocolSection or protocol):
-            return S_ERROR(errno.EINVAL, "plugin and protocol cannot be None together.")
-        if protocolSection:
-            storage = self.storages.get(protocolSection)
-            if storage:
-                return S_OK(storage.getParameters())
-        else:
-            for storage in self.storages.values():
-                params = storage.getParameters()
-                if params["Protocol"] == protocol:
-                    return S_OK(params)
-        return S_ERROR(errno.ENOPROTOOPT, "Requested protocolSection or protocol not available.")
-
-    def isSameSE(self, otherSE: StorageElement) -> bool:  # noqa: N802, N803
-        if self is otherSE:
-            return True
-
-        def endpoints(se: StorageElement) -> set[tuple[str, str]]:
-            return {
-                (p.getParameters()["Host"], p.getParameters()["Path"]) for p in se.storages.values()
-            }
-
-        return bool(endpoints(self) & endpoints(otherSE))
-
-    def dump(self) -> None:
-        if not self.valid:
-            log.debug("StorageElement %s is not valid: %s", self.name, self.errorReason)
-            return
-        lines = [f"{k.ljust(15)}: {self.options[k]}" for k in sorted(self.options)]
-        for i, storage in enumerate(self.storages.values(), 1):
-            params = storage.getParameters()
-            lines.append(f"============Protocol {i} ============")
-            lines += [f"{k.ljust(15)}: {params[k]}" for k in sorted(params)]
-        log.debug("StorageElement %s\n%s", self.name, "\n".join(lines))
-
-    def getLFNFromURL(self, urls: Any) -> DReturnType:  # noqa: N802
-        res = checkArgumentFormat(urls)
-        if not res["OK"]:
-            return S_ERROR(
-                errno.EINVAL, "Supplied urls must be string, list of strings or a dictionary."
-            )
-        result: dict[str, dict[str, Any]] = {"Successful": {}, "Failed": {}}
-        for url in res["Value"]:
-            lfn = self._url_path(url)
-            if lfn:
-                result["Successful"][url] = lfn
-            else:
-                result["Failed"][url] = "Failed to get the url path for any of the protocols!!"
-        return S_OK(result)
-
-    def _url_path(self, url: str) -> str:
-        parsed = pfnparse(url)
-        if not parsed["OK"]:
-            return ""
-        full = f"{parsed['Value']['Path']}/{parsed['Value']['FileName']}"
-        for storage in self.storages.values():
-            if storage.isNativeURL(url)["Value"]:
-                base = storage.getParameters()["Path"]
-                if not base:
-                    return full
-                if full.startswith(base):
-                    return full[len(base) :]
-        return ""
 
     # -- execution ----------------------------------------------------------------------
     def getURL(self, lfn: Any, protocol: Any = False, replicaDict: Any = None) -> DReturnType:  # noqa: N802, N803
@@ -527,7 +313,7 @@ class StorageElement:
                 continue
             fcn = getattr(storage, method, None)
             if not callable(fcn):
-                return _enometh(
+                return enometh(
                     "SE.__executeMethod: unable to invoke %s, it isn't a member function of storage"
                 )
             try:

@@ -24,7 +24,6 @@ import argparse
 import multiprocessing
 import os
 import platform
-import re
 import socket
 import ssl
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from OpenSSL import SSL  # noqa: E402
 
+from bench.report import write_section  # noqa: E402
 from seproxy.config import Config  # noqa: E402
 from seproxy.errors import PeerClosed, SeproxyError  # noqa: E402
 from seproxy.rpc import transport  # noqa: E402
@@ -64,14 +64,19 @@ def seproxy_cfg(pki: dict[str, str], backend: str) -> Config:
 
 
 # -- servers (in a child process) ---------------------------------------------------------------
+def _answer(conn) -> None:
+    """Echo small frames, drop bulk ones, answer ``END`` with ``OK``; until the peer goes."""
+    while True:
+        frame = conn.receive_frame()
+        if frame == b"END" or len(frame) < 64:
+            conn.send_frame(b"OK" if frame == b"END" else frame)
+
+
 def _serve_seproxy(conn: transport.Transport) -> None:
     try:
         conn.handshake(10)
         conn.peer_credentials()  # what a service does for every connection
-        while True:
-            frame = conn.receive_frame()
-            if frame == b"END" or len(frame) < 64:
-                conn.send_frame(b"OK" if frame == b"END" else frame)
+        _answer(conn)
     except (PeerClosed, SeproxyError):
         pass
     finally:
@@ -121,11 +126,7 @@ def _serve_stdlib(ctx: ssl.SSLContext, raw: socket.socket) -> None:
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with ctx.wrap_socket(raw, server_side=True) as tls:
-            conn = StdlibConn(tls)
-            while True:
-                frame = conn.receive_frame()
-                if frame == b"END" or len(frame) < 64:
-                    conn.send_frame(b"OK" if frame == b"END" else frame)
+            _answer(StdlibConn(tls))
     except (OSError, PeerClosed):
         pass
 
@@ -373,19 +374,6 @@ def section(rows: list[dict], seconds: float, bulk_mb: int) -> str:
     )
 
 
-def write_section(text: str) -> Path:
-    path = REPO / "docs" / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasured by the scripts in `bench/`; each area owns its `## <area>` section.\n\n")
-    pattern = re.compile(r"^## TLS\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per handshake measurement")
@@ -399,7 +387,7 @@ def main() -> None:
     text = section(rows, args.seconds, args.bulk_mb)
     print(text)
     if args.write:
-        print(f"written to {write_section(text)}")
+        print(f"written to {write_section('TLS', text)}")
 
 
 if __name__ == "__main__":

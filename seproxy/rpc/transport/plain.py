@@ -26,21 +26,19 @@ _MAX_IOV = 512
 class PlainTransport(Transport):
     """A ``dip`` connection."""
 
-    def _recv_into(self, view: memoryview) -> int:
+    def _io(self, call, view: memoryview, want: int, prefix: str) -> int:
         try:
-            return self._sock.recv_into(view)
+            return call(view)
         except (BlockingIOError, InterruptedError):
-            return WANT_READ
+            return want
         except OSError as exc:
-            raise TransportError(f"{self._READ_ERROR}: {exc}") from exc
+            raise TransportError(f"{prefix}: {exc}") from exc
+
+    def _recv_into(self, view: memoryview) -> int:
+        return self._io(self._sock.recv_into, view, WANT_READ, self._READ_ERROR)
 
     def _send(self, view: memoryview) -> int:
-        try:
-            return self._sock.send(view)
-        except (BlockingIOError, InterruptedError):
-            return WANT_WRITE
-        except OSError as exc:
-            raise TransportError(f"{self._WRITE_ERROR}: {exc}") from exc
+        return self._io(self._sock.send, view, WANT_WRITE, self._WRITE_ERROR)
 
     def _send_views(self, views: list[memoryview]) -> None:
         self._check_open()

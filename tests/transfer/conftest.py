@@ -60,7 +60,7 @@ SE_NAME = "DataManagement/StorageElement"
 
 
 class SeproxyTransferService:
-    """A running seproxy Service with :class:`TransferTestHandler` (``dip``, 127.0.0.1)."""
+    """A running seproxy Service with :class:`TransferTestHandler` on 127.0.0.1."""
 
     def __init__(self, storage: Any, encoding: str, protocol: str = "dip",
                  extra: tuple[str, ...] = ()) -> None:
@@ -86,16 +86,23 @@ class SeproxyTransferService:
 
 
 @pytest.fixture(scope="module")
-def seproxy_services(tmp_path_factory) -> Iterator[Callable[..., SeproxyTransferService]]:
-    """``factory(encoding, max_file_size=0)``: seproxy services cached for the module."""
+def seproxy_services(request, tmp_path_factory) -> Iterator[Callable[..., SeproxyTransferService]]:
+    """``factory(encoding, max_file_size=0, protocol="dip")``: seproxy services cached for
+    the module (``dips`` uses the ``pki`` fixture's host certificate)."""
     started: dict[tuple, SeproxyTransferService] = {}
 
-    def factory(encoding: str = "json", max_file_size: int = 0) -> SeproxyTransferService:
-        key = (encoding, max_file_size)
+    def factory(encoding: str = "json", max_file_size: int = 0,
+                protocol: str = "dip") -> SeproxyTransferService:
+        key = (encoding, max_file_size, protocol)
         if key not in started:
-            storage = tmp_path_factory.mktemp(f"se-{encoding}-{max_file_size}")
-            extra = (f"/Systems/DataManagement/Services/StorageElement/MaxFileSize={max_file_size}",)
-            started[key] = SeproxyTransferService(storage, encoding, extra=extra)
+            storage = tmp_path_factory.mktemp(f"se-{encoding}-{max_file_size}-{protocol}")
+            extra = [f"/Systems/DataManagement/Services/StorageElement/MaxFileSize={max_file_size}"]
+            if protocol == "dips":   # the shared test PKI's host certificate (SAN 127.0.0.1)
+                pki = request.getfixturevalue("pki")
+                extra += [f"/DIRAC/Security/CertFile={pki.host_cert}",
+                          f"/DIRAC/Security/KeyFile={pki.host_key}",
+                          f"/DIRAC/Security/CALocation={pki.ca_dir}"]
+            started[key] = SeproxyTransferService(storage, encoding, protocol, extra=tuple(extra))
         return started[key]
 
     yield factory

@@ -35,15 +35,18 @@ def wait_no_leftovers(root, timeout=20.0):
     return leftovers(root)
 
 
+@pytest.mark.parametrize("protocol", ["dip", "dips"])
 @pytest.mark.parametrize("encoding", ["json", "dencode"])
-def test_size_battery_round_trip(dirac9_client, seproxy_services, tmp_path, encoding):
-    round_trips(dirac9_client, seproxy_services(encoding), tmp_path, encoding, SIZES)
+def test_size_battery_round_trip(dirac9_client, seproxy_services, tmp_path, encoding, protocol):
+    round_trips(dirac9_client, seproxy_services(encoding, protocol=protocol), tmp_path, encoding,
+                SIZES)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["json", "dencode"])
 def test_300mib_round_trip(dirac9_client, seproxy_services, tmp_path, encoding):
-    round_trips(dirac9_client, seproxy_services(encoding), tmp_path, encoding, [300 * MIB])
+    round_trips(dirac9_client, seproxy_services(encoding, protocol="dips"), tmp_path, encoding,
+                [300 * MIB])
 
 
 def round_trips(dirac9_client, service, tmp_path, encoding, sizes):
@@ -69,7 +72,7 @@ def round_trips(dirac9_client, service, tmp_path, encoding, sizes):
 
 
 def test_bulk_tree_round_trip(dirac9_client, seproxy_services, tmp_path):
-    service = seproxy_services("json")
+    service = seproxy_services("json", protocol="dips")
     tree = tmp_path / "tree"
     (tree / "sub" / "deep").mkdir(parents=True)
     (tree / "a.txt").write_bytes(b"alpha")
@@ -135,7 +138,7 @@ result = ack
 
 @pytest.mark.parametrize("encoding", ["json", "dencode"])
 def test_client_disconnects_mid_stream(dirac9_client, seproxy_services, tmp_path, encoding):
-    service = seproxy_services(encoding)
+    service = seproxy_services(encoding, protocol="dips")
     small = tmp_path / "small"
     small.write_bytes(b"still serving")
     client = dirac9_client.with_(encoding=encoding)

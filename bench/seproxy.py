@@ -119,7 +119,8 @@ def run(size_mib: int, repeat: int) -> dict[str, float]:
         serve, url = start_serve(data)
         cfg = Config.load([data / "dev.cfg"])
         cfg.set_placeholder("DATADIR", data)
-        kwargs = {"config": cfg, "proxyLocation": str(data / DEV_PROXY), "useCertificates": False}
+        kwargs = {"config": cfg, "proxyLocation": str(data / DEV_PROXY), "useCertificates": False,
+                  "encoding": "dencode"}  # as `seproxy put/get` do
         rpc, transfer = RPCClient(url, **kwargs), TransferClient(url, **kwargs)
         source = work / "bench.bin"
         make_file(source, size_mib)
@@ -192,8 +193,9 @@ def section(results: dict[str, float], size_mib: int, repeat: int, load: float) 
         "a quiet re-run will give different (higher) numbers.\n\n"
         f"Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) in its "
         f"own process; a {size_mib} MiB file; best of {repeat}; MiB/s = size / wall time. put = "
-        "`sendFile putFile/<name>` + `uploadFile` (DIRAC Proxy plugin order, seproxy client, so the "
-        "stream extension is negotiated); get = `prepareFile` + `receiveFile getFile/<name>`; HTTP = "
+        "`sendFile putFile/<name>` + `uploadFile` (DIRAC Proxy plugin order, seproxy client in "
+        "DEncode like `seproxy put`, the service answers DEncode (`Encoding = dencode`), the stream "
+        "extension is negotiated); get = `prepareFile` + `receiveFile getFile/<name>`; HTTP = "
         "`curl -o /dev/null` of the `prepareFileForHTTP` URL (staging not timed) vs the same file "
         "from nginx (`sendfile on`, 1 worker) started by the script; client and servers share the "
         "2 cores.\n\n"

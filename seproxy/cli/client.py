@@ -27,7 +27,8 @@ def _clients(args: argparse.Namespace, url: str | None = None) -> tuple[Any, Any
 
     cfg = load_config(args)
     target = url or getattr(args, "url", None) or SERVICE
-    kwargs: dict[str, Any] = {"config": cfg}
+    # DEncode (DIRAC 8.0's) carries file chunks as raw bytes, JSON as base64
+    kwargs: dict[str, Any] = {"config": cfg, "encoding": "dencode"}
     proxy = proxy_for(args)
     if proxy:  # a user proxy wins over /DIRAC/Security/UseServerCertificate
         kwargs["proxyLocation"] = proxy

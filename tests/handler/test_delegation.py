@@ -45,6 +45,7 @@ def test_seproxy_client_delegates_and_storage_gets_the_delegated_proxy(delegatin
     assert who["OK"] and "delegatedChain" not in who["Value"]
 
 
+@pytest.mark.interop
 def test_dirac9_client_delegates(delegating, dirac9_client):
     client = dirac9_client.with_(proxy=delegating.proxy())
     res = client.rpc(delegating.svc.url, "callProxyMethod", SE, "exists", ["/dirac/none"], {})

@@ -241,5 +241,11 @@ def test_call_proxy_method_whitelist(se_proxy):
         assert not res["OK"] and res["Message"] == message
     res = rpc.callProxyMethod(SE, "exists", [["/dirac/x"]], {"__class__": 1})
     assert not res["OK"]
+    outside = se_proxy.storage.parent / "outside.txt"
+    outside.write_text("keep")
+    for lfn in ("/dirac/../outside.txt", "/dirac/%2e%2e/outside.txt", "/othervo/x", "dirac/x"):
+        res = rpc.callProxyMethod(SE, "removeFile", [[lfn]], {})
+        assert not res["OK"] or lfn in res["Value"]["Failed"], (lfn, res)
+    assert outside.read_text() == "keep"
     assert not (se_proxy.storage / "dirac" / "x").exists()
     assert rpc.ping()["OK"]

@@ -124,7 +124,9 @@ class BaseClient:
         return self._destinationSrv
 
     def _getBaseStub(self) -> list:  # noqa: N802
-        return [self._destinationSrv, dict(self.kwargs)]
+        # DIRAC leaves useCertificates out of the stub: whoever replays it decides that
+        kwargs = {k: v for k, v in self.kwargs.items() if k != "useCertificates"}
+        return [self._destinationSrv, kwargs]
 
     # -- connecting ------------------------------------------------------------------------
     def _open(self, url: str) -> Any:

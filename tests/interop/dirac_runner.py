@@ -22,7 +22,9 @@ CALL (one key names the kind; optional ``"encoding"`` overrides the job's)::
     {"se": SE_NAME, "method": M, "args": [...], "kwargs": {...}, "client": {StorageElement kwargs}}
     {"credentials": PROXY_OR_CERT_PATH, "key": KEY_PATH_or_null}  # DIRAC's X509Chain.getCredentials()
     {"handshake": [HOST, PORT], "client": {transport kwargs, e.g. proxyLocation}}
-                                    # DIRAC's dips transport: connect, handshake, server's credentials
+                                    # DIRAC's dips transport: connect + handshake; S_OK(server's
+                                    # credential dict as DIRAC computes it, x509Chain -> "<X509Chain>")
+    {"peer_info": PROXY_OR_CERT_PATH}     # a DIRAC server's post-handshake dict for that chain
     {"exec": PYTHON_SOURCE, "args": [...]}     # sets `result`; for odd cases (DEncode, ...)
 
 Result::
@@ -95,11 +97,23 @@ def _call_credentials(call):
         res = chain.loadProxyFromFile(call["credentials"])
     if not res["OK"]:
         return res
-    return chain.getCredentials()
+    return _without_chain_object(chain.getCredentials())
+
+
+def _without_chain_object(result):
+    """Credential dicts hold the X509Chain object itself: keep the key, mark the value."""
+    if isinstance(result, dict):
+        value = result.get("Value") if "OK" in result else result
+        if isinstance(value, dict) and "x509Chain" in value:
+            value["x509Chain"] = "<X509Chain>"
+    return result
 
 
 def _call_handshake(call):
+    """DIRAC's dips client transport connects (the TLS handshake happens in initAsClient);
+    the server's credentials are then computed by the function DIRAC's server uses."""
     from DIRAC.Core.DISET.private.Protocols import gProtocolDict
+    from DIRAC.Core.DISET.private.Transports.SSL.M2Utils import getM2PeerInfo
 
     host, port = call["handshake"]
     transport = gProtocolDict["dips"]["transport"]((host, int(port)), bServerMode=False, **call.get("client", {}))
@@ -107,12 +121,32 @@ def _call_handshake(call):
     if not res["OK"]:
         return res
     try:
-        res = transport.handshake()
-        if not res["OK"]:
-            return res
-        return {"OK": True, "Value": transport.getConnectingCredentials()}
+        return {"OK": True, "Value": _without_chain_object(getM2PeerInfo(transport.oSocket))}
     finally:
         transport.close()
+
+
+def _call_peer_info(call):
+    """What a DIRAC server's transport computes right after the handshake for a client
+    presenting the chain in this file: DIRAC's getM2PeerInfo, fed the file's certificates
+    the way an M2Crypto server connection hands them over (leaf alone, then the rest)."""
+    import re
+
+    from M2Crypto import X509
+    from DIRAC.Core.DISET.private.Transports.SSL.M2Utils import getM2PeerInfo
+
+    with open(call["peer_info"], "rb") as fh:
+        pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", fh.read(), re.S)
+    certs = [X509.load_cert_string(pem) for pem in pems]
+
+    class _ServerSideConnection:
+        def get_peer_cert(self):
+            return certs[0]
+
+        def get_peer_cert_chain(self):
+            return certs[1:]
+
+    return _without_chain_object(getM2PeerInfo(_ServerSideConnection()))
 
 
 def _call_exec(call):
@@ -127,6 +161,7 @@ _KINDS = {
     "se": _call_se,
     "credentials": _call_credentials,
     "handshake": _call_handshake,
+    "peer_info": _call_peer_info,
     "exec": _call_exec,
 }
 

@@ -25,7 +25,7 @@ _OP_NO_COMPRESSION = getattr(m2, "SSL_OP_NO_COMPRESSION", 0x00020000)
 _OP_CIPHER_SERVER_PREFERENCE = getattr(m2, "SSL_OP_CIPHER_SERVER_PREFERENCE", 0x00400000)
 _OP_NO_RENEGOTIATION = getattr(m2, "SSL_OP_NO_RENEGOTIATION", 0x40000000)
 _SESS_CACHE_CLIENT, _SESS_CACHE_SERVER = 1, 2
-_EOF_TEXTS = ("unexpected eof", "connection reset", "broken pipe", "unexpected EOF")
+_EOF_TEXTS = ("unexpected eof", "connection reset", "broken pipe")
 
 
 _ALERTS = threading.local()
@@ -191,7 +191,7 @@ class M2CryptoTransport(tlsbase.TLSTransport):
 
     def _failure(self, exc: Exception, prefix: str) -> int:
         text = str(exc)
-        if any(t in text for t in _EOF_TEXTS):
+        if any(t in text.lower() for t in _EOF_TEXTS):
             return 0
         raise TransportError(f"{prefix}: {text}" if prefix else text) from None
 

@@ -345,3 +345,28 @@ def test_handshake_timeout_is_bounded(pki, main_server, backend, registry_cfg):
         with pytest.raises(SeproxyError, match="timed out after 0.3 s"):
             conn.handshake(0.3)
         assert conn.closed
+
+
+def test_early_answer_readable_after_failed_write(pki, registry_cfg, backend):
+    """A server that answers and closes while the client still writes (DIRAC does that on
+    errors): the client's write fails with PeerClosed, and the answer can still be read."""
+    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
+                  backend=backend)
+    with transport.listen("dips", "127.0.0.1", 0, cfg=cfg) as listener:
+        def serve():
+            conn = listener.accept(timeout=10)
+            conn.handshake(5)
+            conn.receive_frame()
+            conn.send_frame(b"stop: too big")
+            conn.close()  # unread data: the kernel resets the connection
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with transport.connect("dips", "127.0.0.1", listener.port, cfg=cfg, timeout=5,
+                               proxy_location=str(pki.proxy())) as conn:
+            conn.settimeout(10)
+            with pytest.raises(SeproxyError, match="Connection closed by peer"):
+                for _ in range(200):
+                    conn.send_frame(bytes(1024 * 1024))
+            assert conn.receive_frame() == b"stop: too big"
+        thread.join(5)

@@ -11,13 +11,16 @@ wildcard address becomes loopback (``127.0.0.1``, or ``::ffff:127.0.0.1`` on
 DIRAC's dual-stack IPv6 sockets) and any other non-loopback address is refused.
 Every TCP port actually bound is appended as a line to
 ``$SEPROXY_INTEROP_PORT_FILE`` (if set), so the fixture learns the ports.
-Then DIRAC's own ``dirac-service`` entry point runs the services.
+Then DIRAC's own ``dirac-service`` entry point runs the services.  The launcher
+exits by itself when its parent process (pytest) disappears.
 """
 
 import ipaddress
 import os
 import socket
 import sys
+import threading
+import time
 
 _LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::ffff:127.0.0.1"}
 _WILDCARDS = {"", "0.0.0.0", "::", "::0"}
@@ -47,8 +50,17 @@ def _loopback_bind(self, address):
             fh.write(f"{self.getsockname()[1]}\n")
 
 
+def _exit_with_parent(parent_pid):
+    """Stop when the process that started us (pytest) is gone: no orphaned DIRAC services."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
 def main():
     socket.socket.bind = _loopback_bind
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     services = sys.argv[1:]
     if not services:
         sys.exit("usage: dirac_launcher.py System/Service [...]")

@@ -7,6 +7,7 @@ A real DIRAC client (and then seproxy's RPCClient) runs the battery of
 ``compare.normalise`` (what legitimately varies: URL, CallStack, ping values,
 secondsLeft).  Identities: dirac_user proxy (full battery), dirac_admin proxy,
 limited proxy, host certificate, and a TrustedHost forwarding a user's identity.
+A DIRAC 8.0 client (DEncode, 8.0 proposal with a Setup) runs the full battery too.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ def test_dirac_client_full_battery_same_answers(dirac9_client, identities, serve
     assert dirac["echo-str"] == {**dirac["echo-str"], "OK": True, "Value": "plain text"}
     assert dirac["unknown-method"]["OK"] is False
     assert dirac["admin-only"]["OK"] is False
+
+
+def test_dirac8_client_full_battery_same_answers(dirac8_client, identities, servers):
+    """DIRAC 8.0 clients (the StorageElementProxy's users; DEncode, 8.0 proposals) too."""
+    urls = [servers["seproxy"], servers["dirac"]]
+    answers = dirac_answers(dirac8_client, identities["user"], urls, battery.CALLS, "dencode")
+    problems = compare_answers(lambda n: answers[(urls[0], n)], lambda n: answers[(urls[1], n)],
+                               battery.CALLS, *urls)
+    assert not problems, "seproxy (A) vs DIRAC 9 (B), DIRAC 8.0 client:\n" + "\n".join(problems)
+    assert answers[(urls[1], "whoami")]["Value"]["username"] == "testuser"
 
 
 @pytest.mark.parametrize("identity", ["admin", "limited", "host", "forwarded"])

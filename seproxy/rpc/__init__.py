@@ -18,7 +18,8 @@ _EXPORTS = {
     "MessageClient": "seproxy.rpc.msgclient",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["AuthManager", "BaseClient", "MessageClient", "RPCClient", "RequestHandler", "Service",
+           "ServiceReactor"]
 
 
 def __getattr__(name: str) -> Any:

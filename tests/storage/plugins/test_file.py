@@ -77,7 +77,8 @@ def test_dirac_texts(root: Path, tmp_path: Path) -> None:
         "Unavailable": 0,
         "Accessible": True,
     }
-    assert isinstance(meta["ModTime"], float) and meta["Mode"] == 0o644 & ~0 & meta["Mode"]
+    st = (root / "dirac" / "f").stat()
+    assert meta["ModTime"] == st.st_mtime and meta["Mode"] == st.st_mode & 0o7777
 
 
 def test_put_stores_xrootd_checksum_attribute(root: Path, tmp_path: Path) -> None:

@@ -364,6 +364,14 @@ class Service:
             self.context.msg_broker.close()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for pending in (self._jobs, self._rejects):  # never served: close them
+            while True:
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    (job[1] if isinstance(job, tuple) else job).close()
         self.context.connections.close_all()
         self._wake_r.close()
         self._wake_w.close()

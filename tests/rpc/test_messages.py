@@ -69,3 +69,20 @@ def test_connection_argument_checks(svc):
 
     assert exchange(b'{"OK": true, "Value": ["only one"]}')["Message"] == "Expected 2 arguments"
     assert exchange(b'{"OK": true, "Value": [1, {}]}')["Message"] == "Invalid type for argument 0"
+
+
+def test_max_messaging_connections(svc):
+    clients = [client_for(svc) for _ in range(3)]
+    assert clients[0].connect()["OK"] and clients[1].connect()["OK"]
+    refused = clients[2].connect()
+    assert refused["OK"] is False
+    clients[0].disconnect()
+    broker = svc.service.context.msg_broker
+    import time
+    deadline = time.monotonic() + 10
+    while len(broker._conns) > 1:  # the server notices the closed connection (conn_drop)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client_for(svc).connect()["OK"]
+    for client in clients:
+        client.disconnect()

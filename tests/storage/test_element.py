@@ -281,3 +281,15 @@ def test_cfg_text_helper_round_trip() -> None:
         and cfg.getValue("/A/L", []) == ["x", "y"]
         and cfg.getValue("/A/S/C", "") == "2"
     )
+
+
+def test_protocol_sections_argument_restricts_plugins(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    sections = {"A": file_section(str(first)), "B": file_section(str(second))}
+    cfg = make_config(se_tree("SE-2", sections, AccessProtocols="file", WriteProtocols="file"))
+    se = StorageElement("SE-2", protocolSections=["B"], config=cfg)
+    assert se.getProtocolSections()["Value"] == ["B"]
+    assert se.getURL("/dirac/f")["Value"]["Successful"] == {"/dirac/f": f"{second}/dirac/f"}
+    assert StorageElement("SE-2", protocolSections="A", config=cfg).getProtocolSections()[
+        "Value"
+    ] == ["A"]

@@ -284,6 +284,19 @@ def render(results: dict, size: int, load: str) -> str:
             rss = "n/a" if row["rss"] != row["rss"] else f"{row['rss']:.1f}"
             lines.append(f"| {label} | {row['up']:.0f} | {row['down']:.0f} | {rss} | "
                          f"{'yes' if row['ok'] else 'NO'} |")
+    lines += ["", "Ratios (targets: stop-and-wait ≥ 8× the DIRAC pair each way; extension ≥ 0.5× "
+              "the raw TLS stream; server RSS growth < 64 MiB):", ""]
+    raw = results.get(("raw-tls",))
+    for encoding in ("dencode", "json"):
+        pair = results.get(("dirac-pair", encoding))
+        plain = results.get(("seproxy", encoding, False))
+        ext = results.get(("seproxy", encoding, True))
+        if pair and plain:
+            lines.append(f"- {encoding}: stop-and-wait / DIRAC pair = {plain['up'] / pair['up']:.1f}× up, "
+                         f"{plain['down'] / pair['down']:.1f}× down")
+        if raw and ext:
+            lines.append(f"- {encoding}: extension / raw TLS = {ext['up'] / raw['up']:.2f} up, "
+                         f"{ext['down'] / raw['down']:.2f} down")
     return "\n".join(lines) + "\n"
 
 

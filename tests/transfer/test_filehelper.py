@@ -203,3 +203,16 @@ def test_file_kinds(tmp_path):
     assert result["Value"] == 7 and result["closeAfterUse"] is False
     sink = helper.getDataSink(io.BytesIO())
     assert sink["OK"] and sink["closeAfterUse"] is False
+
+
+def test_oversized_frame_is_refused_not_buffered(transport_pair, background):
+    client, server = transport_pair
+    receiver = FileHelper(server, "dencode")
+    got = background(lambda: receiver.networkToString())
+    junk = b"x" * (3 * MIB)
+    try:
+        client.send_frame([b"ds2:OKb1s5:Valuelb1s3145728:", junk, b"ee"])   # a 3 MiB chunk frame
+    except Exception:  # noqa: BLE001 - the receiver may close first
+        pass
+    result = got.result()
+    assert not result["OK"] and "Read limit exceeded" in result["Message"]

@@ -124,7 +124,7 @@ class InteropHandler(RequestHandler):
 
     # ----- file transfers ------------------------------------------------------------------
 
-    def _stored_path(self, file_id):
+    def _path(self, file_id):
         if not self.storage_path:
             raise ValueError("StoragePath not configured")
         if not file_id or "/" in file_id or file_id in (".", "..") or "\0" in file_id:
@@ -133,7 +133,7 @@ class InteropHandler(RequestHandler):
 
     def transfer_fromClient(self, fileId, token, fileSize, fileHelper):
         try:
-            final = self._stored_path(fileId)
+            final = self._path(fileId)
         except ValueError as exc:
             return S_ERROR(str(exc))
         if "NoCheckSum" in token:
@@ -149,7 +149,7 @@ class InteropHandler(RequestHandler):
 
     def transfer_toClient(self, fileId, token, fileHelper):
         try:
-            path = self._stored_path(fileId)
+            path = self._path(fileId)
         except ValueError as exc:
             fileHelper.sendEOF()
             return S_ERROR(str(exc))

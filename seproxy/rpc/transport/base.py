@@ -347,6 +347,9 @@ class Listener:
         try:
             configure_socket(sock)
             return self._wrap(sock)
+        except OSError as exc:  # e.g. the peer reset the connection already
+            sock.close()
+            raise TransportError(f"Error accepting connection: {exc}") from exc
         except BaseException:
             sock.close()
             raise

@@ -55,7 +55,10 @@ def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
         ctx.check_privatekey()
     except SSL.Error as exc:
         raise ConfigError(f"Cannot use TLS credentials {settings.cert}: {ssl_reason(exc)}") from None
-    ctx.load_verify_locations(None, settings.ca_dir)
+    try:
+        ctx.load_verify_locations(None, settings.ca_dir)
+    except SSL.Error as exc:
+        raise ConfigError(f"Cannot use CA directory {settings.ca_dir}: {ssl_reason(exc)}") from None
     flags = crypto.X509StoreFlags.ALLOW_PROXY_CERTS
     if settings.crl_flags_wanted:
         flags |= crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
+import logging
 import socket
 import time
 from typing import Any
 
-from seproxy.errors import AuthError, TransportError
+from seproxy.errors import AuthError, SeproxyError, TransportError
 from seproxy.rpc.transport import tlsconfig
 from seproxy.rpc.transport.base import (
     DEFAULT_CONNECTION_TIMEOUT,
@@ -31,6 +32,7 @@ from seproxy.rpc.transport.base import (
 )
 
 VERIFIER = tlsconfig.Verifier()
+LOG = logging.getLogger("seproxy.transport")
 
 
 class Backend:
@@ -188,7 +190,11 @@ class TLSListener(Listener):
 
     def _wrap(self, sock: socket.socket) -> Transport:
         if time.monotonic() - self._context_time >= self._lifetime:
-            self._reload()
+            try:
+                self._reload()
+            except SeproxyError as exc:  # keep serving with the previous context
+                self._context_time = time.monotonic()
+                LOG.error("TLS context reload failed, keeping the previous one: %s", exc)
         conn = self._backend.wrap(self._context, sock, server_side=True)
         return self._backend.transport_class(sock, conn, server_side=True, settings=self._settings,
                                              cfg=self._cfg)

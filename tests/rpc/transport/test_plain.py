@@ -232,3 +232,4 @@ def test_connect_refused_is_a_transport_error():
         port = sock.getsockname()[1]  # bound, not listening: connection refused
         with pytest.raises(TransportError, match="Cannot connect"):
             transport.connect("dip", "127.0.0.1", port, cfg=None, timeout=2)
+

@@ -370,3 +370,18 @@ def test_early_answer_readable_after_failed_write(pki, registry_cfg, backend):
                     conn.send_frame(bytes(1024 * 1024))
             assert conn.receive_frame() == b"stop: too big"
         thread.join(5)
+
+
+def test_failed_context_reload_keeps_serving(pki, registry_cfg, backend, echo_server, tmp_path):
+    cert, key = tmp_path / "hostcert.pem", tmp_path / "hostkey.pem"
+    cert.write_bytes(pki.host_cert.read_bytes())
+    key.write_bytes(pki.host_key.read_bytes())
+    cfg = tls_cfg(registry_cfg, cert=cert, key=key, ca_dir=pki.ca_dir, backend=backend,
+                  extra="ContextLifeTime = 0")
+    server = echo_server("dips", cfg)
+    generation = server.listener.context_generation
+    cert.unlink()  # the reload before the next connection fails: the old context stays
+    ok, error = roundtrip(server.port, cfg, proxy_location=str(pki.proxy()))
+    assert ok, error
+    assert server.outcome().ok
+    assert server.listener.context_generation == generation

@@ -274,7 +274,11 @@ class MessageBroker(MessageEndpoint):
             except (OSError, ValueError):
                 return
             for key, _ in events:
-                self._read_one(key.data)
+                try:
+                    self._read_one(key.data)
+                except Exception:  # noqa: BLE001 - one broken connection must not stop the broker
+                    log.exception("Message connection %s failed", key.data)
+                    self._drop(key.data)
 
     def _read_one(self, trid: str) -> None:
         entry = self._conns.get(trid)

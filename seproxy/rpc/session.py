@@ -76,6 +76,14 @@ def _readable_soon(transport: Any, seconds: float) -> bool:
 
 def serve_session(service: Any, session: ReuseSession) -> None:
     """Serve requests while they keep coming; then park (or close) the session."""
+    try:
+        _serve(service, session)
+    except BaseException:
+        session.close()
+        raise
+
+
+def _serve(service: Any, session: ReuseSession) -> None:
     transport = session.transport
     while True:
         transport.settimeout(service.request_timeout)

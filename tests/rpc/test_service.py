@@ -239,3 +239,16 @@ def test_ipv6_loopback(seproxy_service):
     info = client.whoami()
     assert info["OK"], info
     assert client.echo("v6")["Value"] == "v6"
+
+
+def test_client_retry_rules(svc):
+    """A refused proposal is proposed again 3 more times; ``Unauthorized query`` at once."""
+    stats = svc.service.context.stats
+    before = stats["accepted"]
+    wrong = RPCClient(f"dip://127.0.0.1:{svc.port}/Wrong/Name", config=svc.cfg, retryDelay=0.01)
+    result = wrong.ping()
+    assert result["Message"] == "Wrong/Name is not up in this server" and "CallStack" not in result
+    assert stats["accepted"] - before == 4
+    before = stats["accepted"]
+    assert svc.client().admin()["Errno"] == 1111
+    assert stats["accepted"] - before == 1

@@ -54,6 +54,8 @@ class VenvSpec:
     name: str
     dirac_version: str
     packages: tuple[str, ...]
+    #: run by the venv's python once built (not part of the cache key)
+    smoke_test: str = "import DIRAC, M2Crypto.SSL; print(DIRAC.version)"
 
     @property
     def key(self) -> str:
@@ -216,6 +218,7 @@ def ensure_venv(spec: VenvSpec, cache: Path | None = None, *,
     with _file_lock(cache / "locks" / f"{final.name}.lock"):
         if ready.is_file():  # another process built it while we waited
             return DiracVenv(spec, final)
+        print(f"seproxy-interop: building the {spec.name} venv in {final}", file=sys.stderr, flush=True)
         wheel = _m2crypto_wheel(cache, env)
         build = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=final.parent
                                       if final.parent.is_dir() else _mkdir(final.parent)))
@@ -236,8 +239,7 @@ def ensure_venv(spec: VenvSpec, cache: Path | None = None, *,
         finally:
             shutil.rmtree(build, ignore_errors=True)
     venv = DiracVenv(spec, final)
-    _run_build_step([venv.python, "-c", "import DIRAC, M2Crypto.SSL; print(DIRAC.version)"],
-                    f"importing DIRAC {spec.dirac_version} from {final}")
+    _run_build_step([venv.python, "-c", spec.smoke_test], f"checking the {spec.name} venv at {final}")
     return venv
 
 

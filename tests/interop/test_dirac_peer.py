@@ -69,3 +69,14 @@ def test_dirac8_service_runs_interop_handler(dirac8_client, dirac_services):
     result = dirac8_client.rpc(service.url, "echoValue", (1, b"x"))
     assert result["OK"], result
     assert result["Value"] == (1, "x")  # DEncode keeps tuples and turns bytes into str
+
+
+def test_dirac8_storage_element_proxy_service_starts(dirac8_client, dirac_services, tmp_path_factory):
+    """DIRAC 8.0's own StorageElementProxy (the original of seproxy's) runs as a peer too."""
+    cache = tmp_path_factory.mktemp("dirac8-proxy-cache")
+    service = dirac_services.start("se-proxy-8", {"DataManagement/StorageElementProxy": {
+        "BasePath": cache, "HttpAccess": "False"}}, version=8)
+    ping = dirac8_client.rpc(service.url, "ping")
+    assert ping["OK"], ping
+    assert ping["Value"]["name"] == "DataManagement/StorageElementProxy"
+    assert ping["Value"]["version"] == "8.0.86"

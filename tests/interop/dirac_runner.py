@@ -44,10 +44,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tagged  # noqa: E402  (this directory, not a package inside the venv)
 
 
+_START_ENCODING = os.environ.get("DIRAC_USE_JSON_ENCODE")
+
+
 def _set_encoding(encoding):
-    if encoding is None:
-        return
-    os.environ["DIRAC_USE_JSON_ENCODE"] = "Yes" if encoding == "json" else "No"
+    """DIRAC reads DIRAC_USE_JSON_ENCODE at every encode; None = this process's initial setting."""
+    if encoding is not None:
+        os.environ["DIRAC_USE_JSON_ENCODE"] = "Yes" if encoding == "json" else "No"
+    elif _START_ENCODING is None:
+        os.environ.pop("DIRAC_USE_JSON_ENCODE", None)
+    else:
+        os.environ["DIRAC_USE_JSON_ENCODE"] = _START_ENCODING
 
 
 def _initialise_dirac():

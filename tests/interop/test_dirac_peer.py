@@ -16,6 +16,13 @@ def test_runner_round_trips_tagged_types(dirac9_client):
     assert out[0].unwrap() == ("9.1.22", value)
 
 
+def test_runner_encoding_per_call_does_not_leak(dirac9_client):
+    probe = "import os\nresult = os.environ.get('DIRAC_USE_JSON_ENCODE')"
+    outs = dirac9_client.run({"exec": probe, "encoding": "dencode"}, {"exec": probe},
+                             {"exec": probe, "encoding": "json"})
+    assert [o.unwrap() for o in outs] == ["No", None, "Yes"]
+
+
 def test_runner_reports_exceptions(dirac9_client):
     out = dirac9_client.run({"exec": "raise KeyError('nope')"})
     assert not out[0].ok and out[0].error == "KeyError: 'nope'"

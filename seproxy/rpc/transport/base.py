@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from seproxy.errors import PeerClosed, ProtocolError, TransportError
 from seproxy.rpc.wire import codec
@@ -190,7 +190,7 @@ class Transport:
         try:
             with self._io_lock:
                 self._shutdown()
-        except Exception:  # noqa: BLE001 - closing must not fail
+        except Exception:  # noqa: BLE001, S110 - closing must not fail
             pass
         try:
             self._sock.close()
@@ -201,7 +201,7 @@ class Transport:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> Transport:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -367,7 +367,7 @@ class Listener:
             pass
         self._sock.close()
 
-    def __enter__(self) -> Listener:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -129,7 +129,7 @@ class _Connection(SSL.Connection):
     time) sends a shutdown alert on the file descriptor, which by then may belong to
     another connection, and frees the socket BIO that the SSL object frees again."""
 
-    def close(self, freeBio: bool | None = True) -> None:  # noqa: N803 (M2Crypto's name)
+    def close(self, freeBio: bool | None = True) -> None:  # M2Crypto's signature
         if self._closed:
             return
         self._closed = True

@@ -164,7 +164,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 
     @property
     def session_reused(self) -> bool:
-        return bool(_lib.SSL_session_reused(self._conn._ssl))  # noqa: SLF001 (no public API)
+        return bool(_lib.SSL_session_reused(self._conn._ssl))  # pyOpenSSL has no public API
 
     @property
     def tls_version(self) -> str:

@@ -251,5 +251,13 @@ def connect(backend: Backend, host: str, port: int, *, cfg: Any,
     return transport
 
 
-__all__ = ["Backend", "TLSListener", "TLSTransport", "VERIFIER", "WANT_READ", "WANT_WRITE",
-           "connect", "listen"]
+__all__ = [
+    "VERIFIER",
+    "WANT_READ",
+    "WANT_WRITE",
+    "Backend",
+    "TLSListener",
+    "TLSTransport",
+    "connect",
+    "listen",
+]

@@ -333,9 +333,7 @@ class Verifier:
         if settings is None:
             return bool(ok)
         if not ok:
-            if errnum == X509_V_ERR_UNABLE_TO_GET_CRL and settings.missing_crl_ok:
-                ok = True
-            elif not settings.verify_peer:
+            if (errnum == X509_V_ERR_UNABLE_TO_GET_CRL and settings.missing_crl_ok) or not settings.verify_peer:
                 ok = True
             else:
                 if local.error is None:
@@ -344,7 +342,7 @@ class Verifier:
                         from seproxy.security.names import name_to_dn
 
                         subject = f", {name_to_dn(x509.load_der_x509_certificate(der()).subject)}"
-                    except Exception:  # noqa: BLE001 - only a message
+                    except Exception:  # noqa: BLE001, S110 - only a message
                         pass
                     local.error = f"{verify_error_text(errnum)} (depth {depth}{subject})"
                 return False

@@ -66,7 +66,7 @@ def raw_peer():
 def test_roundtrip_id_and_addresses(echo_server):
     server = echo_server("dip")
     with transport.connect("dip", "127.0.0.1", server.port, cfg=None) as conn:
-        assert re.fullmatch(r"127\.0\.0\.1:\d+->127\.0\.0\.1:%d" % server.port, conn.id)
+        assert re.fullmatch(rf"127\.0\.0\.1:\d+->127\.0\.0\.1:{server.port}", conn.id)
         assert conn.remote_address == ("127.0.0.1", server.port)
         assert conn.peer_credentials() == {}
         assert conn.peer_chain() is None

@@ -77,7 +77,7 @@ def test_accepted_with_credential_dict(case, pki, registry_cfg, backend, main_se
         assert list(creds) == KEY_ORDER_PROXY
         assert creds["DN"] == creds["identity"] == pki.user_dn
         depth = 2 if case == "proxy_of_proxy" else 1
-        assert re.fullmatch(re.escape(pki.user_dn) + r"(/CN=\d+){%d}" % depth, creds["subject"])
+        assert re.fullmatch(re.escape(pki.user_dn) + rf"(/CN=\d+){{{depth}}}", creds["subject"])
         assert creds["isProxy"] is True
         assert creds["isLimitedProxy"] is (case == "limited")
         assert creds["group"] == ("dirac_admin" if case == "proxy_of_proxy" else "dirac_user")
@@ -116,7 +116,7 @@ def test_refused_client_credentials(case, pki, registry_cfg, backend, main_serve
     server_error, client_text = REFUSED[case]
     assert not ok and not outcome.ok
     assert "TLS handshake with" in outcome.error and server_error in outcome.error
-    assert re.search(client_text, client_error, re.I), client_error
+    assert re.search(client_text, client_error, re.IGNORECASE), client_error
     assert_still_serving(main_server, pki)
 
 
@@ -131,10 +131,10 @@ def _stdlib_client(pki, port, *, cert=True, tls11=False):
     if tls11:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"4:ping")
-            return tls.recv(100)
+    with (socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+          ctx.wrap_socket(raw, server_hostname="localhost") as tls):
+        tls.sendall(b"4:ping")
+        return tls.recv(100)
 
 
 def test_no_client_certificate_refused(pki, main_server):
@@ -158,11 +158,11 @@ def test_stdlib_client_with_proxy_is_accepted(pki, main_server):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(capath=str(pki.ca_dir))
     ctx.load_cert_chain(str(pki.proxy()))
-    with socket.create_connection(("127.0.0.1", main_server.port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"4:ping")
-            assert tls.recv(100) == b"4:ping"
-            assert tls.version() == "TLSv1.3"
+    with (socket.create_connection(("127.0.0.1", main_server.port), timeout=5) as raw,
+          ctx.wrap_socket(raw, server_hostname="localhost") as tls):
+        tls.sendall(b"4:ping")
+        assert tls.recv(100) == b"4:ping"
+        assert tls.version() == "TLSv1.3"
     assert main_server.outcome().credentials["DN"] == pki.user_dn
 
 
@@ -180,7 +180,7 @@ def test_revoked_certificate_with_crls(mode, pki, registry_cfg, backend, echo_se
         assert ok and outcome.ok
     else:
         assert not ok and "certificate revoked" in outcome.error
-        assert re.search("revoked", client_error, re.I), client_error
+        assert re.search("revoked", client_error, re.IGNORECASE), client_error
     for kwargs in ({"proxy_location": str(pki.proxy())}, {"proxy_location": str(pki.proxy(limited=True))}):
         ok, error = roundtrip(server.port, cfg, **kwargs)  # the others still pass (and are served)
         assert ok, error

@@ -1,7 +1,8 @@
 """``BaseClient`` and ``RPCClient``: DIRAC's client API (PROTOCOL.md 4.1, 4.3, 5.1).
 
 ``RPCClient("dips://host:port/System/Service")`` or ``RPCClient("System/Service")``
-(URLs from ``/Systems/<System>/URLs/<Service>``, shuffled, ``FailoverURLs`` last);
+(URLs from ``/Systems/<System>/URLs/<Service>``, shuffled, ``FailoverURLs`` last,
+``$MAINSERVERS$`` expanded from Operations ``MainServers``);
 any attribute is a remote method returning the S_OK/S_ERROR dict with ``rpcStub``.
 
 DIRAC keyword arguments: ``timeout`` (default 600, raised to at least 120),
@@ -61,9 +62,26 @@ def resolve_urls(cfg: Config, url_or_name: str) -> tuple[list[str], str]:
     system_base = section.rsplit("/Services/", 1)[0]
     failover = cfg.getValue(f"{system_base}/FailoverURLs/{name.split('/', 1)[1]}", [])
     urls += [u for u in failover if u not in urls]
+    urls = _expand_main_servers(cfg, urls)
     if not urls:
         raise ConfigError(f"URL for service {name} not found")
     return urls, name
+
+
+def _expand_main_servers(cfg: Config, urls: list[str]) -> list[str]:
+    """``$MAINSERVERS$`` in a URL: one URL per host of Operations ``MainServers``."""
+    if not any("$MAINSERVERS$" in url for url in urls):
+        return urls
+    vo = cfg.getValue("/DIRAC/VirtualOrganization", "")
+    servers = (cfg.getValue(f"/Operations/{vo}/MainServers", []) if vo else []) or \
+        cfg.getValue("/Operations/Defaults/MainServers", [])
+    expanded: list[str] = []
+    for url in urls:
+        for item in (servers if "$MAINSERVERS$" in url else [None]):
+            candidate = url if item is None else url.replace("$MAINSERVERS$", item)
+            if candidate not in expanded:
+                expanded.append(candidate)
+    return expanded
 
 
 class BaseClient:

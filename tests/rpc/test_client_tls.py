@@ -85,3 +85,15 @@ def test_unreachable_service_is_a_clear_error(svc):
     client = RPCClient("dips://127.0.0.1:1/Test/Tls", config=svc.cfg, retryDelay=0.01)
     result = client.ping()
     assert result["OK"] is False and "Can't connect to dips://127.0.0.1:1/Test/Tls" in result["Message"]
+
+
+def test_main_servers_placeholder():
+    from seproxy.config import Config
+    from seproxy.rpc.client import resolve_urls
+    cfg = Config.from_text("Systems\n{\n  Test\n  {\n    URLs\n    {\n"
+                           "      Tls = dips://$MAINSERVERS$:9135/Test/Tls\n    }\n  }\n}\n"
+                           "Operations\n{\n  Defaults\n  {\n    MainServers = a.example.org, b.example.org\n"
+                           "  }\n}\n", use_default=False)
+    urls, name = resolve_urls(cfg, "Test/Tls")
+    assert name == "Test/Tls"
+    assert sorted(urls) == ["dips://a.example.org:9135/Test/Tls", "dips://b.example.org:9135/Test/Tls"]

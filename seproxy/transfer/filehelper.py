@@ -300,6 +300,9 @@ class FileHelper:
                     self.progress(sender.sent)
                 # read and encode the next chunk while the receiver handles this one
                 parts, count = self._prepare(readinto, view, sender)
+            # EOF takes a window slot too: in DIRAC's stream it follows the last ack
+            while not sender.can_send and not sender.stopped:
+                self._sender_reply(sender)
             if not sender.stopped:
                 self._send(sender.eof_message())
                 while sender.in_flight and not sender.stopped:

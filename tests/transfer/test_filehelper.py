@@ -216,3 +216,21 @@ def test_oversized_frame_is_refused_not_buffered(transport_pair, background):
         pass
     result = got.result()
     assert not result["OK"] and "Read limit exceeded" in result["Message"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_eof_follows_the_last_ack_in_dirac_stream(transport_pair, background, encoding):
+    """Stop-and-wait order on the wire: chunk, ack, chunk, ack, EOF (never EOF before an ack)."""
+    client, server = transport_pair
+    job = background(lambda: FileHelper(client, encoding).stringToNetwork(b"a" * (MIB + 1)))
+    from seproxy.rpc.wire import codec
+    assert len(codec.decode_chunk(server.receive_frame())) == MIB
+    server.send_data({"OK": True, "Value": None}, encoding)
+    assert codec.decode_chunk(server.receive_frame()) == b"a"
+    server.settimeout(0.5)
+    with pytest.raises(Exception, match="timeout"):
+        server.receive_frame()          # nothing more until the ack: the sender waits
+    server.settimeout(30)
+    server.send_data({"OK": True, "Value": None}, encoding)
+    assert codec.decode(server.receive_frame())["Value"][0] is False
+    assert job.result()["OK"]

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from seproxy.config import Config, Registry, get_config
 from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
+from seproxy.rpc import reuse
 from seproxy.rpc import transport as transports
 from seproxy.rpc.proposal import build_proposal
 from seproxy.rpc.version import DIRAC_VERSION
@@ -232,7 +233,6 @@ class BaseClient:
         stub = [self._getBaseStub(), method, list(args)]
         result = None
         if self.reuse_connection:
-            from seproxy.rpc import reuse
             result = reuse.call(self, method, list(args))
         if result is None:
             result = self._rpc_once(method, list(args))
@@ -282,7 +282,6 @@ class RPCClient(BaseClient):
     def close(self) -> None:
         """Close this client's idle reused connections (nothing to do without reuse)."""
         if self.reuse_connection:
-            from seproxy.rpc import reuse
             reuse.close_idle(self)
 
     def __enter__(self) -> RPCClient:

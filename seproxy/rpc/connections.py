@@ -67,10 +67,13 @@ class MethodLimits:
     def __init__(self, limit_for: Callable[[str, str], int]) -> None:
         self._limit_for = limit_for
         self._lock = threading.Lock()
-        self._sems: dict[str, threading.BoundedSemaphore] = {}
+        self._sems: dict[tuple[str, str], threading.BoundedSemaphore] = {}
 
     def semaphore(self, action_type: str, name: str) -> threading.BoundedSemaphore:
-        key = f"{action_type}/{name}"
+        key = (action_type, name)
+        sem = self._sems.get(key)  # entries are never replaced: no lock needed to read one
+        if sem is not None:
+            return sem
         with self._lock:
             sem = self._sems.get(key)
             if sem is None:

@@ -45,6 +45,12 @@ def finalize_result(result: Any, action_type: str, action_name: str) -> dict:
 
 
 def _host_uptime() -> int:
+    """Seconds since boot: CLOCK_BOOTTIME is the clock ``/proc/uptime`` shows, read
+    without opening a file (that open was half the cost of a ``ping``)."""
+    try:
+        return int(time.clock_gettime(time.CLOCK_BOOTTIME))
+    except (AttributeError, OSError):
+        pass
     try:
         with open("/proc/uptime", encoding="ascii") as fh:
             return int(float(fh.read().split()[0]))

@@ -27,13 +27,15 @@ from seproxy.errors import SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
 from seproxy.rpc.handler import finalize_result
 from seproxy.rpc.proposal import Proposal
-from seproxy.rpc.worker import authorize, framework_error, instantiate, send
+from seproxy.rpc.worker import authorize, framework_error, handler_init, send
 
 log = logging.getLogger("seproxy.rpc.session")
 
 SESSION_VERSION = 1
 #: How long a worker waits for the next request before parking the session (s).
 LINGER = 0.005
+#: Methods whose authorisation result a session remembers (per configuration generation).
+AUTH_CACHE_SIZE = 256
 
 
 @dataclass
@@ -45,6 +47,11 @@ class ReuseSession:
     connections: Any
     calls: int = 0
     closed: bool = field(default=False)
+    #: method -> (config generation, credential dict after an *allowed* authorisation)
+    allowed: dict = field(default_factory=dict)
+    #: (config generation, handler init dict) - the same for every call of the session
+    init: tuple = (None, None)
+    poller: Any = None
 
     def close(self) -> None:
         if not self.closed:
@@ -68,10 +75,11 @@ def open_session(service: Any, transport: Any, trid: str, proposal: Proposal, cr
     return True
 
 
-def _readable_soon(transport: Any, seconds: float) -> bool:
-    poller = select.poll()
-    poller.register(transport.fileno(), select.POLLIN)
-    return bool(poller.poll(int(seconds * 1000)))
+def _readable_soon(session: ReuseSession, seconds: float) -> bool:
+    if session.poller is None:
+        session.poller = select.poll()
+        session.poller.register(session.transport.fileno(), select.POLLIN)
+    return bool(session.poller.poll(int(seconds * 1000)))
 
 
 def serve_session(service: Any, session: ReuseSession) -> None:
@@ -106,22 +114,56 @@ def _serve(service: Any, session: ReuseSession) -> None:
         if service.stopping:
             session.close()
             return
-        if not _readable_soon(transport, LINGER):
+        if not _readable_soon(session, LINGER):
             service.park_session(session)
             return
 
 
-def call(service: Any, session: ReuseSession, method: str, args: list) -> bool:
-    """One RPC inside a session; False if the connection broke."""
-    credentials = dict(session.base_credentials)
+def _copy(credentials: dict) -> dict:
+    return {k: list(v) if type(v) is list else v for k, v in credentials.items()}
+
+
+def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None:
+    """The call's credential dict after authorisation, None when denied.
+
+    The session's credentials and the handler never change, so an allowed method
+    stays allowed (with the same resulting dict) until the configuration changes;
+    denials always take the full path (and log).
+    """
+    generation = service.cfg.generation
     entry = service.context.connections.get(session.trid)
+    hit = session.allowed.get(method)
+    if hit is not None and hit[0] == generation:
+        credentials = _copy(hit[1])
+        if entry is not None:
+            entry.credentials = credentials
+        return credentials
+    credentials = dict(session.base_credentials)
     if entry is not None:
         entry.credentials = credentials
     if not authorize(service, "RPC", method, credentials):
+        return None
+    if len(session.allowed) < AUTH_CACHE_SIZE:
+        session.allowed[method] = (generation, _copy(credentials))
+    return credentials
+
+
+def _new_handler(service: Any, session: ReuseSession) -> Any:
+    generation = service.cfg.generation
+    if session.init[0] != generation:
+        session.init = (generation, handler_init(service, session.proposal, session.transport))
+    handler = service.handler_class(dict(session.init[1]), session.trid)
+    handler.initialize()
+    return handler
+
+
+def call(service: Any, session: ReuseSession, method: str, args: list) -> bool:
+    """One RPC inside a session; False if the connection broke."""
+    if _authorized(service, session, method) is None:
         denied = finalize_result(S_ERROR(EUNAUTHORIZED, "Unauthorized query"), "RPC", method)
         return send(service, session.transport, denied, method)
     try:
-        handler = instantiate(service, session.trid, session.proposal, session.transport)
+        handler = _new_handler(service, session)
     except Exception:  # noqa: BLE001
         log.exception("Server error while loading handler of %s", service.name)
         return send(service, session.transport, S_ERROR("Server error while loading handler", callStack=[]), method)

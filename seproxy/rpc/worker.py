@@ -93,6 +93,13 @@ def authorize(service: Any, action_type: str, action_name: str, credentials: dic
 
 def instantiate(service: Any, trid: str, proposal: Proposal | None, transport: Any) -> Any:
     """A fresh handler for one request (raises on failure)."""
+    handler = service.handler_class(handler_init(service, proposal, transport), trid)
+    handler.initialize()
+    return handler
+
+
+def handler_init(service: Any, proposal: Proposal | None, transport: Any) -> dict:
+    """The ``handlerInitDict`` (``serviceInfoDict``) of a request's handler."""
     init = dict(service.context.service_info)
     init["serviceStartTime"] = service.context.start_time
     if proposal is not None:
@@ -101,9 +108,7 @@ def instantiate(service: Any, trid: str, proposal: Proposal | None, transport: A
         init["clientVO"] = proposal.vo if proposal.vo is not None else service.cfg.getValue(
             "/DIRAC/VirtualOrganization", "unknown")
     init["clientAddress"] = tuple(transport.remote_address)
-    handler = service.handler_class(init, trid)
-    handler.initialize()
-    return handler
+    return init
 
 
 def receive_proposal(service: Any, transport: Any) -> Proposal | None:

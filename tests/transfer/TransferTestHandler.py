@@ -33,6 +33,10 @@ except ImportError:  # seproxy
 class TransferTestHandler(InteropHandler):
     """InteropHandler's options (StoragePath, MaxFileSize) and RPCs, every transfer direction."""
 
+    def _stored_path(self, file_id):
+        """Relative ids with sub-directories (InteropHandler's transfer_toClient uses it)."""
+        return self._path(file_id)
+
     def _path(self, file_id):
         file_id = str(file_id)
         parts = file_id.split("/")
@@ -76,18 +80,7 @@ class TransferTestHandler(InteropHandler):
         if str(fileId).startswith("abort"):
             fileHelper.markAsTransferred()
             return S_OK("aborted")
-        try:
-            path = self._path(fileId)
-        except ValueError as exc:
-            fileHelper.sendEOF()
-            return S_ERROR(str(exc))
-        if "NoCheckSum" in token:
-            fileHelper.disableCheckSum()
-        if not os.path.isfile(path):
-            fileHelper.sendEOF()
-            return S_ERROR(f"File {fileId} does not exist")
-        with open(path, "rb") as source:
-            return fileHelper.DataSourceToNetwork(source)
+        return super().transfer_toClient(fileId, token, fileHelper)
 
     @staticmethod
     def _bulk_dir(bulk_id):

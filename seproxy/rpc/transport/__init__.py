@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from seproxy.errors import ConfigError
-from seproxy.rpc.transport import plain
+from seproxy.rpc.transport import plain, tlsbase
 from seproxy.rpc.transport.base import (
     DEFAULT_CONNECTION_TIMEOUT,
     DEFAULT_RPC_TIMEOUT,
@@ -62,7 +62,7 @@ def listen(protocol: str, host: str, port: int, *, cfg: Any, backlog: int = 128)
     """
     if _check_protocol(protocol) == "dip":
         return plain.listen(host, port, backlog=backlog)
-    return tls_backend(cfg).listen(host, port, cfg=cfg, backlog=backlog)
+    return tlsbase.listen(tls_backend(cfg).BACKEND, host, port, cfg=cfg, backlog=backlog)
 
 
 def connect(protocol: str, host: str, port: int, *, cfg: Any,
@@ -77,7 +77,7 @@ def connect(protocol: str, host: str, port: int, *, cfg: Any,
     """
     if _check_protocol(protocol) == "dip":
         return plain.connect(host, port, timeout=timeout, keepalive_lapse=keepalive_lapse)
-    return tls_backend(cfg).connect(
-        host, port, cfg=cfg, timeout=timeout, proxy_location=proxy_location,
+    return tlsbase.connect(
+        tls_backend(cfg).BACKEND, host, port, cfg=cfg, timeout=timeout, proxy_location=proxy_location,
         use_certificates=use_certificates, skip_ca_check=skip_ca_check,
         server_hostname=server_hostname, keepalive_lapse=keepalive_lapse)

@@ -279,10 +279,3 @@ class M2CryptoTransport(tlsbase.TLSTransport):
 BACKEND = M2CryptoBackend()
 BACKEND.transport_class = M2CryptoTransport
 
-
-def listen(host: str, port: int, *, cfg: Any, backlog: int = 128) -> tlsbase.TLSListener:
-    return tlsbase.listen(BACKEND, host, port, cfg=cfg, backlog=backlog)
-
-
-def connect(host: str, port: int, **kwargs: Any) -> tlsbase.TLSTransport:
-    return tlsbase.connect(BACKEND, host, port, **kwargs)

@@ -174,10 +174,3 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 BACKEND = OpenSSLBackend()
 BACKEND.transport_class = OpenSSLTransport
 
-
-def listen(host: str, port: int, *, cfg: Any, backlog: int = 128) -> tlsbase.TLSListener:
-    return tlsbase.listen(BACKEND, host, port, cfg=cfg, backlog=backlog)
-
-
-def connect(host: str, port: int, **kwargs: Any) -> tlsbase.TLSTransport:
-    return tlsbase.connect(BACKEND, host, port, **kwargs)

@@ -1,9 +1,11 @@
-"""Test-suite wide fixtures: where the shared DIRAC vectors live, free ports."""
+"""Test-suite wide fixtures: where the shared DIRAC vectors live, free ports, polling."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` passes (False).
+
+    For conditions other threads or processes bring about (a server's clean-up after the
+    client has its answer, a port file, a closed listener): wait on the real condition
+    with a deadline, never a bare sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
 
 
 @pytest.fixture(scope="session")

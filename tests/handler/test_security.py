@@ -17,7 +17,7 @@ import pytest
 from seproxy.handler.namespace import namespace_id
 from seproxy.returnvalues import S_OK
 from seproxy.transfer.filehelper import FileHelper
-from tests.handler.helpers import wait_for
+from tests.conftest import wait_for
 
 SE = "SE-LOCAL"
 USER_DN = "/C=ch/O=DIRAC/OU=DIRAC Test/CN=testuser"

@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from seproxy.handler.cache import ExpiringRegister, purgeCacheDirectory
 from seproxy.http.access import INVALID_KEY, content_disposition, key_digest, new_key
 from seproxy.http.server import HttpThread
-from tests.handler.helpers import wait_for
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -236,12 +235,10 @@ def test_connection_bound_gives_503(cache, register):
                 reply = second.recv(200)
             assert reply.startswith(b"HTTP/1.0 503")
         key = stage(cache, register, {"f": b"free again"})
-        deadline = time.monotonic() + 20
-        while True:  # the slot comes back once the idle connection's handler finishes
-            resp, body = request(thread.port, "GET", f"/{key}")
-            if resp.status != 503 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        answers = []  # the slot comes back once the idle connection's handler finishes
+        wait_for(lambda: answers.append(request(thread.port, "GET", f"/{key}"))
+                 or answers[-1][0].status != 503, 20, 0.05)
+        resp, body = answers[-1]
         assert resp.status == 200 and body == b"free again"
     finally:
         thread.stop()

@@ -9,6 +9,7 @@ import pytest
 
 from seproxy.rpc.msgclient import MessageClient
 from seproxy.rpc.wire import codec
+from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
 
 
@@ -78,11 +79,7 @@ def test_max_messaging_connections(svc):
     assert refused["OK"] is False
     clients[0].disconnect()
     broker = svc.service.context.msg_broker
-    import time
-    deadline = time.monotonic() + 10
-    while len(broker._conns) > 1:  # the server notices the closed connection (conn_drop)
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert wait_for(lambda: len(broker._conns) <= 1)  # the server notices the closed connection (conn_drop)
     assert client_for(svc).connect()["OK"]
     for client in clients:
         client.disconnect()

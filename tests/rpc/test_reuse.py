@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 
 from seproxy.rpc import reuse
 from seproxy.rpc.wire import codec
+from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
 
 
@@ -98,10 +98,8 @@ def test_idle_sessions_are_closed_by_the_server(seproxy_service):
     client = svc.client(reuseConnection=True)
     assert client.echo("a")["OK"]
     service = svc.service
-    deadline = time.monotonic() + 10
-    while service._parked_count or service.context.connections:
-        assert time.monotonic() < deadline, "idle session never closed"
-        threading.Event().wait(0.05)
+    assert wait_for(lambda: not (service._parked_count or service.context.connections)), \
+        "idle session never closed"
     assert client.echo("b")["Value"] == "b"  # the client notices and opens a new session
 
 

@@ -23,8 +23,8 @@ import pytest
 from diraccfg import CFG
 
 from tests.conftest import free_port
+from tests.fixtures.cfgtext import cfg_text
 from tests.interop.peer_venv import LAUNCHER, DiracVenv, InteropSetupError, Outcome
-
 
 OPERATIONS_CFG = """\
 Operations
@@ -61,21 +61,10 @@ def merge_cfg(*texts: str) -> str:
     return str(merged)
 
 
-def _cfg_options(options: Mapping[str, Any], indent: str) -> str:
-    lines = []
-    for name, value in options.items():
-        if isinstance(value, Mapping):
-            lines.append(f"{indent}{name}\n{indent}{{\n{_cfg_options(value, indent + '  ')}{indent}}}\n")
-        else:
-            text = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            lines.append(f"{indent}{name} = {text}\n")
-    return "".join(lines)
-
-
 def service_cfg(major: int, system_service: str, options: Mapping[str, Any]) -> str:
     """``/Systems/<System>[/<Instance>]/Services/<Service>`` with ``options`` (nested dicts = sections)."""
     system, service = system_service.split("/")
-    body = _cfg_options({"Services": {service: options}}, "    " if major < 9 else "  ")
+    body = cfg_text({"Services": {service: options}}, "    " if major < 9 else "  ")
     if major < 9:
         return f"Systems\n{{\n  {system}\n  {{\n    {INSTANCE_8}\n    {{\n{body}    }}\n  }}\n}}\n"
     return f"Systems\n{{\n  {system}\n  {{\n{body}  }}\n}}\n"

@@ -1,25 +1,14 @@
-"""Test helpers for the storage tests: CFG text from nested dicts, SE configurations."""
+"""Test helpers for the storage tests: SE configurations (CFG text: ``tests.fixtures.cfgtext``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from seproxy.config import Config
+from tests.fixtures.cfgtext import cfg_text
 
 VO = "dirac"
-
-
-def cfg_text(tree: dict[str, Any], indent: int = 0) -> str:
-    """DIRAC CFG text for a nested dict (lists become comma lists)."""
-    pad = "  " * indent
-    lines: list[str] = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            lines += [f"{pad}{key}", f"{pad}{{", cfg_text(value, indent + 1), f"{pad}}}"]
-        else:
-            text = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            lines.append(f"{pad}{key} = {text}")
-    return "\n".join(line for line in lines if line)
+__all__ = ["VO", "cfg_text", "file_section", "make_config", "se_tree"]
 
 
 def se_tree(se_name: str, sections: dict[str, dict[str, Any]], **se_options: Any) -> dict[str, Any]:

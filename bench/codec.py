@@ -24,7 +24,6 @@ import base64
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import machine_line, write_section  # noqa: E402
 from seproxy.rpc.wire import codec, dencode, jencode  # noqa: E402
 
 MiB = 1024 * 1024
@@ -133,16 +132,9 @@ def table(rows: list[dict]) -> str:
 
 def section(rows: list[dict], repeat: int) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return (
         "## Codec\n\n"
-        f"`python bench/codec.py --repeat {repeat} --write`, "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average {load:.1f} at the start.\n"
+        f"`python bench/codec.py --repeat {repeat} --write`, {machine_line(load)}\n"
         "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
         "a quiet re-run will give higher numbers.\n\n"
         "Method: best of N timed loops per direction, process CPU time (`time.process_time`, "

@@ -1,7 +1,11 @@
-"""Shared by the bench scripts: replace one ``## <Area>`` section of docs/BENCHMARKS.md."""
+"""Shared by the bench scripts: replace one ``## <Area>`` section of docs/BENCHMARKS.md, and
+the machine line every section opens with."""
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import re
 from pathlib import Path
 
@@ -20,3 +24,19 @@ def write_section(area: str, text: str, path: Path = BENCHMARKS) -> Path:
         current = current.rstrip("\n") + "\n\n" + text
     path.write_text(current.rstrip("\n") + "\n")
     return path
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else the platform's machine type."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine_line(load: float) -> str:
+    """``<date> UTC, <cpu>, <n> cores, Python <v>, load average <load> at the start.``"""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (f"{now:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, load average {load:.1f} at the start.")

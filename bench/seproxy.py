@@ -19,12 +19,9 @@ docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,16 +31,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import machine_line, write_section  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.fixtures import services  # noqa: E402
+from tests.fixtures.servers import wait_for_port  # noqa: E402
 
-SECTION = "/Systems/DataManagement/Services/StorageElementProxy"
+SECTION = services.SEPROXY_SECTION
+
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_file(path: Path, size_mib: int) -> None:
@@ -54,23 +49,9 @@ def make_file(path: Path, size_mib: int) -> None:
 
 
 def start_serve(data: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seproxy", "serve", "--data-dir", str(data),
-         "-o", f"{SECTION}/Port=0", "-o", f"{SECTION}/HttpPort=0", "-o", f"{SECTION}/MaxThreads=8"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    assert proc.stdout is not None
-    url = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.strip().startswith("DISET"):
-            url = line.split()[1]
-        if line.startswith("Stop with Ctrl-C"):
-            return proc, url
-    proc.kill()
-    raise SystemExit("seproxy serve did not start")
+    """``seproxy serve`` in its own process; returns it and its DISET URL."""
+    proc, lines = services.start_serve(data, "-o", f"{SECTION}/MaxThreads=8")
+    return proc, next(line.split()[1] for line in lines if line.strip().startswith("DISET"))
 
 
 def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
@@ -89,15 +70,13 @@ def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
         f"  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n")
     proc = subprocess.Popen([nginx, "-p", str(work), "-e", f"{work}/error.log", "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"nginx did not start: {(work / 'error.log').read_text(errors='replace')}")
+    try:
+        wait_for_port("127.0.0.1", port, proc, timeout=30)
+    except RuntimeError as exc:
+        proc.kill()
+        raise SystemExit(f"nginx did not start ({exc}): "
+                         f"{(work / 'error.log').read_text(errors='replace')}") from exc
+    return proc, port
 
 
 def curl_seconds(url: str) -> float:
@@ -176,19 +155,12 @@ def run(size_mib: int, repeat: int) -> dict[str, float]:
 
 
 def section(results: dict[str, float], size_mib: int, repeat: int, load: float) -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.machine()
     nginx = results["HTTP download (nginx sendfile)"]
     ratio = results["HTTP download (seproxy)"] / nginx if nginx else float("nan")
     rows = "\n".join(f"| {name} | {value:,.0f} |" for name, value in results.items())
     return (
         "## SEProxy\n\n"
-        f"`python bench/seproxy.py --size {size_mib} --repeat {repeat} --write`, "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} at the start.\n"
+        f"`python bench/seproxy.py --size {size_mib} --repeat {repeat} --write`, {machine_line(load)}\n"
         "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
         "a quiet re-run will give different (higher) numbers.\n\n"
         f"Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) in its "

@@ -15,10 +15,8 @@ Usage: ``python bench/storage.py [--size-mib 1024] [--plugins File,S3,XROOT,DIP]
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import write_section  # noqa: E402
+from bench.report import machine_line, write_section  # noqa: E402
 
 LFN = "/dirac/bench/big.bin"
 NOTES = (
@@ -225,14 +223,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = platform.processor() or "x86_64"
     lines = [
         "## Storage",
         "",
-        f"`python bench/storage.py --size-mib {args.size_mib} --write`, {now}, {machine}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {load:.1f} at the start.",
+        f"`python bench/storage.py --size-mib {args.size_mib} --write`, {machine_line(load)}",
         "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
         "client and server also share them here. A quiet re-run will give higher numbers.",
         "",

@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-SECTION = "/Systems/DataManagement/Services/StorageElementProxy"
+from tests.fixtures import services
+from tests.fixtures.services import stop_serve
 
 
 def start_serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seproxy", "serve", "--data-dir", str(data_dir),
-         "-o", f"{SECTION}/Port=0", "-o", f"{SECTION}/HttpPort=0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "X509_USER_PROXY": str(data_dir / "no-such-proxy")})
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Stop with Ctrl-C"):
-            return proc, lines
-    proc.kill()
-    pytest.fail("serve did not come up:\n" + "\n".join(lines))
-
-
-def stop_serve(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    """``seproxy serve`` with a proxy path that does not exist (the dev proxy is used)."""
+    return services.start_serve(data_dir, *extra,
+                                env={**os.environ, "X509_USER_PROXY": str(data_dir / "no-such-proxy")})
 
 
 def test_serve_prints_commands_that_work(tmp_path):

@@ -154,15 +154,9 @@ def backends(names: list[str], work: Path):
                 workdir=work / "dip-service",
                 encoding="json",
             )
-            section = {
-                "PluginName": "DIP",
-                "Protocol": "dips",
-                "Access": "remote",
-                "Host": "127.0.0.1",
-                "Port": str(svc.port),
-                "Path": "/DataManagement/StorageElement",
-                "Timeout": "600",
-            }
+            from tests.storage.helpers import dip_section
+
+            section = dip_section(svc.port, Timeout="600")
             cfg = se_cfg(section, "dips", {"Security": {"CALocation": str(pki.ca_dir)}})
             yield name, cfg, str(pki.proxy("dirac_user")), svc.stop
 

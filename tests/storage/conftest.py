@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from seproxy.storage import StorageCredentials, StorageElement
-from tests.storage.helpers import VO, file_section, make_config, se_tree
+from tests.storage.helpers import VO, dip_section, file_section, make_config, se_tree
 
 SE_NAME = "SE-TEST"
 
@@ -90,14 +90,7 @@ def xroot_backend(tmp: Path, server: Any) -> Backend:
 
 def dip_backend(tmp: Path, service: Any, pki: Any) -> Backend:
     """The DIP plugin against a real DIRAC 9 DataManagement/StorageElement service."""
-    section = {
-        "PluginName": "DIP",
-        "Protocol": "dips",
-        "Access": "remote",
-        "Host": "127.0.0.1",
-        "Port": str(service.port),
-        "Path": "/DataManagement/StorageElement",
-    }
+    section = dip_section(service.port)
     creds = StorageCredentials(proxy_path=pki.proxy("dirac_user"))
     make = _se_factory(section, "dips", credentials=creds, security={"CALocation": str(pki.ca_dir)})
     return Backend("DIP", make, "", tmp, local_root=service.storage_path)

@@ -8,7 +8,7 @@ from seproxy.config import Config
 from tests.fixtures.cfgtext import cfg_text
 
 VO = "dirac"
-__all__ = ["VO", "cfg_text", "file_section", "make_config", "se_tree"]
+__all__ = ["VO", "cfg_text", "dip_section", "file_section", "make_config", "se_tree"]
 
 
 def se_tree(se_name: str, sections: dict[str, dict[str, Any]], **se_options: Any) -> dict[str, Any]:
@@ -23,6 +23,7 @@ def make_config(tree: dict[str, Any]) -> Config:
 
 
 def file_section(path: str, **extra: Any) -> dict[str, Any]:
+    """A protocol section for the File plugin rooted at ``path``."""
     section = {
         "PluginName": "File",
         "Protocol": "file",
@@ -30,6 +31,21 @@ def file_section(path: str, **extra: Any) -> dict[str, Any]:
         "Host": "",
         "Port": "",
         "Path": path,
+    }
+    section.update(extra)
+    return section
+
+
+def dip_section(port: int, **extra: Any) -> dict[str, Any]:
+    """A protocol section for the DIP plugin against a DataManagement/StorageElement on
+    127.0.0.1:``port`` (dips)."""
+    section = {
+        "PluginName": "DIP",
+        "Protocol": "dips",
+        "Access": "remote",
+        "Host": "127.0.0.1",
+        "Port": str(port),
+        "Path": "/DataManagement/StorageElement",
     }
     section.update(extra)
     return section

@@ -9,7 +9,7 @@ import pytest
 
 from seproxy.storage import StorageCredentials, StorageElement
 from tests.conftest import free_port
-from tests.storage.helpers import make_config, se_tree
+from tests.storage.helpers import dip_section, make_config, se_tree
 
 
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
@@ -53,15 +53,7 @@ def test_backend_down_fails_each_lfn_with_a_reason(plugin: str, tmp_path, reques
         protocol = "root"
     else:
         pki = request.getfixturevalue("pki")
-        section = {
-            "PluginName": "DIP",
-            "Protocol": "dips",
-            "Access": "remote",
-            "Host": "127.0.0.1",
-            "Port": str(port),
-            "RetryDelay": "0.1",
-            "Path": "/DataManagement/StorageElement",
-        }
+        section = dip_section(port, RetryDelay="0.1")
         protocol = "dips"
         creds = StorageCredentials(proxy_path=pki.proxy("dirac_user"))
         security = {"CALocation": str(pki.ca_dir)}

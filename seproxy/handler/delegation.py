@@ -58,12 +58,14 @@ def sign_request(request_pem: str | bytes, proxy_pem: bytes, *, lifetime: int = 
         csr = x509.load_pem_x509_csr(request_pem)
     except ValueError as exc:
         raise AuthError(f"Invalid delegation request: {exc}") from exc
-    chain = x509.load_pem_x509_certificates(proxy_pem)
-    key = serialization.load_pem_private_key(proxy_pem, password=None)
     from seproxy.security.x509 import X509Chain
 
+    proxy = X509Chain.from_pem(proxy_pem)  # one parse: certificates, key, group
+    if proxy.private_key is None:
+        raise AuthError("Cannot delegate: the proxy has no private key")
+    chain, key = proxy.certificates, proxy.private_key
     if group is None:
-        group = X509Chain.from_pem(proxy_pem).dirac_group
+        group = proxy.dirac_group
     cert, _ = devpki.create_proxy_certificate(chain, key, group=group, lifetime=lifetime,
                                               proxy_key=_PublicKeyOnly(csr.public_key()))
     return (devpki.cert_to_pem(cert) + b"".join(devpki.cert_to_pem(c) for c in chain)).decode("ascii")

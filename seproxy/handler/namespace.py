@@ -18,11 +18,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import unicodedata
 from pathlib import Path
-from urllib.parse import unquote
 
 from seproxy.errors import PathError
+from seproxy.storage.utils import component_problem
 
 #: The two staging areas a DIRAC client names in a fileID.
 AREAS = ("getFile", "putFile")
@@ -33,14 +32,13 @@ def check_name(name: object, what: str = "file name") -> str:
     """Return ``name`` if it is one safe path component, else raise :class:`PathError`."""
     if not isinstance(name, str):
         raise PathError(f"Invalid {what}: expected a string, got {type(name).__name__}")
-    candidates = {name, unquote(name), unquote(unquote(name))}
-    for candidate in candidates:
-        if candidate in ("", ".", ".."):
-            raise PathError(f"Invalid {what} {name!r}: empty or a relative directory reference")
-        if "/" in candidate or "\\" in candidate:
-            raise PathError(f"Invalid {what} {name!r}: path separators are not allowed")
-        if any(unicodedata.category(ch) == "Cc" for ch in candidate):
-            raise PathError(f"Invalid {what} {name!r}: control characters (e.g. NUL) are not allowed")
+    problem = component_problem(name) if name else "relative"
+    if problem == "relative":
+        raise PathError(f"Invalid {what} {name!r}: empty or a relative directory reference")
+    if problem == "separator":
+        raise PathError(f"Invalid {what} {name!r}: path separators are not allowed")
+    if problem == "control":
+        raise PathError(f"Invalid {what} {name!r}: control characters (e.g. NUL) are not allowed")
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise PathError(f"Invalid {what}: longer than {MAX_NAME_BYTES} bytes")
     return name

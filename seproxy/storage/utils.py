@@ -4,6 +4,9 @@
   into ``{name: value}`` (**DIRAC API**).
 - ``pfnunparse`` / ``pfnparse``: DIRAC's two URL spellings (the "srm" hand-made
   one used by most plugins, and the standard ``urllib`` one used by S3).
+- ``component_problem``: the one "is this a safe single path component" rule (also
+  after percent-decoding, once and twice), shared with the proxy's fileID check
+  (:mod:`seproxy.handler.namespace`).
 - ``check_lfn``: the bad-input gate. An LFN is refused (``PathError``) when it is
   not a string, empty, contains NUL or another control character, does not start
   with ``/``, has a ``.``/``..`` component (also percent-encoded), or is not
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import unicodedata
 from typing import Any
 from urllib import parse
 
@@ -100,6 +104,21 @@ def pfnparse(pfn: str) -> DReturnType:
     )
 
 
+def component_problem(part: str) -> str | None:
+    """Why ``part`` is not one safe path component, or ``None``: ``"relative"`` (``.``,
+    ``..``), ``"separator"`` (``/``, ``\\``) or ``"control"`` (NUL or another control
+    character), checked as is and after one and two rounds of percent-decoding. An empty
+    part is not a problem here (``//`` in an LFN); callers that need a name refuse it."""
+    for candidate in {part, parse.unquote(part), parse.unquote(parse.unquote(part))}:
+        if candidate in (".", ".."):
+            return "relative"
+        if "/" in candidate or "\\" in candidate:
+            return "separator"
+        if any(unicodedata.category(ch) == "Cc" for ch in candidate):
+            return "control"
+    return None
+
+
 def check_lfn(lfn: Any, vo: str | None) -> str:
     """Return ``lfn`` if it is a safe LFN of ``vo``; raise ``PathError`` otherwise."""
     if not isinstance(lfn, str):
@@ -120,12 +139,12 @@ def check_lfn(lfn: Any, vo: str | None) -> str:
         )
     parts = lfn.split("/")[1:]
     for part in parts:
-        decoded = parse.unquote(part)
-        if decoded in (".", "..") or part in (".", ".."):
+        problem = component_problem(part)
+        if problem == "relative":
             raise PathError(
                 f"Invalid LFN ({lfn}): '.' and '..' components are not allowed", errno=errno.EINVAL
             )
-        if "/" in decoded or "\\" in decoded or "\0" in decoded:
+        if problem is not None:
             raise PathError(
                 f"Invalid LFN ({lfn}): encoded separator or NUL in a component", errno=errno.EINVAL
             )
@@ -141,4 +160,4 @@ def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root == "/" else root + "/")
 
 
-__all__ = ["checkArgumentFormat", "check_lfn", "is_within", "pfnparse", "pfnunparse"]
+__all__ = ["checkArgumentFormat", "check_lfn", "component_problem", "is_within", "pfnparse", "pfnunparse"]

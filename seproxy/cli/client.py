@@ -103,15 +103,12 @@ def cmd_get(args: argparse.Namespace) -> int:
         found = check(rpc.callProxyMethod(args.se, "getFileSize", [args.lfn], {}))
         size = found["Successful"].get(args.lfn)
     check(rpc.prepareFile(args.se, args.lfn), "prepareFile: ")
-    partial = dest.with_name(f".{dest.name}.part")
-    try:
-        with _progress(size, f"get {name}") as update:
-            check(transfer.receiveFile(str(partial), f"getFile/{name}", progress=update),
-                  "download from the proxy: ")
-        os.replace(partial, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    from seproxy.storage.localfs import atomic_write
+
+    # a fresh hidden temporary name (O_EXCL, no symlink), renamed only once complete
+    with _progress(size, f"get {name}") as update, atomic_write(str(dest)) as sink:
+        check(transfer.receiveFile(sink, f"getFile/{name}", progress=update),
+              "download from the proxy: ")
     print(f"{args.lfn} -> {dest} ({dest.stat().st_size} bytes)")
     return 0
 

@@ -39,6 +39,7 @@ def test_serve_prints_commands_that_work(tmp_path):
         assert "user name     testuser" in joined and "group         dirac_user" in joined
         assert "/dirac/user/hello.txt stored on SE-LOCAL (11 bytes)" in joined
         assert (data / "hello.copy").read_text() == "hello grid\n"
+        assert not [p.name for p in data.iterdir() if p.name.startswith(".hello.copy")]  # no temp left
         assert outputs[-1] == "hello grid\n"  # curl of the printed HTTP URL
         assert (data / "storage" / "dirac" / "user" / "hello.txt").read_text() == "hello grid\n"
     finally:

@@ -8,7 +8,10 @@ with memory bounded by a few chunks whatever the file size:
 * sending reads each chunk into one reusable buffer and hands the transport the
   frame as parts (``codec.encode_chunk_parts``), so a DEncode chunk is never copied
   in user space; JSON chunks are base64 (one unavoidable copy);
-* receiving decodes chunks with ``codec.decode_chunk`` and writes each one at once.
+* receiving reads each large frame straight into the transport's reusable body
+  buffer (``Transport.receive_frame_view``), ``codec.decode_chunk`` cuts the chunk
+  out as a ``memoryview``, and that view is hashed and written without a copy
+  (``receive_stream``'s ``write`` must not keep it: io objects never do).
 
 DIRAC-facing methods (``networkToFD``, ``FDToNetwork``, ...) return S_OK/S_ERROR;
 the ``*_stream`` methods underneath raise :class:`TransferError`/``TransportError``.
@@ -153,9 +156,15 @@ class FileHelper:
                 self._send(reply)
 
     def _receive(self) -> tuple[bytes | memoryview | None, Any]:
-        """The next frame as (chunk data, None) on the fast path, else (None, message)."""
+        """The next frame as (chunk data, None) on the fast path, else (None, message).
+
+        Chunk data may be a view of the transport's receive buffer: valid until the
+        next receive on this transport.
+        """
+        transport = self.oTransport
         try:
-            payload = self.oTransport.receive_frame(self.options.frame_limit())
+            receive = getattr(transport, "receive_frame_view", None) or transport.receive_frame
+            payload = receive(self.options.frame_limit())
         except TransportError:
             self.peer_gone = True
             raise
@@ -179,7 +188,11 @@ class FileHelper:
                               drain_on_stop=self.options.extended)
 
     def receive_stream(self, write: Callable[[Any], Any], max_size: int = 0) -> int:
-        """Receive the stream into ``write``; returns the byte count. Raises on failure."""
+        """Receive the stream into ``write``; returns the byte count. Raises on failure.
+
+        ``write`` gets bytes-like chunks that are only valid during the call (views of
+        a reused buffer): it must write or copy them, not keep them.
+        """
         receiver = self._receiver(max_size)
         self.bReceivedEOF = self.bErrorInMD5 = False
         try:
@@ -258,7 +271,12 @@ class FileHelper:
     def networkToDataSink(self, dataSink: Any, maxFileSize: int = 0) -> dict[str, Any]:
         if not hasattr(dataSink, "write"):
             return S_ERROR(f"{dataSink} data sink object does not have a write method")
-        return self._dirac(lambda: self.receive_stream(dataSink.write, maxFileSize))
+        write = dataSink.write
+        if not isinstance(dataSink, io.IOBase):
+            # io objects never keep the buffer after write() returns (io's contract);
+            # any other sink might, so it gets bytes of its own
+            write = lambda data, _write=dataSink.write: _write(bytes(data))  # noqa: E731
+        return self._dirac(lambda: self.receive_stream(write, maxFileSize))
 
     def networkToFD(self, iFD: int, maxFileSize: int = 0) -> dict[str, Any]:
         with os.fdopen(iFD, "wb", buffering=0) as sink:

@@ -15,7 +15,10 @@ Frame on the wire (PROTOCOL.md 2.1/2.2)::
 * sends go out as ``memoryview`` slices of at most 1 MiB; small parts of a frame
   are coalesced into one write (one TLS record, one TCP segment);
 * receives go into one reusable buffer and are fed to
-  :class:`seproxy.rpc.wire.framing.FrameParser`;
+  :class:`seproxy.rpc.wire.framing.FrameParser`; once a header announces a large
+  body (``DIRECT_MIN``..``DIRECT_MAX`` bytes), the rest of that body is read
+  straight into a second reusable buffer (``receive_frame_view`` hands out a
+  ``memoryview`` of it, ``receive_frame`` one ``bytes`` copy);
 * a keep-alive PING is answered at once with a PONG carrying the same ``id``;
   a transport created with a ``keepalive_lapse`` (clients only) sends a PING
   itself when the connection has been idle that long while it waits for data.
@@ -54,6 +57,11 @@ WRITE_SLICE = 1024 * 1024
 READ_SIZE = 256 * 1024
 #: Frame parts smaller than this are copied together into one write.
 COALESCE_LIMIT = 64 * 1024
+#: Frame bodies of at least this many bytes (and at most DIRECT_MAX) are read straight
+#: into the transport's own body buffer once the header is parsed (no parser copies).
+DIRECT_MIN = 64 * 1024
+#: Larger bodies go through the parser: no up-front allocation on a peer's word alone.
+DIRECT_MAX = 24 * 1024 * 1024
 
 #: Backend results meaning "would block, wait for the socket to be readable/writable".
 WANT_READ = -1
@@ -103,6 +111,7 @@ class Transport:
         self._parser = FrameParser(max_frame_size=max_frame_size)
         self._rbuf = bytearray(self.read_size)
         self._rview = memoryview(self._rbuf)
+        self._body: memoryview | None = None   # large-frame body buffer (grown, never shrunk)
         self._send_lock = threading.Lock()
         self._io_lock = threading.RLock()  # one backend call at a time (TLS objects are not thread-safe)
         self._closed = False
@@ -161,20 +170,50 @@ class Transport:
         ``max_size`` follows DIRAC's reader: the bytes read after the first read of
         this call may not exceed it while the frame is incomplete.
         """
+        payload = self.receive_frame_view(max_size)
+        return payload.obj if isinstance(payload.obj, bytes) else bytes(payload)
+
+    def receive_frame_view(self, max_size: int | None = None) -> memoryview:
+        """Like :meth:`receive_frame`, without copying a large payload.
+
+        A large frame's view points into a buffer this transport reuses: it is valid
+        until the next receive call on this transport (copy what must live longer).
+        """
         after_first = -1
         while True:
-            event = self._parser.next_event()
+            parser = self._parser
+            event = parser.next_event()
             if event is None:
                 if max_size is not None and after_first > max_size:
                     raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
-                count = self._read_some()
-                self._parser.feed(self._rview[:count])
+                length = parser.frame_length
+                if (length is not None and DIRECT_MIN <= length <= DIRECT_MAX
+                        and not parser.frame_is_keepalive):
+                    view = self._receive_body(length, max_size, max(after_first, 0))
+                    self.frames_received += 1
+                    return view
+                count = self._read_some(self._rview)
+                parser.feed(self._rview[:count])
                 after_first = count if after_first < 0 else after_first + count
             elif isinstance(event, KeepAlive):
                 self._keepalive(event.payload)
             else:
                 self.frames_received += 1
-                return event.payload
+                return memoryview(event.payload)
+
+    def _receive_body(self, length: int, max_size: int | None, after_first: int) -> memoryview:
+        """Read the rest of a large frame body straight into the body buffer."""
+        body = self._body
+        if body is None or body.nbytes < length:
+            body = self._body = memoryview(bytearray(length))
+        got = self._parser.detach_body(body)
+        while got < length:
+            if max_size is not None and after_first > max_size:
+                raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+            count = self._read_some(body[got:length])
+            got += count
+            after_first += count
+        return body[:length]
 
     def receive_data(self, max_size: int | None = None) -> Any:
         payload = self.receive_frame(max_size)
@@ -257,13 +296,13 @@ class Transport:
     def _deadline(self) -> float | None:
         return None if self._timeout is None else time.monotonic() + self._timeout
 
-    def _read_some(self) -> int:
-        """Read at least one byte into the reusable buffer, sending pings while idle."""
+    def _read_some(self, view: memoryview) -> int:
+        """Read at least one byte into ``view``, sending pings while idle."""
         self._check_open()
         deadline = self._deadline()
         while True:
             with self._io_lock:
-                count = self._recv_into(self._rview)
+                count = self._recv_into(view)
             if count > 0:
                 self._last_activity = time.monotonic()
                 return count

@@ -15,6 +15,7 @@ import socket
 from typing import Any
 
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from seproxy.errors import ConfigError, TransportError
@@ -25,6 +26,9 @@ _ASN1 = crypto.FILETYPE_ASN1
 _CLOSED_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ESHUTDOWN}
 #: pyOpenSSL's recv_into copies through a temporary buffer: one TLS record per call.
 _RECORD = 16384
+#: SSL_read straight into the caller's buffer (pyOpenSSL's recv_into allocates a
+#: temporary buffer and copies): its private error mapping, when it has one.
+_ZERO_COPY_READ = hasattr(SSL.Connection, "_raise_ssl_error")
 
 
 def ssl_reason(exc: Exception) -> str:
@@ -122,8 +126,15 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         raise TransportError(f"{prefix}: {ssl_reason(exc)}") from None
 
     def _recv_into(self, view: memoryview) -> int:
+        conn = self._conn
         try:
-            return self._conn.recv_into(view, _RECORD)
+            if not _ZERO_COPY_READ:
+                return conn.recv_into(view, _RECORD)
+            # OpenSSL decrypts into ``view`` itself (one record per call)
+            with _ffi.from_buffer(view, require_writable=True) as target:
+                result = _lib.SSL_read(conn._ssl, target, min(len(view), 0x7FFFFFFF))
+            conn._raise_ssl_error(conn._ssl, result)
+            return result
         except SSL.Error as exc:
             return self._io_error(exc, self._READ_ERROR)
 

@@ -152,10 +152,10 @@ class TLSTransport(Transport):
     def peer_chain(self) -> Any:
         return self._credentials_pair()[0]
 
-    def receive_frame(self, max_size: int | None = None) -> bytes:
+    def receive_frame_view(self, max_size: int | None = None) -> memoryview:
         if not self._handshake_done:
             raise TransportError("TLS handshake not done")
-        payload = super().receive_frame(max_size)
+        payload = super().receive_frame_view(max_size)
         if self._sessions is not None and self._session_key is not None:
             # TLS 1.3 tickets arrive after the handshake: keep the session once data flowed,
             # and only for servers that said they resume sessions (see tlsconfig.RESUME_ALPN)

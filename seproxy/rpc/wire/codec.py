@@ -18,8 +18,9 @@ Transfer fast paths (FileHelper data chunks, the value ``S_OK([True, chunk])``):
     +----------+------------------------------------------------------------------+
 
 ``encode_chunk_parts`` returns these as parts without copying a DEncode chunk;
-``decode_chunk`` returns the raw chunk bytes (no str/surrogateescape round trip)
-or ``None`` when the payload is not exactly such a message.
+``decode_chunk`` returns the raw chunk bytes (no str/surrogateescape round trip; a
+DEncode chunk as a ``memoryview`` slice of the payload, no copy) or ``None`` when
+the payload is not exactly such a message.
 """
 
 from __future__ import annotations
@@ -107,10 +108,14 @@ def encode_chunk_parts(chunk: bytes | bytearray | memoryview,
     return [_JSON_CHUNK_PREFIX, binascii.b2a_base64(chunk, newline=False), _JSON_CHUNK_SUFFIX]
 
 
-def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | None:
-    """Raw bytes of a data-chunk message (either encoding), ``None`` for any other payload."""
-    view = memoryview(payload)
-    if payload[:len(_DENC_CHUNK_PREFIX)] == _DENC_CHUNK_PREFIX:
+def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | memoryview | None:
+    """Raw bytes of a data-chunk message (either encoding), ``None`` for any other payload.
+
+    A DEncode chunk comes back as a ``memoryview`` slice of ``payload`` (no copy: it is
+    valid as long as ``payload``'s memory is); a JSON chunk as the decoded ``bytes``.
+    """
+    view = payload if isinstance(payload, memoryview) else memoryview(payload)
+    if view[:len(_DENC_CHUNK_PREFIX)] == _DENC_CHUNK_PREFIX:
         start = len(_DENC_CHUNK_PREFIX)
         colon = bytes(view[start:start + 21]).find(b":")
         digits = bytes(view[start:start + colon]) if colon > 0 else b""
@@ -120,8 +125,8 @@ def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | None:
         end = begin + int(digits)
         if view[end:end + 2] != _DENC_CHUNK_SUFFIX:
             return None  # truncated or not a chunk: the generic decoder reports it
-        return bytes(view[begin:end])
-    if payload[:len(_JSON_CHUNK_PREFIX)] == _JSON_CHUNK_PREFIX:
+        return view[begin:end]
+    if view[:len(_JSON_CHUNK_PREFIX)] == _JSON_CHUNK_PREFIX:
         if (len(view) < len(_JSON_CHUNK_PREFIX) + len(_JSON_CHUNK_SUFFIX)
                 or view[-len(_JSON_CHUNK_SUFFIX):] != _JSON_CHUNK_SUFFIX):
             return None

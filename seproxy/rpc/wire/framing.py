@@ -12,7 +12,9 @@ Byte layout::
 
 ``FrameParser`` is fed whatever the socket returned (any split, several frames
 at once) and hands out ``Frame`` and ``KeepAlive`` events; bytes after a frame
-stay buffered for the next one. ``dka`` is recognised only at a frame boundary.
+stay buffered for the next one. Once a header is parsed, ``detach_body`` lets the
+I/O shell read a large body straight into its own buffer (no per-read copies).
+``dka`` is recognised only at a frame boundary.
 A frame longer than ``max_frame_size`` is refused as soon as its length prefix
 is read, before any of its body is buffered. Errors are ``ProtocolError``; after
 one the parser stays failed (the connection must be closed).
@@ -78,6 +80,33 @@ class FrameParser:
         if self._length is None:
             return 0
         return max(0, self._length - len(self._buf))
+
+    @property
+    def frame_length(self) -> int | None:
+        """Body length of the current frame once its header is parsed, else ``None``."""
+        return self._length
+
+    @property
+    def frame_is_keepalive(self) -> bool:
+        """True when the current (header-parsed) frame is a keep-alive."""
+        return self._length is not None and self._keepalive
+
+    def detach_body(self, into: memoryview) -> int:
+        """Hand the current incomplete frame body over to the caller.
+
+        For a large frame the I/O shell reads the rest of the body itself, straight
+        into its own buffer: the bytes already buffered are copied into ``into`` (at
+        least ``frame_length`` bytes long), the parser forgets the frame and is back
+        at a boundary. Returns the number of body bytes copied.
+        """
+        length = self._length
+        if length is None or len(self._buf) >= length or self._error is not None:
+            raise ProtocolError("No incomplete frame body to detach")
+        count = len(self._buf)
+        into[:count] = self._buf
+        self._buf.clear()
+        self._length = None
+        return count
 
     @property
     def at_boundary(self) -> bool:

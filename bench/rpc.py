@@ -14,6 +14,10 @@ Baselines (bench/tls.py's stdlib ``ssl`` stack, server in its own process): full
 mutual-TLS handshakes/s (connect + handshake + one tiny frame + close, no resumption)
 and round trips/s of one tiny frame on one connection.
 
+Besides calls/s and latency, the seproxy rows show the CPU time per call of the client
+process and of the service process (user + system, from ``/proc/<pid>/stat``): on a
+loaded machine calls/s move with the load, CPU per call much less.
+
 The DIRAC rows need the interop venv (``tests/fixtures/dirac.py``, cached under
 ``~/.cache/seproxy-interop``); ``--no-dirac`` skips them.
 
@@ -27,8 +31,6 @@ import argparse
 import importlib.util
 import multiprocessing
 import os
-import platform
-import re
 import ssl
 import statistics
 import subprocess
@@ -42,6 +44,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.report import machine_line, write_section  # noqa: E402
 from seproxy.rpc.client import RPCClient  # noqa: E402
 from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
 from tests.fixtures.services import service_config  # noqa: E402
@@ -58,7 +61,18 @@ def load_tls_bench() -> Any:
 
 
 # -- measuring ------------------------------------------------------------------------------------
-def measure(make_call: Callable[[], Callable[[], Any]], threads: int, seconds: float) -> dict:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def measure(make_call: Callable[[], Callable[[], Any]], threads: int, seconds: float,
+            server_pid: int | None = None) -> dict:
     """Run calls for ``seconds`` in ``threads`` threads (each with its own client)."""
     latencies: list[list[float]] = [[] for _ in range(threads)]
     errors: list[Any] = []
@@ -77,17 +91,24 @@ def measure(make_call: Callable[[], Callable[[], Any]], threads: int, seconds: f
                 return
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    server_cpu = cpu_seconds(server_pid) if server_pid else 0.0
+    client_cpu = cpu_seconds(os.getpid())
     begin = time.perf_counter()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - begin
+    client_cpu = cpu_seconds(os.getpid()) - client_cpu
+    server_cpu = cpu_seconds(server_pid) - server_cpu if server_pid else None
     flat = sorted(x for own in latencies for x in own)
     if errors or not flat:
         return {"error": errors[:1] or ["no call completed"]}
+    calls = len(flat) + threads  # + the warm-up calls, also in the CPU times
     return {"rate": len(flat) / elapsed, "calls": len(flat), "p50": statistics.median(flat) * 1000,
-            "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1000}
+            "p99": flat[min(len(flat) - 1, int(len(flat) * 0.99))] * 1000,
+            "client_us": client_cpu / calls * 1e6,
+            "server_us": server_cpu / calls * 1e6 if server_cpu is not None else None}
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -175,12 +196,15 @@ def baselines(tls: Any, pki_files: dict, seconds: float) -> dict:
 # -- report ---------------------------------------------------------------------------------------
 def fmt(result: dict) -> str:
     if "error" in result:
-        return f"| error: {str(result['error'][0])[:60]} | | |"
-    return f"| {result['rate']:.0f} | {result['p50']:.1f} | {result['p99']:.1f} |"
+        return f"| error: {str(result['error'][0])[:60]} | | | | |"
+    cpu = [f"{result[k]:.0f}" if result.get(k) is not None else "" for k in ("client_us", "server_us")]
+    return f"| {result['rate']:.0f} | {result['p50']:.1f} | {result['p99']:.1f} | {cpu[0]} | {cpu[1]} |"
 
 
-def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argparse.Namespace) -> str:
-    lines = ["| client | server | mode | threads | calls/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argparse.Namespace,
+            load: float) -> str:
+    header = "| client | server | mode | threads | calls/s | p50 ms | p99 ms | client CPU µs/call | service CPU µs/call |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c} | {s} | {m} | {t} {fmt(r)}" for c, s, m, t, r in rows]
     by = {(c, s, m, t): r for c, s, m, t, r in rows}
     notes = []
@@ -197,31 +221,19 @@ def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argpa
                      f"{reuse['rate'] / base['round_trips']:.0%} of the bare round-trip loop")
     return (
         "## RPC\n\n"
-        f"`PYTHONPATH=. python bench/rpc.py --seconds {args.seconds:g} --threads {args.threads}` on "
-        f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs **shared by 8 engineers working at "
-        f"the same time: noisy, to be re-run on a quiet machine**), Python {platform.python_version()}, "
-        f"{ssl.OPENSSL_VERSION}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
+        f"`PYTHONPATH=. python bench/rpc.py --seconds {args.seconds:g} --threads {args.threads}`, "
+        f"{machine_line(load)} {ssl.OPENSSL_VERSION}. **The 2 cores were shared by 8 engineers working "
+        "at the same time: noisy, to be re-run on a quiet machine.**\n\n"
         "`ping` over `dips` (client presents a `dirac_user` RFC 3820 proxy; the service verifies it, "
         "builds the credential dict and authorises), each server in its own process, "
         f"{args.seconds:g} s per row. per-call = one TLS connection per call (DIRAC's model); reuse = "
-        "seproxy's connection-reuse extension (falls back to per-call against DIRAC). Baselines, stdlib "
+        "seproxy's connection-reuse extension (falls back to per-call against DIRAC). CPU µs/call: "
+        "user + system time of the client process / the service process divided by the calls (seproxy "
+        "processes only). Baselines, stdlib "
         f"`ssl` (bench/tls.py): {base['handshakes']:.0f} full mutual-TLS handshakes/s, "
         f"{base['round_trips']:.0f} tiny-frame round trips/s on one connection.\n\n"
         + "\n".join(lines) + "\n\n" + "".join(f"- {note}\n" for note in notes)
     )
-
-
-def write_section(text: str) -> Path:
-    path = REPO / "docs" / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nMeasured by the scripts in `bench/`; each area owns its `## <area>` section.\n\n")
-    pattern = re.compile(r"^## RPC\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
-    return path
 
 
 def main() -> None:
@@ -232,6 +244,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     args = parser.parse_args()
     rows: list[tuple[str, str, str, int, dict]] = []
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pki = PKI(work / "pki")
@@ -244,7 +257,8 @@ def main() -> None:
         try:
             for mode in ("per-call", "reuse"):
                 for threads in (1, args.threads):
-                    result = measure(seproxy_caller(url, cfg, proxy, mode == "reuse"), threads, args.seconds)
+                    result = measure(seproxy_caller(url, cfg, proxy, mode == "reuse"), threads, args.seconds,
+                                     server_pid=process.pid)
                     rows.append(("seproxy", "seproxy", mode, threads, result))
                     print(rows[-1], flush=True)
             if not args.no_dirac:
@@ -269,10 +283,10 @@ def main() -> None:
             process.wait(30)
             if dirac is not None:
                 dirac.stop()
-    text = section(rows, base, args)
+    text = section(rows, base, args, load)
     print(text)
     if args.write:
-        print(f"written to {write_section(text)}")
+        print(f"written to {write_section('RPC', text)}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ with anything but ``Unauthorized query`` is proposed again up to 3 more times.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import Any
@@ -42,6 +43,7 @@ PROPOSAL_RETRIES = 3
 SEPROXY_KWARGS = ("config", "encoding", "reuseConnection", "retryDelay", "definitions")
 
 
+@functools.lru_cache(maxsize=256)  # a client parses its URL again for every connection
 def parse_url(url: str) -> tuple[str, str, int, str]:
     """``dips://host:port/System/Service`` -> ``(protocol, host, port, "System/Service")``."""
     parts = urlsplit(url.strip())

@@ -4,7 +4,8 @@
 to the transport, the caller's credential dict (shared with the handler, mutable) and
 data associated by the framework (``connectData`` of message connections).
 ``MethodLimits`` holds one semaphore per ``<ActionType>/<name>``, sized from the
-service option ``ThreadLimit/<ActionType>/<name>`` (default 15, PROTOCOL.md 5.2).
+service option ``ThreadLimit/<ActionType>/<name>`` (default 15, PROTOCOL.md 5.2); none
+when that limit is not below the service's worker count (it could never be reached).
 """
 
 from __future__ import annotations
@@ -60,23 +61,31 @@ class ConnectionRegistry:
 
 
 class MethodLimits:
-    """Lazily created semaphores ``<ActionType>/<name>`` -> ThreadLimit."""
+    """Lazily created semaphores ``<ActionType>/<name>`` -> ThreadLimit.
+
+    ``concurrency`` is the most threads that can ever run actions of the service (its
+    workers): a limit at least that high can never make a caller wait, so such an
+    action gets no semaphore at all (``semaphore()`` returns None) and its calls skip
+    two pure-Python lock round trips.
+    """
 
     DEFAULT = 15
 
-    def __init__(self, limit_for: Callable[[str, str], int]) -> None:
+    def __init__(self, limit_for: Callable[[str, str], int], concurrency: int | None = None) -> None:
         self._limit_for = limit_for
+        self._concurrency = concurrency
         self._lock = threading.Lock()
-        self._sems: dict[tuple[str, str], threading.BoundedSemaphore] = {}
+        self._sems: dict[tuple[str, str], threading.BoundedSemaphore | None] = {}
 
-    def semaphore(self, action_type: str, name: str) -> threading.BoundedSemaphore:
+    def semaphore(self, action_type: str, name: str) -> threading.BoundedSemaphore | None:
         key = (action_type, name)
-        sem = self._sems.get(key)  # entries are never replaced: no lock needed to read one
-        if sem is not None:
-            return sem
+        try:
+            return self._sems[key]  # entries are never replaced: no lock needed to read one
+        except KeyError:
+            pass
         with self._lock:
-            sem = self._sems.get(key)
-            if sem is None:
-                sem = threading.BoundedSemaphore(max(1, self._limit_for(action_type, name)))
-                self._sems[key] = sem
-            return sem
+            if key not in self._sems:
+                limit = max(1, self._limit_for(action_type, name))
+                unreachable = self._concurrency is not None and limit >= self._concurrency
+                self._sems[key] = None if unreachable else threading.BoundedSemaphore(limit)
+            return self._sems[key]

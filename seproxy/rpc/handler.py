@@ -39,7 +39,7 @@ def finalize_result(result: Any, action_type: str, action_name: str) -> dict:
     """The dict sent as an action's final answer: checked, without local diagnostics."""
     if not isReturnStructure(result):
         result = S_ERROR(f"Method {action_name} for action {action_type} does not return a S_OK/S_ERROR!")
-    if any(key in result for key in _LOCAL_KEYS):
+    if "CallStack" in result or "ExecInfo" in result:  # _LOCAL_KEYS
         result = {k: v for k, v in result.items() if k not in _LOCAL_KEYS}
     return result
 

@@ -152,7 +152,7 @@ class Service:
         }
         self.context = ServiceContext(
             cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
-            limits=MethodLimits(self._thread_limit), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
+            limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
         )
         from seproxy.rpc.messages import MessageBroker

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def _clients(args: argparse.Namespace, url: str | None = None) -> tuple[Any, Any
 
 
 @contextlib.contextmanager
-def _progress(total: int | None, label: str):
+def _progress(total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return

@@ -20,12 +20,14 @@ import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from seproxy.cli.common import add_common_options, data_dir, load_config
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
 from seproxy.security import pki as devpki
 from seproxy.security.x509 import X509Chain
+
 
 def parse_valid(text: str) -> int:
     """``HH:MM`` (DIRAC's ``--valid``) -> seconds."""
@@ -69,7 +71,7 @@ def cmd_pki_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_user_key(path: Path, from_stdin: bool):
+def _load_user_key(path: Path, from_stdin: bool) -> PrivateKeyTypes:
     data = path.read_bytes()
     try:
         return serialization.load_pem_private_key(data, password=None)

@@ -11,6 +11,7 @@ The DN -> user/host maps are rebuilt lazily whenever the ``Config`` changes
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from seproxy.config.cfg import Config
 from seproxy.errors import AuthError
@@ -87,7 +88,7 @@ class Registry:
     def group_properties(self, group: str) -> list[str]:
         return self._list(f"{ROOT}/Groups/{group}/Properties")
 
-    def group_option(self, group: str, option: str, default=None):
+    def group_option(self, group: str, option: str, default: Any = None) -> Any:
         return self.cfg.getValue(f"{ROOT}/Groups/{group}/{option}", default)
 
     def is_suspended(self, user: str, vo: str) -> bool:

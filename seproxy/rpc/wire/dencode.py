@@ -38,6 +38,7 @@ ulp off the true value, denormals become 0.0); ``exact_floats=True`` uses
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
@@ -186,7 +187,7 @@ def _fail(pos: int, message: str) -> ProtocolError:
     return ProtocolError(f"DEncode: {message} at offset {pos}")
 
 
-def _reader(data: bytes, max_depth: int, exact: bool):  # noqa: C901 - one closure per decode call
+def _reader(data: bytes, max_depth: int, exact: bool) -> Callable[[int, int], tuple[Any, int]]:
     """Build the recursive ``value(pos, depth) -> (value, next_pos)`` reader for ``data``.
 
     Closures keep ``data`` and the bounds in fast cell variables; strings, ints,

@@ -17,7 +17,9 @@ import pytest
 from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
 from seproxy.rpc.client import RPCClient
 from seproxy.transfer.client import TransferClient
+from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.pki import REGISTRY_CFG
+from tests.storage.helpers import file_section
 
 NAME = "DataManagement/StorageElementProxy"
 SE = "SE-LOCAL"
@@ -30,28 +32,10 @@ REGISTRY = (REGISTRY_CFG
 
 
 def se_cfg(storage: Path, name: str = SE) -> str:
-    return f"""Resources
-{{
-  StorageElements
-  {{
-    {name}
-    {{
-      BackendType = File
-      AccessProtocols = file
-      WriteProtocols = file
-      File
-      {{
-        PluginName = File
-        Protocol = file
-        Access = remote
-        Host =
-        Port =
-        Path = {storage}
-      }}
-    }}
-  }}
-}}
-"""
+    """``/Resources/StorageElements/<name>``: a File SE rooted at ``storage``."""
+    se = {"BackendType": "File", "AccessProtocols": "file", "WriteProtocols": "file",
+          "File": file_section(str(storage))}
+    return cfg_text({"Resources": {"StorageElements": {name: se}}})
 
 
 @dataclass

@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.dirac import merge_cfg
 from tests.handler.conftest import REGISTRY, SE, se_cfg
 
@@ -23,30 +24,10 @@ pytestmark = pytest.mark.interop
 def se_client_cfg(storage, proxy_url: str | None) -> str:
     text = se_cfg(storage)
     if proxy_url:
-        text += f"""LocalSite
-{{
-  StorageElements
-  {{
-    {SE}
-    {{
-      UseProxy = True
-    }}
-  }}
-}}
-Systems
-{{
-  DataManagement
-  {{
-    Tests
-    {{
-      URLs
-      {{
-        StorageElementProxy = {proxy_url}
-      }}
-    }}
-  }}
-}}
-"""
+        text += cfg_text({
+            "LocalSite": {"StorageElements": {SE: {"UseProxy": "True"}}},
+            "Systems": {"DataManagement": {"Tests": {"URLs": {"StorageElementProxy": proxy_url}}}},
+        })
     return merge_cfg(REGISTRY, text)
 
 

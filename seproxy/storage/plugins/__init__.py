@@ -95,6 +95,10 @@ def failure_reason(exc: BaseException) -> Any:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: The status fields of a file on a disk-only storage (always online, never lost).
+DISK_STATUS: dict[str, int] = {"Cached": 1, "Migrated": 0, "Lost": 0, "Unavailable": 0}
+
+
 def metadata(**values: Any) -> dict[str, Any]:
     """DIRAC's common metadata template overridden by ``values``."""
     common: dict[str, Any] = {

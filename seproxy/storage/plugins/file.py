@@ -27,7 +27,7 @@ from typing import Any
 from seproxy.errors import PathError
 from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.storage.localfs import BLOCK_SIZE, atomic_copy, checksum_of, is_temp_name
-from seproxy.storage.plugins import ItemFailed, StorageBase, WithFailures, metadata
+from seproxy.storage.plugins import DISK_STATUS, ItemFailed, StorageBase, WithFailures, metadata
 from seproxy.storage.utils import is_within
 
 
@@ -111,10 +111,7 @@ class FileStorage(StorageBase):
             Directory=stat.S_ISDIR(st.st_mode),
             File=is_file,
             Checksum=checksum_of(path, st) if is_file else "",
-            Cached=1,
-            Migrated=0,
-            Lost=0,
-            Unavailable=0,
+            **DISK_STATUS,
         )
 
     def _file_metadata(self, url: str) -> dict[str, Any]:

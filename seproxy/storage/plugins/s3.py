@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from seproxy.errors import StorageError
 from seproxy.storage.localfs import atomic_write, file_adler32
 from seproxy.storage.plugins import (
+    DISK_STATUS,
     ItemFailed,
     StorageBase,
     local_files,
@@ -183,10 +184,7 @@ class S3Storage(StorageBase):
             Checksum=checksum,
             Mode=0o644,
             ModTime=modified.timestamp() if modified is not None else 0.0,
-            Cached=1,
-            Migrated=0,
-            Lost=0,
-            Unavailable=0,
+            **DISK_STATUS,
         )
 
     # -- files --------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from seproxy.errors import StorageError
 from seproxy.returnvalues import DReturnType
 from seproxy.storage.localfs import is_temp_name, temp_name_for
 from seproxy.storage.plugins import (
+    DISK_STATUS,
     ItemFailed,
     StorageBase,
     local_files,
@@ -159,10 +160,7 @@ class XROOTStorage(StorageBase):
             Directory=is_dir,
             File=not is_dir,
             Checksum=self._checksum(path) if with_checksum and not is_dir else "",
-            Cached=1,
-            Migrated=0,
-            Lost=0,
-            Unavailable=0,
+            **DISK_STATUS,
         )
 
     def _listing(self, path: str) -> list[tuple[str, Any]]:
@@ -193,32 +191,31 @@ class XROOTStorage(StorageBase):
         if not status.ok:
             raise StorageError(f"copy {source} -> {target} failed: {str(status.message).strip()}")
 
+    def _existing(self, path: str, kind: str = "") -> Any:
+        """The stat info of ``path``; ``ItemFailed`` (DIRAC's text) if it is missing, or if
+        ``kind`` is "file" and it is a directory, or "directory" and it is not."""
+        info = self._stat(path)
+        if info is None:
+            raise ItemFailed(ENOENT_TEXT)
+        if kind == "file" and self._is_dir(info):
+            raise ItemFailed(os.strerror(errno.EISDIR))
+        if kind == "directory" and not self._is_dir(info):
+            raise ItemFailed(os.strerror(errno.ENOTDIR))
+        return info
+
     # -- files --------------------------------------------------------------------------
     def _exists(self, url: str) -> bool:
         return self._stat(self._path(url)) is not None
 
     def _is_file(self, url: str) -> bool:
-        info = self._stat(self._path(url))
-        if info is None:
-            raise ItemFailed("No such file or directory")
-        return not self._is_dir(info)
+        return not self._is_dir(self._existing(self._path(url)))
 
     def _file_metadata(self, url: str) -> dict[str, Any]:
         path = self._path(url)
-        info = self._stat(path)
-        if info is None:
-            raise ItemFailed(ENOENT_TEXT)
-        if self._is_dir(info):
-            raise ItemFailed(os.strerror(errno.EISDIR))
-        return self._meta(path, info)
+        return self._meta(path, self._existing(path, "file"))
 
     def _file_size(self, url: str) -> int:
-        info = self._stat(self._path(url))
-        if info is None:
-            raise ItemFailed(ENOENT_TEXT)
-        if self._is_dir(info):
-            raise ItemFailed(os.strerror(errno.EISDIR))
-        return int(info.size)
+        return int(self._existing(self._path(url), "file").size)
 
     def _download(self, path: str, dest: str) -> int:
         tmp = temp_name_for(dest)
@@ -269,10 +266,7 @@ class XROOTStorage(StorageBase):
 
     # -- directories ----------------------------------------------------------------------
     def _is_directory(self, url: str) -> bool:
-        info = self._stat(self._path(url))
-        if info is None:
-            raise ItemFailed(ENOENT_TEXT)
-        return self._is_dir(info)
+        return self._is_dir(self._existing(self._path(url)))
 
     def _create_directory(self, url: str) -> bool:
         path = self._path(url)
@@ -300,12 +294,7 @@ class XROOTStorage(StorageBase):
 
     def _directory_metadata(self, url: str) -> dict[str, Any]:
         path = self._path(url)
-        info = self._stat(path)
-        if info is None:
-            raise ItemFailed(ENOENT_TEXT)
-        if not self._is_dir(info):
-            raise ItemFailed(os.strerror(errno.ENOTDIR))
-        return self._meta(path, info, with_checksum=False)
+        return self._meta(path, self._existing(path, "directory"), with_checksum=False)
 
     def _directory_size(self, url: str) -> dict[str, int]:
         files = size = subdirs = 0

@@ -32,9 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.report import machine_line, write_section  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.fixtures import services  # noqa: E402
-from tests.fixtures.servers import wait_for_port  # noqa: E402
+from tests.fixtures.servers import start_on_free_port  # noqa: E402
 
 SECTION = services.SEPROXY_SECTION
 
@@ -56,26 +55,26 @@ def start_serve(data: Path) -> tuple[subprocess.Popen, str]:
 
 def start_nginx(root: Path, work: Path) -> tuple[subprocess.Popen, int]:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    port = free_port()
     (work / "logs").mkdir(exist_ok=True)
     conf = work / "nginx.conf"
     user = "user root;\n" if os.getuid() == 0 else ""
-    conf.write_text(
-        f"{user}daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n"
-        f"  client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n"
-        f"  fastcgi_temp_path {work}/fastcgi;\n  uwsgi_temp_path {work}/uwsgi;\n"
-        f"  scgi_temp_path {work}/scgi;\n"
-        f"  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n")
-    proc = subprocess.Popen([nginx, "-p", str(work), "-e", f"{work}/error.log", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def launch(port: int) -> subprocess.Popen:
+        conf.write_text(
+            f"{user}daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/error.log;\n"
+            "events { worker_connections 64; }\n"
+            "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n"
+            f"  client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n"
+            f"  fastcgi_temp_path {work}/fastcgi;\n  uwsgi_temp_path {work}/uwsgi;\n"
+            f"  scgi_temp_path {work}/scgi;\n"
+            f"  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n")
+        return subprocess.Popen([nginx, "-p", str(work), "-e", f"{work}/error.log", "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     try:
-        wait_for_port("127.0.0.1", port, proc, timeout=30)
+        port, proc = start_on_free_port(launch, "nginx")
     except RuntimeError as exc:
-        proc.kill()
-        raise SystemExit(f"nginx did not start ({exc}): "
-                         f"{(work / 'error.log').read_text(errors='replace')}") from exc
+        raise SystemExit(f"{exc}: {(work / 'error.log').read_text(errors='replace')}") from exc
     return proc, port
 
 

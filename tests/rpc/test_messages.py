@@ -11,6 +11,7 @@ from seproxy.rpc.msgclient import MessageClient
 from seproxy.rpc.wire import codec
 from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
+from tests.rpc.test_service import decoded_frames, recv_until_close
 
 
 @pytest.fixture
@@ -61,12 +62,7 @@ def test_connection_argument_checks(svc):
             with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
                 sock.sendall(b"%d:%s" % (len(proposal), proposal))
                 sock.sendall(b"%d:%s" % (len(args), args))
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
-        first, _, rest = data.partition(b":")
-        rest = rest[int(first):]
-        return codec.decode(rest.partition(b":")[2])
+                return decoded_frames(recv_until_close(sock))[1]
 
     assert exchange(b'{"OK": true, "Value": ["only one"]}')["Message"] == "Expected 2 arguments"
     assert exchange(b'{"OK": true, "Value": [1, {}]}')["Message"] == "Invalid type for argument 0"

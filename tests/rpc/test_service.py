@@ -19,16 +19,29 @@ from tests.fixtures.services import service_config
 from tests.rpc.handlers import RPCTestHandler
 
 
+def recv_until_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = bytearray()
+    while chunk := sock.recv(65536):
+        received += chunk
+    return bytes(received)
+
+
+def decoded_frames(data: bytes) -> list[object]:
+    """The decoded payloads of the ``<len>:<payload>`` frames in ``data``."""
+    values = []
+    while data:
+        length, _, rest = data.partition(b":")
+        values.append(codec.decode(rest[: int(length)]))
+        data = rest[int(length):]
+    return values
+
+
 def raw_exchange(port: int, data: bytes) -> tuple[object, bytes]:
     """Send raw bytes, read until the server closes: (first decoded answer or None, rest)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
-        received = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = recv_until_close(sock)
     if not received:
         return None, b""
     length, _, rest = received.partition(b":")
@@ -84,12 +97,7 @@ def test_three_element_proposal_is_accepted(svc):
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
         sock.sendall(frame(b'{"OK": true, "Value": [["Test/Proposals", "None"], ["RPC", "info"], ""]}'))
         sock.sendall(frame(b'{"OK": true, "Value": []}'))
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    first, _, rest = data.partition(b":")
-    rest = rest[int(first):]
-    info = codec.decode(rest.partition(b":")[2])["Value"]
+        info = decoded_frames(recv_until_close(sock))[1]["Value"]
     assert info["version"] is None and info["vo"] == "dirac"
 
 

@@ -9,11 +9,11 @@ The pytest fixtures are in ``tests/fixtures/dirac.py``; how it works: ``docs/INT
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from diraccfg import CFG
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.fixtures.cfgtext import cfg_text
 from tests.interop.peer_venv import LAUNCHER, DiracVenv, InteropSetupError, Outcome
 
@@ -179,23 +179,20 @@ class DiracService:
 def _wait_listening(process: subprocess.Popen, port_file: Path, ports: set[int], log: Path,
                     timeout: float) -> None:
     """Return once every port in ``ports`` was bound by the launcher and accepts a connection."""
-    deadline = time.monotonic() + timeout
     pending = set(ports)
-    while pending:
+
+    def all_listening() -> bool:
         if process.poll() is not None:
             raise InteropSetupError(f"DIRAC service exited with {process.returncode}; log tail:\n"
                                     + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
-        if time.monotonic() > deadline:
-            raise InteropSetupError(f"DIRAC service not listening on {sorted(pending)} after {timeout} s")
         bound = {int(x) for x in port_file.read_text().split()} if port_file.exists() else set()
         for port in sorted(pending & bound):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    pending.discard(port)
-            except OSError:
-                pass
-        if pending:
-            time.sleep(0.05)  # polling interval while the real condition is checked above
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                pending.discard(port)
+        return not pending
+
+    if not wait_for(all_listening, timeout, 0.05):
+        raise InteropSetupError(f"DIRAC service not listening on {sorted(pending)} after {timeout} s")
 
 
 def start_dirac_service(venv: DiracVenv, services: Mapping[str, Mapping[str, Any]], *, pki: Any,

@@ -55,6 +55,17 @@ def proc_kib(pid: int, field: str) -> int:
     return 0
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def adler_of(path: Path) -> int:
     value = 1
     with open(path, "rb") as fh:
@@ -130,18 +141,23 @@ def seproxy_case(pki: dict, work: Path, src: Path, size: int, encoding: str,
         client = TransferClient(f"dips://127.0.0.1:{server.port}/{SE}", encoding=encoding,
                                 config=seproxy_cfg(pki, "pyopenssl"), proxyLocation=pki["proxy"],
                                 useCertificates=False, stream_extension=extension)
+        pid = server.process.pid
+        cpu0 = self_cpu_s() + proc_cpu_s(pid)
         started = time.perf_counter()
         up = client.sendFile(str(src), "bench.bin")
         up_s = time.perf_counter() - started
+        cpu1 = self_cpu_s() + proc_cpu_s(pid)
         back = work / "back.bin"
         started = time.perf_counter()
         down = client.receiveFile(str(back), "bench.bin")
         down_s = time.perf_counter() - started
+        cpu2 = self_cpu_s() + proc_cpu_s(pid)
         assert up["OK"] and down["OK"], (up, down)
         ok = adler_of(back) == adler_of(src) == adler_of(storage / "bench.bin")
         back.unlink()
         return {"up": size / MIB / up_s, "down": size / MIB / down_s, "rss": server.growth_mib(),
-                "ok": ok}
+                "ok": ok, "cpu_up": (cpu1 - cpu0) * 1000 / (size / MIB),
+                "cpu_down": (cpu2 - cpu1) * 1000 / (size / MIB)}
     finally:
         server.stop()
         shutil.rmtree(storage, ignore_errors=True)
@@ -228,6 +244,7 @@ def raw_tls_case(pki: dict, size: int) -> dict:
     ctx.check_hostname = False
     with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw) as tls:
         block = memoryview(os.urandom(MIB))
+        cpu0 = self_cpu_s() + proc_cpu_s(process.pid)
         started = time.perf_counter()
         left = size
         while left:
@@ -235,13 +252,17 @@ def raw_tls_case(pki: dict, size: int) -> dict:
             left -= min(MIB, left)
         tls.recv(1)
         up_s = time.perf_counter() - started
+        cpu1 = self_cpu_s() + proc_cpu_s(process.pid)
         buf, left = bytearray(MIB), size
         started = time.perf_counter()
         while left:
             left -= tls.recv_into(buf, min(len(buf), left))
         down_s = time.perf_counter() - started
+        cpu2 = self_cpu_s() + proc_cpu_s(process.pid)
     process.wait(timeout=30)
-    return {"up": size / MIB / up_s, "down": size / MIB / down_s, "rss": float("nan"), "ok": True}
+    return {"up": size / MIB / up_s, "down": size / MIB / down_s, "rss": float("nan"), "ok": True,
+            "cpu_up": (cpu1 - cpu0) * 1000 / (size / MIB),
+            "cpu_down": (cpu2 - cpu1) * 1000 / (size / MIB)}
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -275,15 +296,21 @@ def render(results: dict, size: int, load: str) -> str:
         "RSS growth = `VmHWM` at the end − `VmRSS` before the transfer, one fresh server "
         "process per case (DIRAC's: one process for up and down).",
         "",
-        "| Case | Up MiB/s | Down MiB/s | Server RSS growth MiB | Data identical |",
-        "|---|---:|---:|---:|---|",
+        "CPU ms/MiB = user + system CPU time of client and server together per MiB moved "
+        "(both processes, all threads; less sensitive to the machine's load than MiB/s; "
+        "n/a for the DIRAC client, which runs in a separate runner process).",
+        "",
+        "| Case | Up MiB/s | Down MiB/s | CPU ms/MiB up | CPU ms/MiB down "
+        "| Server RSS growth MiB | Data identical |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for key, label in LABELS.items():
         if key in results:
             row = results[key]
             rss = "n/a" if row["rss"] != row["rss"] else f"{row['rss']:.1f}"
-            lines.append(f"| {label} | {row['up']:.0f} | {row['down']:.0f} | {rss} | "
-                         f"{'yes' if row['ok'] else 'NO'} |")
+            cpu = [f"{row[k]:.1f}" if k in row else "n/a" for k in ("cpu_up", "cpu_down")]
+            lines.append(f"| {label} | {row['up']:.0f} | {row['down']:.0f} | {cpu[0]} | {cpu[1]} | "
+                         f"{rss} | {'yes' if row['ok'] else 'NO'} |")
     lines += ["", "Ratios (targets: stop-and-wait ≥ 8× the DIRAC pair each way; extension ≥ 0.5× "
               "the raw TLS stream; server RSS growth < 64 MiB):", ""]
     raw = results.get(("raw-tls",))

@@ -1,4 +1,5 @@
-"""Test-suite wide fixtures: where the shared DIRAC vectors live, free ports, polling."""
+"""Test-suite wide helpers (where the shared DIRAC vectors live, free ports, polling) and the
+shared fixture modules (``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: CI lays ``shared/`` beside the checkout; tests find it relative to the repository root.
@@ -33,7 +32,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.01) -> bool:
+def wait_for(condition: Callable[[], object], timeout: float = 10.0,
+             interval: float = 0.01) -> bool:
     """Poll ``condition`` until it holds (True) or ``timeout`` passes (False).
 
     For conditions other threads or processes bring about (a server's clean-up after the
@@ -46,11 +46,6 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
             return False
         time.sleep(interval)
     return True
-
-
-@pytest.fixture(scope="session")
-def vectors_dir() -> Path:
-    return VECTORS_DIR
 
 
 pytest_plugins = [

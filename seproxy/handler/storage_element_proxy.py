@@ -177,13 +177,6 @@ class ProxyState:
 _default_state: dict[str, ProxyState] = {}
 
 
-def purge_states() -> None:
-    """Stop every service state (tests and ``seproxy serve`` shutdown)."""
-    for state in list(_default_state.values()):
-        state.stop()
-    _default_state.clear()
-
-
 def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
     """Read ``BasePath``, ``HttpAccess``, ``HttpPort``, ``HttpCache`` ...; start HTTP."""
     cls = getattr(_initialising, "cls", None)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,21 @@ class ProxyUnderTest:
     def transfer(self, user: str = "testuser", group: str = "dirac_user", **kwargs: Any) -> TransferClient:
         return TransferClient(self.svc.url, config=self.svc.cfg, proxyLocation=self.proxy(user, group),
                               **kwargs)
+
+    def put(self, local: Path | str, lfn: str, **who: str) -> dict:
+        """``sendFile putFile/<basename>`` then ``uploadFile``, as DIRAC's Proxy plugin does
+        (the sendFile must succeed; the uploadFile result is returned)."""
+        sent = self.transfer(**who).sendFile(str(local), f"putFile/{os.path.basename(lfn)}")
+        assert sent["OK"], sent
+        return self.rpc(**who).uploadFile(SE, lfn)
+
+    def get(self, lfn: str, dest: Path | str, **who: str) -> dict:
+        """``prepareFile`` then ``receiveFile getFile/<basename>``."""
+        prepared = self.rpc(**who).prepareFile(SE, lfn)
+        if not prepared["OK"]:
+            return prepared
+        assert prepared["Value"] is None
+        return self.transfer(**who).receiveFile(str(dest), f"getFile/{os.path.basename(lfn)}")
 
     @property
     def state(self) -> Any:

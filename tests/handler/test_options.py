@@ -57,8 +57,7 @@ def test_call_time_limit_answers_and_keeps_serving(se_proxy_factory):
 def test_prepare_file_for_http_checks_catalogue_size_and_checksum(se_proxy, tmp_path):
     local = tmp_path / "c.txt"
     local.write_bytes(b"original content")
-    assert se_proxy.transfer().sendFile(str(local), "putFile/c.txt")["OK"]
-    assert se_proxy.rpc().uploadFile(SE, "/dirac/c.txt")["OK"]
+    assert se_proxy.put(local, "/dirac/c.txt")["OK"]
     stored = se_proxy.storage / "dirac" / "c.txt"
     stored.write_bytes(b"0riginal content")  # same size, other bytes
     res = se_proxy.rpc().prepareFileForHTTP("/dirac/c.txt")

@@ -209,8 +209,7 @@ def test_disk_full(se_proxy_factory, small_fs, tmp_path):
     # still serving, and a small upload works once space is back
     small = tmp_path / "small.bin"
     small.write_bytes(b"fits")
-    assert p.transfer().sendFile(str(small), "putFile/small.bin")["OK"]
-    assert p.rpc().uploadFile(SE, "/dirac/small.bin")["OK"]
+    assert p.put(small, "/dirac/small.bin")["OK"]
     assert (p.storage / "dirac" / "small.bin").read_bytes() == b"fits"
 
 

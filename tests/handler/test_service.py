@@ -13,21 +13,6 @@ from seproxy.storage.localfs import file_adler32
 SE = "SE-LOCAL"
 
 
-def put_via_proxy(p, local, lfn, **who):
-    """sendFile putFile/<basename> then uploadFile, as the Proxy plugin does."""
-    sent = p.transfer(**who).sendFile(str(local), f"putFile/{os.path.basename(lfn)}")
-    assert sent["OK"], sent
-    return p.rpc(**who).uploadFile(SE, lfn)
-
-
-def get_via_proxy(p, lfn, dest, **who):
-    prepared = p.rpc(**who).prepareFile(SE, lfn)
-    if not prepared["OK"]:
-        return prepared
-    assert prepared["Value"] is None
-    return p.transfer(**who).receiveFile(str(dest), f"getFile/{os.path.basename(lfn)}")
-
-
 def test_ping_and_whoami(se_proxy):
     ping = se_proxy.rpc().ping()
     assert ping["OK"] and ping["Value"]["name"] == "DataManagement/StorageElementProxy"
@@ -40,7 +25,7 @@ def test_put_then_get_round_trip(se_proxy, tmp_path):
     local = tmp_path / "in.bin"
     local.write_bytes(data)
     lfn = "/dirac/user/t/in.bin"
-    up = put_via_proxy(se_proxy, local, lfn)
+    up = se_proxy.put(local, lfn)
     assert up["OK"], up
     assert up["Value"] == len(data)
     assert (se_proxy.storage / "dirac/user/t/in.bin").read_bytes() == data
@@ -49,7 +34,7 @@ def test_put_then_get_round_trip(se_proxy, tmp_path):
     assert se_proxy.state.catalogue.replicas(lfn) == [SE]
     assert se_proxy.state.catalogue.metadata(lfn)["Checksum"] == file_adler32(local)
     out = tmp_path / "out.bin"
-    got = get_via_proxy(se_proxy, lfn, out)
+    got = se_proxy.get(lfn, out)
     assert got["OK"], got
     assert out.read_bytes() == data
     assert not list((se_proxy.base / "ns").rglob("in.bin"))  # one-shot: removed once sent
@@ -78,7 +63,7 @@ def test_prepare_file_for_http_then_curl(se_proxy, tmp_path):
     local = tmp_path / "h.bin"
     local.write_bytes(data)
     lfn = "/dirac/http/h.bin"
-    assert put_via_proxy(se_proxy, local, lfn)["OK"]
+    assert se_proxy.put(local, lfn)["OK"]
     res = se_proxy.rpc().prepareFileForHTTP(lfn)
     assert res["OK"], res
     assert res["Value"]["Failed"] == {}

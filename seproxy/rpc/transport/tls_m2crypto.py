@@ -123,6 +123,10 @@ def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
     return ctx
 
 
+#: Bytes asked of one ``ssl_read`` (a TLS record carries at most 16 KiB).
+_READ_MAX = 65536
+
+
 class _Connection(SSL.Connection):
     """An M2Crypto connection whose clean-up never touches the socket, which the
     transport owns.  M2Crypto's own ``close()`` (also run from ``__del__``, at any later
@@ -202,7 +206,8 @@ class M2CryptoTransport(tlsbase.TLSTransport):
         _ALERTS.last = None
         m2.err_clear_error()
         try:
-            data = m2.ssl_read(self._conn.ssl, len(view), 0.0)
+            # M2Crypto allocates the size asked for; SSL_read returns one record at most
+            data = m2.ssl_read(self._conn.ssl, min(len(view), _READ_MAX), 0.0)
         except (SSL.SSLError, OSError) as exc:
             return self._failure(exc, self._READ_ERROR)
         if data is None:

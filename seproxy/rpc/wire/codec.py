@@ -29,6 +29,11 @@ import binascii
 import os
 from typing import Any, Literal
 
+try:  # SIMD base64: the same text as binascii, ~20-40x faster on 1 MiB chunks
+    import pybase64
+except ImportError:  # pragma: no cover - pybase64 is a dependency; binascii still works
+    pybase64 = None
+
 from seproxy.errors import ProtocolError
 from seproxy.rpc.wire import dencode, jencode
 from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
@@ -105,7 +110,8 @@ def encode_chunk_parts(chunk: bytes | bytearray | memoryview,
     """Payload parts of ``S_OK([True, chunk])``; the DEncode parts reference ``chunk`` itself."""
     if resolve_encoding(encoding) == "dencode":
         return [b"%s%d:" % (_DENC_CHUNK_PREFIX, _nbytes(chunk)), chunk, _DENC_CHUNK_SUFFIX]
-    return [_JSON_CHUNK_PREFIX, binascii.b2a_base64(chunk, newline=False), _JSON_CHUNK_SUFFIX]
+    text = pybase64.b64encode(chunk) if pybase64 else binascii.b2a_base64(chunk, newline=False)
+    return [_JSON_CHUNK_PREFIX, text, _JSON_CHUNK_SUFFIX]
 
 
 def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | memoryview | None:
@@ -132,6 +138,8 @@ def decode_chunk(payload: bytes | bytearray | memoryview) -> bytes | memoryview 
             return None
         text = view[len(_JSON_CHUNK_PREFIX):len(view) - len(_JSON_CHUNK_SUFFIX)]
         try:
+            if pybase64:
+                return pybase64.b64decode(text, validate=True)
             return binascii.a2b_base64(text, strict_mode=True)
         except (binascii.Error, ValueError):
             return None

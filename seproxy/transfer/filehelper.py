@@ -23,7 +23,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from seproxy.errors import ProtocolError, SeproxyError, TransferError, TransportError
 from seproxy.returnvalues import S_ERROR, S_OK
@@ -77,7 +77,7 @@ class FileHelper:
     """DIRAC's FileHelper: one transfer stream over one transport."""
 
     _valid_directions = ("toClient", "fromClient", "receive", "send")
-    _direction_map = {"toClient": "send", "fromClient": "receive"}
+    _direction_map: ClassVar[dict[str, str]] = {"toClient": "send", "fromClient": "receive"}
 
     def __init__(self, oTransport: Any = None, encoding: str | bool | None = None,
                  checkSum: bool = True, *, options: StreamOptions = DIRAC_OPTIONS,
@@ -275,7 +275,8 @@ class FileHelper:
         if not isinstance(dataSink, io.IOBase):
             # io objects never keep the buffer after write() returns (io's contract);
             # any other sink might, so it gets bytes of its own
-            write = lambda data, _write=dataSink.write: _write(bytes(data))  # noqa: E731
+            def write(data: Any, _write: Callable[[bytes], Any] = dataSink.write) -> Any:
+                return _write(bytes(data))
         return self._dirac(lambda: self.receive_stream(write, maxFileSize))
 
     def networkToFD(self, iFD: int, maxFileSize: int = 0) -> dict[str, Any]:

@@ -436,8 +436,10 @@ class FileHelper:
                 if self.direction == "receive":
                     self._receive()
                     self._send(stream.abort_ack())
-                    self._stopped_peer = True
+                    # A stop-and-wait sender sends nothing after an abort ack (the frame
+                    # it had on the way was just read); a windowed one may have more.
                     if self.options.extended:
+                        self._stopped_peer = True
                         self.drain()
                 else:
                     self._send(stream.abort_message())

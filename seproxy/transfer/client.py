@@ -103,16 +103,46 @@ class TransferClient(BaseClient):
 
     def receiveFile(self, filename: Any, fileId: Any, token: str = "", *,
                     progress: Progress | None = None) -> dict[str, Any]:
+        if isinstance(filename, str):
+            return self._receive_to_path(filename, fileId, token, progress)
         result = FileHelper().getDataSink(filename)
         if not result["OK"]:
             return result
         sink, close_after = result["Value"], result["closeAfterUse"]
         try:
-            return self._run("ToClient", (fileId, token), lambda h: h.networkToDataSink(sink),
-                             checksum="NoCheckSum" not in token, progress=progress)
+            return self._receive_into(sink, fileId, token, progress)
         finally:
             if close_after:
                 sink.close()
+
+    def _receive_into(self, sink: Any, fileId: Any, token: str,
+                      progress: Progress | None) -> dict[str, Any]:
+        return self._run("ToClient", (fileId, token), lambda h: h.networkToDataSink(sink),
+                         checksum="NoCheckSum" not in token, progress=progress)
+
+    def _receive_to_path(self, path: str, fileId: Any, token: str,
+                         progress: Progress | None) -> dict[str, Any]:
+        """Receive into a temporary file renamed to ``path`` only on success.
+
+        DIRAC writes straight to ``path`` and leaves a partial (or empty) file behind
+        when the transfer fails; here a failed download leaves nothing.
+        """
+        from seproxy.storage.localfs import atomic_write  # lazy: storage imports transfer
+
+        class _Failed(Exception):
+            def __init__(self, result: dict[str, Any]) -> None:
+                self.result = result
+
+        try:
+            with atomic_write(path) as sink:
+                result = self._receive_into(sink, fileId, token, progress)
+                if not result["OK"]:
+                    raise _Failed(result)
+        except _Failed as failed:
+            return failed.result
+        except OSError:
+            return S_ERROR(f"{path} can't be opened")
+        return result
 
     # ------------------------------------------------------------------ bulks
 

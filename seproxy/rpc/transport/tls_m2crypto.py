@@ -24,7 +24,8 @@ from seproxy.rpc.transport.base import WANT_READ, WANT_WRITE
 _OP_NO_COMPRESSION = getattr(m2, "SSL_OP_NO_COMPRESSION", 0x00020000)
 _OP_CIPHER_SERVER_PREFERENCE = getattr(m2, "SSL_OP_CIPHER_SERVER_PREFERENCE", 0x00400000)
 _OP_NO_RENEGOTIATION = getattr(m2, "SSL_OP_NO_RENEGOTIATION", 0x40000000)
-_SESS_CACHE_CLIENT, _SESS_CACHE_SERVER = 1, 2
+_OP_NO_TICKET = getattr(m2, "SSL_OP_NO_TICKET", 0x00004000)
+_SESS_CACHE_OFF, _SESS_CACHE_SERVER = 0, 2
 _EOF_TEXTS = ("unexpected eof", "connection reset", "broken pipe")
 
 
@@ -146,19 +147,24 @@ class _Connection(SSL.Connection):
 
 class M2CryptoBackend(tlsbase.Backend):
     name = "m2crypto"
+    sets_session_cache_size = True
 
     def server_context(self, settings: tlsconfig.TLSSettings, port: int, cfg: Any) -> SSL.Context:
         ctx = _context(settings, server=True)
         ctx.set_session_id_ctx(tlsconfig.session_id_context(port))
+        # stateful resumption, so a resumed session keeps the verified peer chain
+        # (see tls_openssl); the cache holds at most SessionCacheSize sessions
+        ctx.set_options(_OP_NO_TICKET)
         ctx.set_session_cache_mode(_SESS_CACHE_SERVER)
         ctx.set_session_timeout(tlsconfig.session_timeout(cfg))
+        m2.ssl_ctx_set_cache_size(ctx.ctx, tlsconfig.session_cache_size(cfg))
         if _LIBSSL is not None:
             _LIBSSL.SSL_CTX_set_alpn_select_cb(int(ctx.ctx), _select_alpn, None)
         return ctx
 
     def client_context(self, settings: tlsconfig.TLSSettings) -> SSL.Context:
         ctx = _context(settings, server=False)
-        ctx.set_session_cache_mode(_SESS_CACHE_CLIENT)
+        ctx.set_session_cache_mode(_SESS_CACHE_OFF)  # tlsbase.SESSIONS keeps them
         return ctx
 
     def wrap(self, context: SSL.Context, sock: socket.socket, *, server_side: bool,

@@ -3,9 +3,13 @@
 Server: host certificate, TLS 1.2/1.3, client certificate required
 (``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT``, depth 50), CA directory used as
 an OpenSSL hashed directory with ``X509_V_FLAG_ALLOW_PROXY_CERTS`` (+ CRL flags,
-see ``tlsconfig``), session id context ``DIRAC--<port>``, session cache and tickets.
+see ``tlsconfig``), session id context ``DIRAC--<port>``, server-side session cache
+(``OP_NO_TICKET``: TLS 1.3 tickets only name a cached session, which keeps the
+verified peer chain; pyOpenSSL cannot set the cache size, see
+``tlsbase.TLSListener``).
 Client: proxy or host certificate, server chain verified (unless skip_ca_check),
-host name checked (SAN DNS/IP; CN without SAN), SNI, session resumption.
+host name checked (SAN DNS/IP; CN without SAN), SNI, session resumption (sessions
+are kept by ``tlsbase.SESSIONS`` only; OpenSSL's client cache is off).
 """
 
 from __future__ import annotations
@@ -87,10 +91,14 @@ def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes:
 
 class OpenSSLBackend(tlsbase.Backend):
     name = "pyopenssl"
+    sets_session_cache_size = False  # no SSL_CTX_sess_set_cache_size in pyOpenSSL
 
     def server_context(self, settings: tlsconfig.TLSSettings, port: int, cfg: Any) -> SSL.Context:
         ctx = _context(settings, server=True)
         ctx.set_session_id(tlsconfig.session_id_context(port))
+        # stateful resumption: a stateless ticket carries the peer's leaf certificate only,
+        # so a resumed connection would lose the chain its credentials come from
+        ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         ctx.set_timeout(tlsconfig.session_timeout(cfg))
         ctx.set_alpn_select_callback(_select_alpn)
@@ -98,7 +106,9 @@ class OpenSSLBackend(tlsbase.Backend):
 
     def client_context(self, settings: tlsconfig.TLSSettings) -> SSL.Context:
         ctx = _context(settings, server=False)
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        # tlsbase.SESSIONS keeps the sessions to offer; OpenSSL's own client cache would
+        # only grow (up to 20480 sessions of about 16 KB)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_alpn_protos([tlsconfig.RESUME_ALPN])
         return ctx
 

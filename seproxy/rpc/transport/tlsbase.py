@@ -40,6 +40,9 @@ class Backend:
 
     name = ""
     transport_class: type[TLSTransport]
+    #: True when ``server_context`` bounds the session cache to ``SessionCacheSize``
+    #: itself; otherwise the listener rebuilds its context to stay within the bound.
+    sets_session_cache_size = False
 
     def server_context(self, settings: tlsconfig.TLSSettings, port: int, cfg: Any) -> Any:
         raise NotImplementedError
@@ -172,7 +175,14 @@ class TLSTransport(Transport):
 
 class TLSListener(Listener):
     """Accepts TCP connections and wraps them; the context is rebuilt every
-    ``ContextLifeTime`` seconds (on the next accept)."""
+    ``ContextLifeTime`` seconds (on the next accept).
+
+    Resumable sessions live in the context's OpenSSL cache (each with the client's
+    verified chain).  OpenSSL bounds it to 20480 sessions; a smaller
+    ``SessionCacheSize`` is set on the context where the library allows it (M2Crypto),
+    else the context is rebuilt after ``SessionCacheSize / 2`` connections (a handshake
+    stores at most two sessions: OpenSSL's two TLS 1.3 tickets).
+    """
 
     def __init__(self, sock: socket.socket, backend: Backend, cfg: Any) -> None:
         super().__init__(sock)
@@ -186,15 +196,21 @@ class TLSListener(Listener):
         self._context = self._backend.server_context(self._settings, self.port, self._cfg)
         self._context_time = time.monotonic()
         self._lifetime = tlsconfig.context_lifetime(self._cfg)
+        size = tlsconfig.session_cache_size(self._cfg)
+        self._rotate_after = (max(1, size // 2) if size < tlsconfig.OPENSSL_SESSION_CACHE_SIZE
+                              and not self._backend.sets_session_cache_size else None)
+        self._accepted = 0
         self.context_generation += 1
 
     def _wrap(self, sock: socket.socket) -> Transport:
-        if time.monotonic() - self._context_time >= self._lifetime:
+        if (time.monotonic() - self._context_time >= self._lifetime
+                or (self._rotate_after is not None and self._accepted >= self._rotate_after)):
             try:
                 self._reload()
             except SeproxyError as exc:  # keep serving with the previous context
-                self._context_time = time.monotonic()
+                self._context_time, self._accepted = time.monotonic(), 0
                 LOG.error("TLS context reload failed, keeping the previous one: %s", exc)
+        self._accepted += 1
         conn = self._backend.wrap(self._context, sock, server_side=True)
         return self._backend.transport_class(sock, conn, server_side=True, settings=self._settings,
                                              cfg=self._cfg)

@@ -15,6 +15,10 @@ option                             default      meaning
 ``/DIRAC/Security/ContextLifeTime``  21600      seconds before a context (certificates,
                                                 CAs, CRLs) is rebuilt on next use
 ``/DIRAC/Security/SessionTimeout``  3600        TLS session lifetime (resumption)
+``/DIRAC/Security/SessionCacheSize`` 20480      sessions a server keeps for resumption
+                                                (OpenSSL's own default; each holds the
+                                                client's verified chain, about 7 KB);
+                                                see ``tlsbase.TLSListener``
 =================================  ===========  ============================================
 
 CA directory and credentials come from ``seproxy.security.locations`` (DIRAC's
@@ -50,6 +54,8 @@ VERIFY_DEPTH = 50
 RESUME_ALPN = b"dips-seproxy"
 DEFAULT_CONTEXT_LIFETIME = 21600
 DEFAULT_SESSION_TIMEOUT = 3600
+#: OpenSSL's built-in bound of a server's session cache (SSL_SESSION_CACHE_MAX_SIZE_DEFAULT).
+OPENSSL_SESSION_CACHE_SIZE = 20480
 #: OpenSSL verify error codes we name ourselves.
 X509_V_ERR_UNABLE_TO_GET_CRL = 3
 CRL_MODES = ("yes", "no", "auto")
@@ -147,6 +153,13 @@ def context_lifetime(cfg: Any) -> float:
 
 def session_timeout(cfg: Any) -> int:
     return int(_cfg_value(cfg, "/DIRAC/Security/SessionTimeout", DEFAULT_SESSION_TIMEOUT))
+
+
+def session_cache_size(cfg: Any) -> int:
+    size = int(_cfg_value(cfg, "/DIRAC/Security/SessionCacheSize", OPENSSL_SESSION_CACHE_SIZE))
+    if size < 1:
+        raise ConfigError(f"/DIRAC/Security/SessionCacheSize = {size}: must be at least 1")
+    return size
 
 
 def session_id_context(port: int) -> bytes:

@@ -7,6 +7,7 @@ a good client.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import socket
 import ssl
@@ -312,6 +313,59 @@ def test_server_side_resumption_seen_from_pyopenssl(pki, registry_cfg, backend, 
             reused.append(conn.session_reused)
         assert server.outcome().credentials["DN"] == pki.user_dn  # chain kept in the session
     assert reused == [False, True]
+
+
+def test_resumed_session_keeps_the_verified_chain(pki, main_server):
+    """A resumed connection yields the credential dict of the full handshake: the same
+    chain (not only the leaf a stateless ticket carries), so a proxy of a proxy keeps
+    the identity DN and the group of the proxy above it (not the leaf's own group)."""
+    proxy = pki.proxy(parent=pki.proxy(group="dirac_admin"), group="dirac_user")
+    seen = []
+    for _ in range(3):
+        with transport.connect("dips", "127.0.0.1", main_server.port, cfg=main_server.cfg,
+                               timeout=5, proxy_location=str(proxy)) as conn:
+            conn.send_frame(b"x")
+            assert conn.receive_frame() == b"x"
+        outcome = main_server.outcome()
+        assert outcome.ok, outcome.error
+        creds = outcome.credentials
+        chain = creds.pop("x509Chain")
+        seen.append((outcome.session_reused, creds.pop("secondsLeft"), creds,
+                     [c.subject for c in chain.certificates]))
+    assert [s[0] for s in seen] == [False, True, True]
+    full = seen[0]
+    assert full[2]["DN"] == pki.user_dn and full[2]["group"] == "dirac_admin"
+    assert len(full[3]) == 3  # proxy, proxy, user certificate
+    for resumed in seen[1:]:
+        assert resumed[2] == full[2] and resumed[3] == full[3]
+        assert 0 <= full[1] - resumed[1] <= 5
+
+
+def test_session_cache_bounded(pki, registry_cfg, backend, echo_server):
+    """SessionCacheSize bounds the server's session cache: set on the context where the
+    library allows it (M2Crypto), else the context is rebuilt every size/2 connections."""
+    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
+                  backend=backend, extra="SessionCacheSize = 4")
+    server = echo_server("dips", cfg)
+    listener = server.listener
+    first = listener.context_generation
+    proxy = str(pki.proxy())
+    for _ in range(5):
+        ok, error = roundtrip(server.port, cfg, proxy_location=proxy)
+        assert ok, error
+        assert server.outcome().ok
+    if backend == "m2crypto":
+        from seproxy.rpc.transport.tls_m2crypto import _LIBSSL
+
+        ctrl = _LIBSSL.SSL_CTX_ctrl
+        ctrl.restype, ctrl.argtypes = ctypes.c_long, [ctypes.c_void_p, ctypes.c_int, ctypes.c_long,
+                                                      ctypes.c_void_p]
+        ctx = int(listener._context.ctx)
+        assert ctrl(ctx, 43, 0, None) == 4  # SSL_CTRL_GET_SESS_CACHE_SIZE
+        assert 1 <= ctrl(ctx, 20, 0, None) <= 4  # SSL_CTRL_SESS_NUMBER
+        assert listener.context_generation == first
+    else:  # pyOpenSSL cannot size the cache: a new context after 2, 4 connections
+        assert listener.context_generation == first + 2
 
 
 def test_nodelay_and_version(pki, main_server):

@@ -7,11 +7,14 @@ Negotiated in the transfer header, so a DIRAC peer never sees anything new
 | step                 | value                                                        |
 +======================+==============================================================+
 | client header (offer)| DIRAC's list + one trailing dict ``{"seproxy-stream": 1,``   |
-|                      | ``"window": W, "chunk": C, "checksums": ["adler32", "md5"]}`` |
+|                      | ``"window": W, "chunk": C, "checksums": ["adler32", "md5"],`` |
+|                      | ``"binary": true}``                                          |
 | DIRAC server         | ignores extra header items (it indexes 0..2); answers        |
 |                      | ``S_OK("Accepted")`` → client uses DIRAC's stream            |
 | seproxy server       | ``S_OK("Accepted")`` + ``"SeproxyStream": {"window": w,``    |
 |                      | ``"chunk": c, "checksum": "adler32" | "md5"}`` → both use it  |
+|                      | (+ ``"binary": true``: data chunks travel as DEncode chunk   |
+|                      | frames even on a JSON connection, no base64)                 |
 +----------------------+--------------------------------------------------------------+
 
 A seproxy server only adds the key when the client offered; the handler sees the
@@ -38,8 +41,11 @@ CHECKSUMS = ("adler32", "md5")
 
 
 def make_offer(window: int = DEFAULT_WINDOW, chunk: int = DEFAULT_CHUNK,
-               checksums: tuple[str, ...] = CHECKSUMS) -> dict[str, Any]:
-    return {OFFER_KEY: VERSION, "window": window, "chunk": chunk, "checksums": list(checksums)}
+               checksums: tuple[str, ...] = CHECKSUMS, binary: bool = True) -> dict[str, Any]:
+    offer = {OFFER_KEY: VERSION, "window": window, "chunk": chunk, "checksums": list(checksums)}
+    if binary:
+        offer["binary"] = True
+    return offer
 
 
 def split_header(header: list[Any], dirac_length: int) -> tuple[list[Any], dict[str, Any] | None]:
@@ -65,7 +71,9 @@ def accept(offer: dict[str, Any] | None, *, enabled: bool = True, max_window: in
     offered = offer.get("checksums")
     offered = offered if isinstance(offered, list) else ["md5"]
     checksum = next((name for name in offered if name in CHECKSUMS), "md5")
-    answer = {"window": window, "chunk": chunk, "checksum": checksum}
+    answer: dict[str, Any] = {"window": window, "chunk": chunk, "checksum": checksum}
+    if offer.get("binary") is True:
+        answer["binary"] = True
     return options_from_answer(answer), answer
 
 
@@ -76,4 +84,5 @@ def options_from_answer(answer: Any) -> StreamOptions:
     window = _bounded_int(answer.get("window"), 1, MAX_WINDOW, 1)
     chunk = _bounded_int(answer.get("chunk"), MIN_CHUNK, MAX_CHUNK, DIRAC_CHUNK_SIZE)
     adler = answer.get("checksum") == "adler32"
-    return StreamOptions(chunk_size=chunk, window=window, adler32=adler, md5=not adler)
+    return StreamOptions(chunk_size=chunk, window=window, adler32=adler, md5=not adler,
+                         binary=answer.get("binary") is True)

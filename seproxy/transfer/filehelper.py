@@ -52,10 +52,13 @@ class StreamOptions:
     window: int = 1
     adler32: bool = False
     md5: bool = True
+    #: data chunks as DEncode chunk frames whatever the connection's encoding
+    binary: bool = False
 
     @property
     def extended(self) -> bool:
-        return self.window > 1 or self.chunk_size != DIRAC_CHUNK_SIZE or self.adler32
+        return (self.window > 1 or self.chunk_size != DIRAC_CHUNK_SIZE or self.adler32
+                or self.binary)
 
     def frame_limit(self) -> int:
         # a base64 chunk in JSON plus its envelope; no legitimate frame is larger
@@ -89,6 +92,8 @@ class FileHelper:
         self.options = options
         self.progress = progress
         self.packetSize = options.chunk_size
+        # the receiver's codec.decode_chunk takes either encoding's chunk frame
+        self._chunk_encoding = "dencode" if options.binary else encoding
         self.direction: str | bool = False
         self.bFinishedTransmission = False
         self.bReceivedEOF = False
@@ -350,7 +355,7 @@ class FileHelper:
             return [], 0
         chunk = view[:count]
         sender.prepare(chunk)
-        return codec.encode_chunk_parts(chunk, self.encoding), count
+        return codec.encode_chunk_parts(chunk, self._chunk_encoding), count
 
     def _answer_before_close(self) -> None:
         """A write failed: a receiver that answered early and closed (DIRAC does) may have
@@ -403,7 +408,7 @@ class FileHelper:
                     self._sent_sums = stream.Checksums(adler32=self.options.adler32)
                 self._sent_sums.update(data)
                 self._hash, self._adler = self._sent_sums.md5_hex(), self._sent_sums.adler
-            self.oTransport.send_frame(codec.encode_chunk_parts(data, self.encoding))
+            self.oTransport.send_frame(codec.encode_chunk_parts(data, self._chunk_encoding))
             self._bytes += len(data)
             return self.oTransport.receive_data()
         except SeproxyError as exc:

@@ -56,7 +56,8 @@ def test_open_direction_still_served(restricted):
 def test_offer_is_answered_and_removed(seproxy_services):
     service = seproxy_services("json")
     (service.storage / "neg.txt").write_bytes(b"negotiated")
-    offer = extension.make_offer(window=4, chunk=1 << 30, checksums=["sha1", "adler32"])
+    offer = extension.make_offer(window=4, chunk=1 << 30, checksums=["sha1", "adler32"],
+                                 binary=False)
     transport, answer = propose(service, "ToClient", ["neg.txt", "", offer])
     try:
         assert answer["Value"] == "Accepted"
@@ -68,6 +69,23 @@ def test_offer_is_answered_and_removed(seproxy_services):
         eof = transport.receive_data()
         assert eof["Value"] == [False, "d41d8cd98f00b204e9800998ecf8427e"]
         assert eof["Adler32"] == "16f70425"              # adler32(b"negotiated")
+        assert transport.receive_data() == {"OK": True, "Value": None}
+    finally:
+        transport.close()
+
+
+def test_binary_chunks_on_a_json_connection(seproxy_services):
+    """Offered and answered ``binary``: data chunks are DEncode chunk frames, the rest JSON."""
+    service = seproxy_services("json")
+    (service.storage / "bin.txt").write_bytes(b"\x00binary\xff")
+    transport, answer = propose(service, "ToClient", ["bin.txt", "", extension.make_offer(window=2)])
+    try:
+        assert answer[extension.ANSWER_KEY] == {"window": 2, "chunk": extension.DEFAULT_CHUNK,
+                                                "checksum": "adler32", "binary": True}
+        assert transport.receive_frame() == b"ds2:OKb1s5:Valuelb1s8:\x00binary\xffee"
+        eof = transport.receive_frame()
+        assert eof.startswith(b'{"OK": true, "Value": [false, "d41d8cd98f00b204e9800998ecf8427e"]')
+        transport.send_data({"OK": True, "Value": None}, "json")
         assert transport.receive_data() == {"OK": True, "Value": None}
     finally:
         transport.close()

@@ -24,8 +24,11 @@ class KeepingSink:
 
 
 @pytest.mark.parametrize("encoding", ["json", "dencode"])
-@pytest.mark.parametrize("options", [StreamOptions(), StreamOptions(window=4, chunk_size=MIB // 2,
-                                                                     adler32=True, md5=False)])
+@pytest.mark.parametrize("options", [
+    StreamOptions(),
+    StreamOptions(window=4, chunk_size=MIB // 2, adler32=True, md5=False),
+    StreamOptions(window=4, chunk_size=MIB // 2, adler32=True, md5=False, binary=True),
+])
 def test_sink_keeping_its_chunks_gets_bytes(transport_pair, background, encoding, options):
     client, server = transport_pair
     data = os.urandom(3 * MIB + 12345)

@@ -203,6 +203,10 @@ class Transport:
 
     def _receive_body(self, length: int, max_size: int | None, after_first: int) -> memoryview:
         """Read the rest of a large frame body straight into the body buffer."""
+        if max_size is not None and after_first + length - self._parser.buffered > max_size:
+            # one read may bring the whole rest: refuse a frame that cannot end within
+            # the limit before reading (or allocating) anything for it
+            raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
         body = self._body
         if body is None or body.nbytes < length:
             body = self._body = memoryview(bytearray(length))

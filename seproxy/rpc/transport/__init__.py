@@ -33,15 +33,22 @@ _BACKENDS = {
 }
 
 
+_LOADED: dict[str, ModuleType] = {}
+
+
 def tls_backend(cfg: Any) -> ModuleType:
     """The TLS backend module configured in ``cfg`` (pyOpenSSL unless set otherwise)."""
     name = "pyopenssl"
     if cfg is not None:
         name = str(cfg.getValue(BACKEND_OPTION, "pyopenssl") or "pyopenssl").strip().lower()
+    module = _LOADED.get(name)
+    if module is not None:
+        return module
     if name not in _BACKENDS:
         raise ConfigError(f"{BACKEND_OPTION} = {name!r}: use one of pyopenssl, m2crypto")
     try:
-        return import_module(_BACKENDS[name])
+        module = _LOADED[name] = import_module(_BACKENDS[name])
+        return module
     except ImportError as exc:
         raise ConfigError(f"TLS backend {name} is not available: {exc}"
                           " (install seproxy[m2crypto] for M2Crypto)") from exc

@@ -15,6 +15,7 @@ are kept by ``tlsbase.SESSIONS`` only; OpenSSL's client cache is off).
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 from typing import Any
 
@@ -83,6 +84,24 @@ def _context(settings: tlsconfig.TLSSettings, *, server: bool) -> SSL.Context:
     return ctx
 
 
+def _der(cert: Any) -> bytes:
+    """DER bytes of an ``X509 *``."""
+    bio = _lib.BIO_new(_lib.BIO_s_mem())
+    try:
+        if _lib.i2d_X509_bio(bio, cert) != 1:
+            raise TransportError("Cannot encode the peer's certificate")
+        data = _ffi.new("char**")
+        size = _lib.BIO_get_mem_data(bio, data)
+        return _ffi.buffer(data[0], size)[:]
+    finally:
+        _lib.BIO_free(bio)
+
+
+@functools.lru_cache(maxsize=256)
+def _sni(name: str) -> bytes:
+    return name.encode("idna")
+
+
 def _select_alpn(conn: SSL.Connection, offered: list[bytes]) -> bytes:
     if tlsconfig.RESUME_ALPN in offered:
         return tlsconfig.RESUME_ALPN
@@ -123,7 +142,7 @@ class OpenSSLBackend(tlsbase.Backend):
         else:
             conn.set_connect_state()
             if sni:
-                conn.set_tlsext_host_name(sni.encode("idna"))
+                conn.set_tlsext_host_name(_sni(sni))
             if session is not None:
                 conn.set_session(session)
         return conn
@@ -181,11 +200,19 @@ class OpenSSLTransport(tlsbase.TLSTransport):
             raise TransportError(ssl_reason(exc)) from None
 
     def _peer_certificates_der(self) -> list[bytes]:
-        leaf = self._conn.get_peer_certificate()
-        if leaf is None:
+        # straight from the X509 pointers (pyOpenSSL would wrap each in an object first)
+        ssl = self._conn._ssl
+        leaf = _lib.SSL_get_peer_certificate(ssl)  # a new reference
+        if leaf == _ffi.NULL:
             return []
-        chain = self._conn.get_peer_cert_chain() or []
-        return [crypto.dump_certificate(_ASN1, c) for c in [leaf, *chain]]
+        try:
+            ders = [_der(leaf)]
+        finally:
+            _lib.X509_free(leaf)
+        chain = _lib.SSL_get_peer_cert_chain(ssl)  # borrowed
+        if chain != _ffi.NULL:
+            ders.extend(_der(_lib.sk_X509_value(chain, i)) for i in range(_lib.sk_X509_num(chain)))
+        return ders
 
     def _get_session(self) -> Any:
         return self._conn.get_session()

@@ -12,6 +12,7 @@ session id context, context reload every
 from __future__ import annotations
 
 import atexit
+import functools
 import ipaddress
 import logging
 import socket
@@ -64,14 +65,17 @@ class TLSTransport(Transport):
 
     def __init__(self, sock: socket.socket, conn: Any, *, server_side: bool,
                  settings: tlsconfig.TLSSettings, cfg: Any, sessions: tlsconfig.SessionCache | None = None,
-                 session_key: Any = None, keepalive_lapse: float = 0.0) -> None:
+                 session_key: Any = None, keepalive_lapse: float = 0.0,
+                 hostname: str | None = None) -> None:
         super().__init__(sock, server_side=server_side, keepalive_lapse=keepalive_lapse)
         self._conn = conn
         self._settings = settings
         self._cfg = cfg
         self._sessions = sessions
         self._session_key = session_key
+        self._hostname = hostname
         self._handshake_done = False
+        self._peer_ders: list[bytes] | None = None
         self._credentials: tuple[Any, dict] | None = None
 
     # -- backend primitives (besides _recv_into/_send/_shutdown) -------------------------
@@ -105,17 +109,11 @@ class TLSTransport(Transport):
         if self._handshake_done:
             return
         self._check_open()
-        VERIFIER.start(self._settings, hostname)
+        if hostname is not None:
+            self._hostname = hostname
         deadline = time.monotonic() + timeout
         try:
-            while True:
-                try:
-                    with self._io_lock:
-                        want = self._handshake_step()
-                except TransportError as exc:
-                    raise tlsconfig.handshake_error(self.id, str(exc), VERIFIER.error()) from None
-                if want == 0:
-                    break
+            while (want := self.handshake_step()) != 0:
                 if not self._wait_fd(want, deadline, "handshake"):
                     raise TransportError(f"TLS handshake with {self.id} timed out after {timeout:g} s")
         except BaseException:
@@ -123,11 +121,29 @@ class TLSTransport(Transport):
                 self._linger(deadline)
             self.close()
             raise
+
+    def handshake_step(self) -> int:
+        """One non-blocking step of the handshake: 0 once it is complete (and the peer's
+        certificate is there), else WANT_READ/WANT_WRITE.  ``handshake()`` loops on it;
+        the benchmark drives both ends of a connection with it in one thread."""
+        VERIFIER.start(self._settings, self._hostname)
+        try:
+            with self._io_lock:
+                want = self._handshake_step()
+        except TransportError as exc:
+            raise tlsconfig.handshake_error(self.id, str(exc), VERIFIER.error()) from None
         finally:
             VERIFIER.start(None, None)  # type: ignore[arg-type]
-        self._handshake_done = True
-        if self.server_side and not self._peer_certificates_der():
-            raise AuthError(f"TLS handshake with {self.id} failed: the peer sent no certificate")
+        if want == 0:
+            self._handshake_done = True
+            if self.server_side and not self._peer_certificates():
+                raise AuthError(f"TLS handshake with {self.id} failed: the peer sent no certificate")
+        return want
+
+    def _peer_certificates(self) -> list[bytes]:
+        if self._peer_ders is None:
+            self._peer_ders = self._peer_certificates_der()
+        return self._peer_ders
 
     def _linger(self, deadline: float, grace: float = 1.0) -> None:
         """After a refused handshake: send FIN after the alert and read what the client
@@ -146,7 +162,7 @@ class TLSTransport(Transport):
         if not self._handshake_done:
             raise TransportError("TLS handshake not done")
         if self._credentials is None:
-            self._credentials = tlsconfig.credentials_for(self._peer_certificates_der(), self._cfg)
+            self._credentials = tlsconfig.credentials_for(self._peer_certificates(), self._cfg)
         return self._credentials
 
     def peer_credentials(self) -> dict:
@@ -225,6 +241,7 @@ def listen(backend: Backend, host: str, port: int, *, cfg: Any, backlog: int = 1
         raise
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))
@@ -240,28 +257,47 @@ atexit.register(SESSIONS.clear)
 atexit.register(_CLIENT_CONTEXTS.clear)
 
 
-def connect(backend: Backend, host: str, port: int, *, cfg: Any,
-            timeout: float = DEFAULT_CONNECTION_TIMEOUT, proxy_location: str | None = None,
-            use_certificates: bool = False, skip_ca_check: bool = False,
-            server_hostname: str | None = None, keepalive_lapse: float = 0.0) -> TLSTransport:
-    settings = tlsconfig.client_settings(cfg, proxy_location=proxy_location,
-                                         use_certificates=use_certificates, skip_ca_check=skip_ca_check)
-    cache = _CLIENT_CONTEXTS.setdefault(backend.name, tlsconfig.TimedCache(backend.client_context))
-    context = cache.get(settings, tlsconfig.context_lifetime(cfg))
-    start = time.monotonic()
+def open_client(backend: Backend, host: str, port: int, *, cfg: Any,
+                timeout: float = DEFAULT_CONNECTION_TIMEOUT, proxy_location: str | None = None,
+                use_certificates: bool = False, skip_ca_check: bool = False,
+                server_hostname: str | None = None, keepalive_lapse: float = 0.0) -> TLSTransport:
+    """A TCP-connected client transport whose TLS handshake is still to be done; it offers
+    the TLS session kept for this server and these credentials, if any."""
+    settings, lifetime = tlsconfig.client_setup(cfg, proxy_location=proxy_location,
+                                                use_certificates=use_certificates,
+                                                skip_ca_check=skip_ca_check)
+    cache = _CLIENT_CONTEXTS.get(backend.name)
+    if cache is None:
+        cache = _CLIENT_CONTEXTS.setdefault(backend.name, tlsconfig.TimedCache(backend.client_context))
+    context = cache.get(settings, lifetime)
     sock = connected_socket(host, port, timeout)
     name = server_hostname or host
     key = (backend.name, host, port, name, settings)
     try:
         conn = backend.wrap(context, sock, server_side=False, sni=None if _is_ip(name) else name,
                             session=SESSIONS.get(key))
-        transport = backend.transport_class(sock, conn, server_side=False, settings=settings, cfg=cfg,
-                                            sessions=SESSIONS, session_key=key,
-                                            keepalive_lapse=keepalive_lapse)
-        transport.handshake(max(0.001, timeout - (time.monotonic() - start)), hostname=name)
+        return backend.transport_class(sock, conn, server_side=False, settings=settings, cfg=cfg,
+                                       sessions=SESSIONS, session_key=key,
+                                       keepalive_lapse=keepalive_lapse, hostname=name)
     except BaseException:
-        SESSIONS.discard(key)
         sock.close()
+        raise
+
+
+def connect(backend: Backend, host: str, port: int, *, cfg: Any,
+            timeout: float = DEFAULT_CONNECTION_TIMEOUT, proxy_location: str | None = None,
+            use_certificates: bool = False, skip_ca_check: bool = False,
+            server_hostname: str | None = None, keepalive_lapse: float = 0.0) -> TLSTransport:
+    start = time.monotonic()
+    transport = open_client(backend, host, port, cfg=cfg, timeout=timeout,
+                            proxy_location=proxy_location, use_certificates=use_certificates,
+                            skip_ca_check=skip_ca_check, server_hostname=server_hostname,
+                            keepalive_lapse=keepalive_lapse)
+    try:
+        transport.handshake(max(0.001, timeout - (time.monotonic() - start)))
+    except BaseException:
+        SESSIONS.discard(transport._session_key)
+        transport.close()
         raise
     transport.settimeout(DEFAULT_RPC_TIMEOUT)
     return transport
@@ -276,4 +312,5 @@ __all__ = [
     "TLSTransport",
     "connect",
     "listen",
+    "open_client",
 ]

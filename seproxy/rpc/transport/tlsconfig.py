@@ -28,7 +28,7 @@ never NULL/EXPORT/RC4/3DES/MD5.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import ipaddress
 import os
 import threading
@@ -38,6 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Generic, TypeVar
 
 from cryptography import x509
@@ -54,6 +55,9 @@ VERIFY_DEPTH = 50
 RESUME_ALPN = b"dips-seproxy"
 DEFAULT_CONTEXT_LIFETIME = 21600
 DEFAULT_SESSION_TIMEOUT = 3600
+#: Seconds a client's resolved credential and CA locations are reused (at most
+#: ContextLifeTime): a proxy or CA directory appearing elsewhere is seen this late.
+SETUP_TTL = 60.0
 #: OpenSSL's built-in bound of a server's session cache (SSL_SESSION_CACHE_MAX_SIZE_DEFAULT).
 OPENSSL_SESSION_CACHE_SIZE = 20480
 #: OpenSSL verify error codes we name ourselves.
@@ -105,7 +109,7 @@ def _stamp(*paths: str) -> tuple:
     for path in paths:
         try:
             st = os.stat(path)
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode))
         except OSError:
             out.append(None)
     return tuple(out)
@@ -137,14 +141,59 @@ def client_settings(cfg: Any, *, proxy_location: str | None, use_certificates: b
                     skip_ca_check: bool) -> TLSSettings:
     """Credentials a client presents: the host certificate (``use_certificates``; the
     caller resolves ``/DIRAC/Security/UseServerCertificate``) or the proxy file."""
-    if use_certificates:
-        cert, key = map(str, _locations().host_credentials(cfg))
-    else:
-        cert = key = str(_locations().proxy_location(proxy_location))
-    if not Path(cert).is_file():
-        raise AuthError(f"Client credentials not found: {cert}")
-    return TLSSettings(cert, key, _ca_dir(cfg), _crl_mode(cfg), verify_peer=not skip_ca_check,
-                       stamp=_stamp(cert, key))
+    return client_setup(cfg, proxy_location=proxy_location, use_certificates=use_certificates,
+                        skip_ca_check=skip_ca_check)[0]
+
+
+#: Environment variables the CA, host credential and proxy look-ups read
+#: (``security.locations``); a change of one of them is a new look-up.
+_CA_ENV = ("X509_CERT_DIR", "DIRAC")
+_HOST_ENV = (*_CA_ENV, "DIRAC_X509_HOST_CERT", "DIRAC_X509_HOST_KEY")
+_PROXY_ENV = (*_CA_ENV, "GRID_PROXY_FILE", "X509_USER_PROXY")
+_SETUPS: weakref.WeakKeyDictionary[Any, dict[tuple, _Setup]] = weakref.WeakKeyDictionary()
+_NO_CFG_SETUPS: dict[tuple, _Setup] = {}
+_SETUPS_LOCK = threading.Lock()
+
+
+def client_setup(cfg: Any, *, proxy_location: str | None, use_certificates: bool,
+                 skip_ca_check: bool) -> tuple[TLSSettings, float]:
+    """``client_settings`` and ``context_lifetime`` of a connect, without redoing the
+    look-ups each time: where the files and the CA directory are is resolved once per
+    configuration generation, environment and ``ContextLifeTime`` (as the context built
+    from it); the credential files are stat'ed on every call (a new proxy, a new stamp)."""
+    key = (getattr(cfg, "generation", 0), proxy_location, use_certificates, skip_ca_check,
+           tuple(map(os.environ.get, _HOST_ENV if use_certificates
+                     else _PROXY_ENV if not proxy_location else _CA_ENV)))
+    now = time.monotonic()
+    with _SETUPS_LOCK:
+        table = _NO_CFG_SETUPS if cfg is None else _SETUPS.setdefault(cfg, {})
+        entry = table.get(key)
+    if entry is None or now >= entry.expires:
+        if use_certificates:
+            cert, key_file = map(str, _locations().host_credentials(cfg))
+        else:
+            cert = key_file = str(_locations().proxy_location(proxy_location))
+        lifetime = context_lifetime(cfg)
+        entry = _Setup(now + min(lifetime, SETUP_TTL), lifetime, TLSSettings(
+            cert, key_file, _ca_dir(cfg), _crl_mode(cfg), verify_peer=not skip_ca_check))
+        with _SETUPS_LOCK:
+            if len(table) >= 64:  # a few (proxy, options) per configuration in practice
+                table.clear()
+            table[key] = entry
+    settings = entry.settings
+    stamp = _stamp(settings.cert) if settings.key == settings.cert else _stamp(settings.cert, settings.key)
+    if stamp != settings.stamp:  # the same object while the files stay (cheap cache keys)
+        if stamp[0] is None or not S_ISREG(stamp[0][3]):
+            raise AuthError(f"Client credentials not found: {settings.cert}")
+        settings = entry.settings = dataclasses.replace(settings, stamp=stamp)
+    return settings, entry.lifetime
+
+
+class _Setup:
+    __slots__ = ("expires", "lifetime", "settings")
+
+    def __init__(self, expires: float, lifetime: float, settings: TLSSettings) -> None:
+        self.expires, self.lifetime, self.settings = expires, lifetime, settings
 
 
 def context_lifetime(cfg: Any) -> float:
@@ -208,11 +257,14 @@ def load_der_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
 
 
 #: Credential dicts of recently seen peer chains (reconnects and resumed sessions
-#: present the same chain again); entries are reused for at most this many seconds.
+#: present the same chain again), keyed by the chain's exact DER bytes; an entry is
+#: reused for at most this many seconds.  Only chains the TLS library has verified in
+#: this handshake (or in the one of the resumed session) ever reach ``credentials_for``.
 CREDENTIALS_TTL = 60.0
-_CREDENTIALS: weakref.WeakKeyDictionary[Any, OrderedDict[bytes, tuple[float, Any, dict]]] = (
+CREDENTIALS_MAX = 1024
+_CREDENTIALS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, tuple[float, Any, dict]]] = (
     weakref.WeakKeyDictionary())
-_NO_CFG_CREDENTIALS: OrderedDict[bytes, tuple[float, Any, dict]] = OrderedDict()
+_NO_CFG_CREDENTIALS: OrderedDict[tuple, tuple[float, Any, dict]] = OrderedDict()
 _CREDENTIALS_LOCK = threading.Lock()
 
 
@@ -221,19 +273,19 @@ def credentials_for(ders: Sequence[bytes], cfg: Any) -> tuple[Any, dict]:
     (PROTOCOL.md 8.1).  ``secondsLeft`` is always as of now."""
     if not ders:
         raise AuthError("The peer sent no certificate")
-    key = hashlib.sha256(b"".join(ders)).digest()
+    key = tuple(ders)
     now = time.monotonic()
     with _CREDENTIALS_LOCK:  # one cache per configuration object (its Registry)
         cache = _NO_CFG_CREDENTIALS if cfg is None else _CREDENTIALS.setdefault(cfg, OrderedDict())
         hit = cache.get(key)
     if hit is not None and now - hit[0] < CREDENTIALS_TTL:
-        chain, creds = hit[1], dict(hit[2])
+        chain, creds = hit[1], hit[2].copy()
         creds["secondsLeft"] = max(0, creds["secondsLeft"] - int(now - hit[0]))
     else:
         chain, creds = _build_credentials(load_der_chain(ders), cfg)
         with _CREDENTIALS_LOCK:
-            cache[key] = (now, chain, dict(creds))
-            while len(cache) > 1024:
+            cache[key] = (now, chain, creds.copy())
+            while len(cache) > CREDENTIALS_MAX:
                 cache.popitem(last=False)
     if creds["secondsLeft"] <= 0:  # a resumed session must not outlive the chain
         raise AuthError("The peer's certificate chain has expired")

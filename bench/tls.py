@@ -12,7 +12,8 @@ server policy (client certificate required, proxies allowed).
 * bulk: one connection sends ``--bulk-mb`` frames of 1 MiB, the server reads and
   drops them and answers a final ``END`` frame; MB/s = MiB sent / elapsed.
 
-Each server runs in its own process (no GIL sharing with the client).
+Each server runs in its own process (no GIL sharing with the client); its accept loop
+hands connections to 4 worker threads, as a seproxy service does.
 
 Usage: ``python bench/tls.py [--seconds S] [--bulk-mb N] [--write]``; ``--write``
 replaces the ``## TLS`` section of docs/BENCHMARKS.md.
@@ -24,6 +25,7 @@ import argparse
 import multiprocessing
 import os
 import platform
+import queue
 import socket
 import ssl
 import sys
@@ -41,7 +43,7 @@ from bench.report import write_section
 from seproxy.config import Config
 from seproxy.errors import PeerClosed, SeproxyError
 from seproxy.rpc import transport
-from seproxy.rpc.transport import tlsbase, tlsconfig
+from seproxy.rpc.transport import tlsbase
 from seproxy.rpc.wire.framing import Frame, FrameParser, frame_header
 from seproxy.security.pki import DevPKI
 
@@ -131,21 +133,37 @@ def _serve_stdlib(ctx: ssl.SSLContext, raw: socket.socket) -> None:
         pass
 
 
+def _pool(serve, size: int = 4) -> queue.SimpleQueue:
+    """Worker threads serving the connections put on the returned queue (as a seproxy
+    service hands accepted connections to its worker pool)."""
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def work() -> None:
+        while True:
+            serve(*jobs.get())
+
+    for _ in range(size):
+        threading.Thread(target=work, daemon=True).start()
+    return jobs
+
+
 def server_main(stack: str, pki: dict[str, str], port_pipe) -> None:
     if stack == "stdlib":
         ctx = stdlib_context(pki, server=True)
         listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         port_pipe.send(listener.getsockname()[1])
+        jobs = _pool(_serve_stdlib)
         while True:
             raw, _ = listener.accept()
-            threading.Thread(target=_serve_stdlib, args=(ctx, raw), daemon=True).start()
+            jobs.put((ctx, raw))
     if stack == "dip":
         lst = transport.listen("dip", "127.0.0.1", 0, cfg=None)
     else:
         lst = transport.listen("dips", "127.0.0.1", 0, cfg=seproxy_cfg(pki, stack))
     port_pipe.send(lst.port)
+    jobs = _pool(_serve_seproxy)
     while True:
-        threading.Thread(target=_serve_seproxy, args=(lst.accept(),), daemon=True).start()
+        jobs.put((lst.accept(),))
 
 
 # -- clients ------------------------------------------------------------------------------------------
@@ -232,10 +250,16 @@ def _drive(steps) -> None:
                 done[i] = step() == 0
 
 
-def inline_handshakes(stack: str, pki: dict[str, str], count: int, resume: bool) -> float:
-    """CPU ms per connection (TCP + TLS handshake both ends + 4-byte echo + close), one thread."""
+def inline_handshakes(stack: str, pki: dict[str, str], count: int, resume: bool) -> tuple[float, int]:
+    """(CPU ms per connection, sessions reused) for ``count`` connections (TCP + TLS
+    handshake both ends + 4-byte echo + close) made in one thread.  seproxy stacks go
+    through the real code of a connect (``tlsbase.open_client``: settings, context and
+    session caches) and of an accept (``TLSListener.accept``), then both ends'
+    ``handshake_step`` are called in turn, the server builds the credential dict."""
+    reused = 0
     if stack == "stdlib":
         sctx, cctx = stdlib_context(pki, server=True), stdlib_context(pki, server=False)
+        listener = socket.create_server(("127.0.0.1", 0), backlog=8)
         session = None
 
         def step(tls):
@@ -246,26 +270,10 @@ def inline_handshakes(stack: str, pki: dict[str, str], count: int, resume: bool)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     return 1
             return run
-    else:
-        cfg = seproxy_cfg(pki, stack)
-        backend = transport.tls_backend(cfg).BACKEND
-        sset = tlsconfig.server_settings(cfg)
-        sctx = backend.server_context(sset, 0, cfg)
-        cset = tlsconfig.client_settings(cfg, proxy_location=pki["proxy"], use_certificates=False,
-                                         skip_ca_check=False)
-        cctx = backend.client_context(cset)
-        session = None
 
-        def step(conn, settings, hostname):
-            def run():
-                tlsbase.VERIFIER.start(settings, hostname)
-                return conn._handshake_step()
-            return run
-    listener = socket.create_server(("127.0.0.1", 0), backlog=8)
-    start = time.process_time()
-    for _ in range(count):
-        raw_server, raw_client = _tcp_pair(listener)
-        if stack == "stdlib":
+        start = time.process_time()
+        for _ in range(count):
+            raw_server, raw_client = _tcp_pair(listener)
             raw_server.setblocking(False)
             raw_client.setblocking(False)
             server = sctx.wrap_socket(raw_server, server_side=True, do_handshake_on_connect=False)
@@ -277,28 +285,35 @@ def inline_handshakes(stack: str, pki: dict[str, str], count: int, resume: bool)
             client.sendall(b"4:ping")
             server.sendall(server.recv(16))
             client.recv(16)
+            reused += client.session_reused
             session = client.session
             client.close()
             server.close()
-            continue
-        sconn = backend.wrap(sctx, raw_server, server_side=True)
-        cconn = backend.wrap(cctx, raw_client, server_side=False, sni="localhost",
-                             session=session if resume else None)
-        server = backend.transport_class(raw_server, sconn, server_side=True, settings=sset, cfg=cfg)
-        client = backend.transport_class(raw_client, cconn, server_side=False, settings=cset, cfg=cfg)
-        _drive([step(client, cset, "localhost"), step(server, sset, None)])
-        tlsbase.VERIFIER.start(None, None)
-        client._handshake_done = server._handshake_done = True
+        elapsed = time.process_time() - start
+        listener.close()
+        return elapsed / count * 1000, reused
+    cfg = seproxy_cfg(pki, stack)
+    backend = transport.tls_backend(cfg).BACKEND
+    listener = transport.listen("dips", "127.0.0.1", 0, cfg=cfg, backlog=8)
+    tlsbase.SESSIONS.clear()
+    start = time.process_time()
+    for _ in range(count):
+        if not resume:
+            tlsbase.SESSIONS.clear()
+        client = tlsbase.open_client(backend, "127.0.0.1", listener.port, cfg=cfg, timeout=10,
+                                     proxy_location=pki["proxy"], server_hostname="localhost")
+        server = listener.accept()
+        _drive([client.handshake_step, server.handshake_step])
         server.peer_credentials()
         client.send_frame(b"ping")
         server.send_frame(server.receive_frame())
         client.receive_frame()
-        session = client._get_session()
+        reused += bool(client.session_reused)
         client.close()
         server.close()
     elapsed = time.process_time() - start
     listener.close()
-    return elapsed / count * 1000
+    return elapsed / count * 1000, reused
 
 
 def process_cpu(pid: int) -> float:
@@ -316,7 +331,7 @@ def start_server(stack: str, pki: dict[str, str]) -> tuple[multiprocessing.Proce
 
 
 def run(stacks: list[str], pki: dict[str, str], seconds: float, bulk_mb: int,
-        rounds: int = 3, inline_count: int = 100) -> list[dict]:
+        rounds: int = 3, inline_count: int = 200) -> list[dict]:
     """All servers up at once; measurements of the stacks interleave round by round, so
     that a burst of load from elsewhere hits them alike; best round kept."""
     servers = {stack: start_server(stack, pki) for stack in stacks}
@@ -336,8 +351,10 @@ def run(stacks: list[str], pki: dict[str, str], seconds: float, bulk_mb: int,
                 row["bulk"] = max(row["bulk"], client.bulk(bulk_mb))
                 if stack != "dip":
                     for mode in ("full", "resumed"):
-                        cost = inline_handshakes(stack, pki, inline_count, resume=mode == "resumed")
+                        cost, reused = inline_handshakes(stack, pki, inline_count, resume=mode == "resumed")
                         row["inline"][mode] = min(row["inline"].get(mode, 1e9), cost)
+                        counts = row["inline"].get(f"reused_{mode}", (0, 0))
+                        row["inline"][f"reused_{mode}"] = (counts[0] + reused, counts[1] + inline_count)
     finally:
         for server, _ in servers.values():
             server.terminate()
@@ -351,11 +368,13 @@ def run(stacks: list[str], pki: dict[str, str], seconds: float, bulk_mb: int,
 def section(rows: list[dict], seconds: float, bulk_mb: int) -> str:
     base = next(r for r in rows if r["stack"] == "stdlib")
     dip = next((r for r in rows if r["stack"] == "dip"), None)
-    inline = ["| stack | CPU ms full | CPU ms resumed | full/resumed |", "|---|---|---|---|"]
+    inline = ["| stack | CPU ms full | CPU ms resumed | full/resumed | sessions reused |",
+              "|---|---|---|---|---|"]
     for r in rows:
         if r["inline"]:
             full, res = r["inline"]["full"], r["inline"]["resumed"]
-            inline.append(f"| {r['stack']} | {full:.2f} | {res:.2f} | {full / res:.1f}x |")
+            inline.append(f"| {r['stack']} | {full:.2f} | {res:.2f} | {full / res:.1f}x "
+                          "| {}/{} |".format(*r["inline"]["reused_resumed"]))
     lines = [("| stack | connections/s full | connections/s resumed | resumed/full | sessions reused "
               "| CPU ms/conn full | CPU ms/conn resumed | minus dip: full | minus dip: resumed "
               "| bulk MB/s | bulk vs stdlib |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -380,10 +399,15 @@ def section(rows: list[dict], seconds: float, bulk_mb: int) -> str:
         "echoed + close. *full*: no session offered; *resumed*: the client offers the session of "
         "its previous connection. The stdlib rows use the same certificates, framing and server "
         "policy.\n\n"
-        "**Handshake cost** (both ends driven step by step in one thread, so no scheduling noise; "
-        "CPU ms per connection, best of the rounds, 100 connections each):\n\n"
+        "**Handshake cost** (both ends in one thread, so no scheduling noise: the client's "
+        "real connect path (`tlsbase.open_client`: settings, context and session caches, TCP "
+        "connect), the server's real accept path (`TLSListener.accept`), then both ends' "
+        "`handshake_step` in turn, the server's credential dict, the echo, both closes; CPU ms "
+        "per connection (user + system), best of the rounds, 200 connections each; the "
+        "stdlib row does the same with `ssl` objects):\n\n"
         + "\n".join(inline) + "\n\n"
-        "**Connections and bulk** (server in a separate process, wall-clock rates; CPU ms/conn = "
+        "**Connections and bulk** (server in a separate process: an accept loop and 4 worker "
+        "threads, as a seproxy service; wall-clock rates; CPU ms/conn = "
         "client + server process CPU; *minus dip* subtracts the same connection without TLS; bulk = "
         "1 MiB frames over one connection, the server parses and drops them; the stacks take "
         "turns round by round and each keeps its best round):\n\n"
@@ -391,11 +415,16 @@ def section(rows: list[dict], seconds: float, bulk_mb: int) -> str:
         "Targets: resumed handshakes >= 3x full; pyOpenSSL bulk >= 70% of stdlib. "
         + verdict(rows) + "\n\n"
         "Notes: pyOpenSSL links OpenSSL 3.5, which negotiates the post-quantum hybrid key "
-        "exchange X25519MLKEM768 with itself (stdlib and M2Crypto use OpenSSL 3.0: X25519); a "
-        "resumed TLS 1.3 handshake still runs the key exchange (psk_dhe_ke, forward secrecy), so "
-        "ML-KEM weighs on the pyOpenSSL resumed row. Resumption without key exchange (psk_ke) "
-        "would be cheaper but gives up forward secrecy; it is not offered. Clients resume only "
-        "with seproxy servers (ALPN `dips-seproxy`): DIRAC servers stall on resumed sessions.\n"
+        "exchange X25519MLKEM768 with itself (stdlib and M2Crypto use OpenSSL 3.0: X25519), and "
+        "its client sends a second key share (plain X25519) that the server does not use "
+        "(pyOpenSSL has no call to choose groups); a resumed TLS 1.3 handshake still runs the "
+        "key exchange (psk_dhe_ke, forward secrecy): that is most of a resumed connection's "
+        "CPU. Resumption without key exchange (psk_ke) would be cheaper but gives up forward "
+        "secrecy; it is not offered, nor is dropping the post-quantum group. Servers keep "
+        "sessions in their cache (`OP_NO_TICKET`: a stateless ticket would carry only the "
+        "leaf certificate, not the verified chain the credentials come from). Clients resume "
+        "only with seproxy servers (ALPN `dips-seproxy`): DIRAC servers stall on resumed "
+        "sessions.\n"
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from seproxy.errors import ProtocolError, SeproxyError, TransferError, TransportError
 from seproxy.returnvalues import S_ERROR, S_OK
 from seproxy.rpc.wire import codec
-from seproxy.transfer import stream
+from seproxy.transfer import pipeline, stream
 from seproxy.transfer.stream import (
     DIRAC_CHUNK_SIZE,
     Aborted,
@@ -196,25 +196,28 @@ class FileHelper:
         """Receive the stream into ``write``; returns the byte count. Raises on failure.
 
         ``write`` gets bytes-like chunks that are only valid during the call (views of
-        a reused buffer): it must write or copy them, not keep them.
+        a reused buffer): it must write or copy them, not keep them. From the second
+        chunk on, checksum and ``write`` run on a helper thread (``pipeline``), in
+        order, while this thread acks and receives the next chunk.
         """
         receiver = self._receiver(max_size)
         self.bReceivedEOF = self.bErrorInMD5 = False
+        sink = _ChunkSink(self.oTransport, receiver, write)
+        late_error: BaseException | None = None
         try:
             while True:
                 chunk, message = self._receive()
-                if chunk is not None:
-                    event, replies = receiver.handle_chunk(chunk)
-                else:
+                if chunk is None:
+                    late_error = sink.finish()     # every chunk checksummed before the EOF test
                     event, replies = receiver.handle(message)
+                else:
+                    event, replies = receiver.handle_chunk(chunk)
                 self._send_replies(replies)
                 if isinstance(event, Data):
-                    receiver.absorb(event.data)
                     try:
-                        write(event.data)
+                        sink.put(event.data)
                     except (OSError, TransferError) as exc:
-                        message = str(exc) if isinstance(exc, TransferError) else (
-                            f"Error while writing received data: {exc}")
+                        message = _write_error_text(exc)
                         self._send(stream.error_message(message))
                         self._stop_peer(receiver)
                         raise TransferError(message) from exc
@@ -228,11 +231,14 @@ class FileHelper:
                     raise StreamResult(event.result)
                 self.bReceivedEOF = True
                 self.bFinishedTransmission = True
+                if late_error is not None:         # the stream is over: nothing to stop
+                    raise TransferError(_write_error_text(late_error)) from late_error
                 if isinstance(event, EndOfFile) and not event.ok:
                     self.bErrorInMD5 = True
                     raise TransferError(event.message)
                 return receiver.received
         finally:
+            sink.close()
             self._bytes = receiver.received
             self._hash = receiver.sums.md5_hex()
             if receiver.finished:
@@ -306,9 +312,10 @@ class FileHelper:
         An abort from the receiver ends the stream successfully without EOF (DIRAC).
         """
         sender = self._sender()
-        view = memoryview(bytearray(self.options.chunk_size))
+        source = _ChunkSource(readinto, lambda chunk: self._encode(sender, chunk),
+                              self.options.chunk_size)
         try:
-            parts, count = self._prepare(readinto, view, sender)
+            parts, count = self._next_chunk(source, sender)
             while count:
                 while not sender.can_send and not sender.stopped:
                     self._sender_reply(sender)
@@ -322,8 +329,8 @@ class FileHelper:
                 sender.frame_sent(count)
                 if self.progress:
                     self.progress(sender.sent)
-                # read and encode the next chunk while the receiver handles this one
-                parts, count = self._prepare(readinto, view, sender)
+                # the next chunk is read and encoded while the receiver handles this one
+                parts, count = self._next_chunk(source, sender)
             # EOF takes a window slot too: in DIRAC's stream it follows the last ack
             while not sender.can_send and not sender.stopped:
                 self._sender_reply(sender)
@@ -336,26 +343,26 @@ class FileHelper:
             self.bFinishedTransmission = True
             return sender.sent
         finally:
+            source.close()
             self._bytes = sender.sent
             self._hash = sender.sums.md5_hex()
             self._adler = sender.sums.adler
 
-    def _prepare(self, readinto: Callable[[memoryview], int], view: memoryview,
-                 sender: StreamSender) -> tuple[list[Any], int]:
-        """The next chunk read into ``view``, checksummed and encoded: ``(parts, size)``."""
+    def _encode(self, sender: StreamSender, chunk: memoryview) -> tuple[list[Any], int]:
+        """Checksum and encode one chunk: ``(frame parts, size)``."""
+        sender.prepare(chunk)
+        return codec.encode_chunk_parts(chunk, self._chunk_encoding), chunk.nbytes
+
+    def _next_chunk(self, source: _ChunkSource, sender: StreamSender) -> tuple[list[Any], int]:
+        """The next chunk from ``source``; a read error goes to the receiver and is raised."""
         try:
-            count = readinto(view)
+            return source.next()
         except (OSError, TransferError) as exc:
             message = str(exc) if isinstance(exc, TransferError) else (
                 f"Error while reading data to send: {exc}")
             self._send(sender.error_message(message))
             self.bFinishedTransmission = True
             raise TransferError(message) from exc
-        if not count:
-            return [], 0
-        chunk = view[:count]
-        sender.prepare(chunk)
-        return codec.encode_chunk_parts(chunk, self._chunk_encoding), count
 
     def _answer_before_close(self) -> None:
         """A write failed: a receiver that answered early and closed (DIRAC does) may have
@@ -526,6 +533,101 @@ class FileHelper:
         except OSError as exc:
             return S_ERROR(unexpected.format(exc))
         return S_OK()
+
+
+def _write_error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, TransferError) else f"Error while writing received data: {exc}"
+
+
+class _ChunkSink:
+    """Where received chunks go: checksum + ``write``, inline for the first chunk, then
+    on a :class:`~seproxy.transfer.pipeline.ChunkWriter` thread.
+
+    A chunk that is a view of the transport's body buffer is handed over with that
+    buffer (``Transport.take_body_buffer``), so the next frame is read into a spare
+    one: no copy, and at most ``pipeline.DEPTH + 3`` body buffers ever exist (queued,
+    in work, waiting to be queued, the transport's next).
+    """
+
+    def __init__(self, transport: Any, receiver: StreamReceiver,
+                 write: Callable[[Any], Any]) -> None:
+        self._take = getattr(transport, "take_body_buffer", None)
+        self._receiver = receiver
+        self._write = write
+        self._writer: pipeline.ChunkWriter | None = None
+        self._spares: list[bytearray] = []
+        self._chunks = 0
+
+    def put(self, data: Any) -> None:
+        self._chunks += 1
+        if self._chunks == 1:                 # one-chunk files need no thread
+            self._receiver.absorb(data)
+            self._write(data)
+            return
+        if self._writer is None:
+            self._writer = pipeline.ChunkWriter(self._receiver.absorb, self._write,
+                                                self._spares.append)
+        buffer = None
+        if isinstance(data, memoryview) and self._take is not None \
+                and isinstance(data.obj, bytearray):
+            taken = self._take(self._spares.pop() if self._spares else None)
+            if taken is data.obj:
+                buffer = taken                # back to the spares once written
+            elif taken is not None:
+                self._spares.append(taken)    # not this chunk's buffer: a spare already
+        self._writer.submit(data, buffer)
+
+    def finish(self) -> BaseException | None:
+        """Wait for the chunks handed over; the write error, if one happened."""
+        if self._writer is None:
+            return None
+        writer, self._writer = self._writer, None
+        try:
+            writer.finish()
+        except (OSError, TransferError) as exc:
+            return exc
+        return None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _ChunkSource:
+    """Chunks to send, as ``(frame parts, size)`` (size 0 at the end): the first read,
+    checksummed and encoded inline; once a read fills a whole chunk, the rest is read
+    ahead on a :class:`~seproxy.transfer.pipeline.ChunkReader` thread."""
+
+    def __init__(self, readinto: Callable[[memoryview], int],
+                 encode: Callable[[memoryview], tuple[list[Any], int]], size: int) -> None:
+        self._readinto = readinto
+        self._encode = encode
+        self._size = size
+        self._view = memoryview(bytearray(size))
+        self._reader: pipeline.ChunkReader | None = None
+        self._held: memoryview | None = None     # the reader's buffer being sent
+        self._first = True
+
+    def next(self) -> tuple[list[Any], int]:
+        if self._reader is not None:
+            if self._held is not None:
+                self._reader.release(self._held)  # its chunk was sent
+            self._held, prepared = self._reader.next()
+            return prepared if prepared is not None else ([], 0)
+        count = self._readinto(self._view)
+        if not count:
+            return [], 0
+        prepared = self._encode(self._view[:count])   # checksummed before any read-ahead
+        if self._first and count == self._size:   # a big stream: read ahead from now on
+            self._reader = pipeline.ChunkReader(self._readinto, self._encode, self._size)
+        self._first = False
+        return prepared
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def _readinto_of(source: Any) -> Callable[[memoryview], int]:

@@ -201,6 +201,18 @@ class Transport:
                 self.frames_received += 1
                 return memoryview(event.payload)
 
+    def take_body_buffer(self, replacement: bytearray | None = None) -> bytearray | None:
+        """Take the large-frame body buffer; later large frames go to ``replacement``.
+
+        A view that :meth:`receive_frame_view` returned into the taken buffer stays
+        valid (the transport no longer reuses it), so a caller can hand it to another
+        thread and give it back later as a ``replacement``. ``None``: a new buffer is
+        allocated when needed. Returns ``None`` when there was no buffer yet.
+        """
+        body = self._body
+        self._body = memoryview(replacement) if replacement is not None else None
+        return body.obj if body is not None else None  # type: ignore[return-value]
+
     def _receive_body(self, length: int, max_size: int | None, after_first: int) -> memoryview:
         """Read the rest of a large frame body straight into the body buffer."""
         if max_size is not None and after_first + length - self._parser.buffered > max_size:

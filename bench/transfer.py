@@ -5,7 +5,7 @@ all over ``dips`` with the same generated PKI, on 127.0.0.1):
 
 * seproxy TransferClient → seproxy service, DEncode and JSON, DIRAC's stop-and-wait
   stream (``stream_extension=False``) and the seproxy extension (window 8, 4 MiB
-  chunks, adler32);
+  chunks, adler32, binary chunk frames);
 * DIRAC 9.1.22 TransferClient → DIRAC 9.1.22 ``DataManagement/StorageElement``;
 * DIRAC 9.1.22 TransferClient → seproxy service (DIRAC's stream, by construction);
 * raw Python ``ssl`` TLS stream of the same bytes (1 MiB ``sendall``s): the ceiling.
@@ -270,7 +270,7 @@ LABELS = {
     ("seproxy", "dencode", False): "seproxy client → seproxy service, DEncode, DIRAC stop-and-wait",
     ("seproxy", "json", False): "seproxy client → seproxy service, JSON, DIRAC stop-and-wait",
     ("seproxy", "dencode", True): "seproxy client → seproxy service, DEncode, extension (w8, 4 MiB, adler32)",
-    ("seproxy", "json", True): "seproxy client → seproxy service, JSON, extension (w8, 4 MiB, adler32)",
+    ("seproxy", "json", True): "seproxy client → seproxy service, JSON, extension (w8, 4 MiB, adler32, binary chunks)",
     ("dirac-pair", "dencode"): "DIRAC 9 client → DIRAC 9 StorageElement, DEncode",
     ("dirac-pair", "json"): "DIRAC 9 client → DIRAC 9 StorageElement, JSON",
     ("dirac-client-seproxy", "dencode"): "DIRAC 9 client → seproxy service, DEncode",

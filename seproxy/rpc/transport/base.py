@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Self
 from seproxy.errors import PeerClosed, ProtocolError, TransportError
 from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.framing import (
+    KEEPALIVE_PREFIX,
+    MAX_LENGTH_DIGITS,
     FrameParser,
     KeepAlive,
     frame_header,
@@ -120,6 +122,10 @@ class Transport:
         self._waiting_pong = False
         self._ping_count = 0
         self.frames_received = 0
+        #: a small frame was just sent: its answer cannot be there yet, so the next read
+        #: waits for the socket first (no read attempt that would only say "not yet")
+        self._answer_pending = False
+        self._read_poller: Any = None
 
     # -- backend primitives -------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> int:
@@ -132,6 +138,15 @@ class Transport:
 
     def _shutdown(self) -> None:
         """Best-effort orderly shutdown before the socket is closed (never blocks)."""
+
+    #: False when :meth:`_buffered` tells exactly what the backend holds: a read right
+    #: after a small frame was sent then waits for the socket first.
+    read_before_wait = True
+
+    def _buffered(self) -> bool:
+        """True when the backend holds received bytes :meth:`_recv_into` has not
+        returned yet (a poll on the socket would not see them)."""
+        return False
 
     # -- public interface ---------------------------------------------------------------
     def fileno(self) -> int:
@@ -154,12 +169,48 @@ class Transport:
     def gettimeout(self) -> float | None:
         return self._timeout
 
+    def wait_readable(self, seconds: float) -> bool:
+        """True if data arrives (or is already buffered) within ``seconds``."""
+        if not self._parser.at_boundary or self._buffered():
+            return True
+        poller = self._read_poller
+        if poller is None:
+            poller = self._read_poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+        if poller.poll(max(0, int(seconds * 1000))):
+            self._answer_pending = False  # what the next read waits for is there
+            return True
+        return False
+
     def send_frame(self, payload: Buffer | Sequence[Buffer], *, keepalive: bool = False) -> None:
+        if type(payload) is bytes and len(payload) < COALESCE_LIMIT and not keepalive:
+            # the common small message: header and payload joined, one write
+            with self._send_lock:
+                self._send_small(b"%d:%s" % (len(payload), payload))
+                self._last_activity = time.monotonic()
+            self._answer_pending = True
+            return
         views = _as_views(payload)
         header = frame_header(sum(v.nbytes for v in views), keepalive)
         with self._send_lock:
             self._send_views([memoryview(header), *views])
             self._last_activity = time.monotonic()
+
+    def _send_small(self, data: bytes) -> None:
+        """Write one small frame (header included); normally a single backend write."""
+        self._check_open()
+        with self._io_lock:
+            sent = self._send(memoryview(data))
+        if sent == len(data):
+            return
+        if sent > 0:
+            self._send_all(memoryview(data)[sent:])
+        elif sent in (WANT_READ, WANT_WRITE):
+            self._send_all(memoryview(data))  # waits for the socket, then writes again
+        elif sent == 0:
+            raise PeerClosed("Connection closed by peer")
+        else:
+            raise TransportError("Unknown unrecoverable error from socket while sending data")
 
     def send_data(self, value: Any, encoding: str | None = None) -> None:
         self.send_frame(codec.encode(value, encoding))
@@ -179,9 +230,16 @@ class Transport:
         A large frame's view points into a buffer this transport reuses: it is valid
         until the next receive call on this transport (copy what must live longer).
         """
-        after_first = -1
+        parser = self._parser
+        if parser.at_boundary:
+            frame = self._read_one_frame()
+            if frame is not None:
+                self.frames_received += 1
+                return frame
+            after_first = parser.buffered  # what the first read brought (now in the parser)
+        else:
+            after_first = -1
         while True:
-            parser = self._parser
             event = parser.next_event()
             if event is None:
                 if max_size is not None and after_first > max_size:
@@ -200,6 +258,24 @@ class Transport:
             else:
                 self.frames_received += 1
                 return memoryview(event.payload)
+
+    def _read_one_frame(self) -> memoryview | None:
+        """Fast path at a frame boundary: one read; if it brought exactly one complete
+        small ordinary frame, its payload (a ``bytes`` in a view). Otherwise the bytes
+        read go to the parser (which checks them as usual) and None is returned."""
+        rview = self._rview
+        count = self._read_some(rview)
+        rbuf = self._rbuf
+        colon = rbuf.find(b":", 0, min(count, MAX_LENGTH_DIGITS + 1))
+        if colon > 0 and rbuf[0] != KEEPALIVE_PREFIX[0]:
+            digits = rbuf[:colon]
+            if digits.isdigit():
+                length = int(digits)
+                if (colon + 1 + length == count and length < DIRECT_MIN
+                        and length <= self._parser.max_frame_size):
+                    return memoryview(rview[colon + 1:count].tobytes())
+        self._parser.feed(rview[:count])
+        return None
 
     def take_body_buffer(self, replacement: bytearray | None = None) -> bytearray | None:
         """Take the large-frame body buffer; later large frames go to ``replacement``.
@@ -292,9 +368,14 @@ class Transport:
 
     def _wait_fd(self, want: int, deadline: float | None, what: str) -> bool:
         """Wait until the socket is ready for ``want``; False when the deadline passed."""
-        events = select.POLLIN if want == WANT_READ else select.POLLOUT
-        poller = select.poll()
-        poller.register(self._fd, events)
+        if want == WANT_READ and what == "read":  # reads: one reader at a time, one poller
+            poller = self._read_poller
+            if poller is None:
+                poller = self._read_poller = select.poll()
+                poller.register(self._fd, select.POLLIN)
+        else:
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN if want == WANT_READ else select.POLLOUT)
         while True:
             if deadline is None:
                 wait_ms = None
@@ -314,11 +395,23 @@ class Transport:
 
     def _read_some(self, view: memoryview) -> int:
         """Read at least one byte into ``view``, sending pings while idle."""
-        self._check_open()
+        if self._closed:
+            raise TransportError("Transport is closed")
+        if self._answer_pending:
+            self._answer_pending = False
+            if not self.read_before_wait and not self._buffered():
+                return self._read_waiting(view, WANT_READ)
+        with self._io_lock:
+            count = self._recv_into(view)
+        if count > 0:
+            self._last_activity = time.monotonic()
+            return count
+        return self._read_waiting(view, count)
+
+    def _read_waiting(self, view: memoryview, count: int) -> int:
+        """``_read_some`` after a first attempt that returned ``count`` (nothing read)."""
         deadline = self._deadline()
         while True:
-            with self._io_lock:
-                count = self._recv_into(view)
             if count > 0:
                 self._last_activity = time.monotonic()
                 return count
@@ -333,8 +426,10 @@ class Transport:
             if not self._wait_fd(count, wait_until, "read"):
                 if ping_due is not None and time.monotonic() >= ping_due:
                     self._send_ping()
-                    continue
-                raise TransportError("Socket read timeout exceeded")
+                else:
+                    raise TransportError("Socket read timeout exceeded")
+            with self._io_lock:
+                count = self._recv_into(view)
 
     def _send_all(self, view: memoryview) -> None:
         deadline = self._deadline()

@@ -34,6 +34,8 @@ _RECORD = 16384
 #: SSL_read straight into the caller's buffer (pyOpenSSL's recv_into allocates a
 #: temporary buffer and copies): its private error mapping, when it has one.
 _ZERO_COPY_READ = hasattr(SSL.Connection, "_raise_ssl_error")
+_WANT_READ_CODE = _lib.SSL_ERROR_WANT_READ
+_WANT_WRITE_CODE = _lib.SSL_ERROR_WANT_WRITE
 #: TLS 1.3 suites, fastest first on CPUs with AES instructions (AES-128-GCM moves
 #: about 25 % more bytes per CPU second than AES-256-GCM, ChaCha20 about half);
 #: the server's order wins (``OP_CIPHER_SERVER_PREFERENCE``).
@@ -169,17 +171,43 @@ class OpenSSLTransport(tlsbase.TLSTransport):
             if not _ZERO_COPY_READ:
                 return conn.recv_into(view, _RECORD)
             # OpenSSL decrypts into ``view`` itself (one record per call)
+            ssl = conn._ssl
             with _ffi.from_buffer(view, require_writable=True) as target:
-                result = _lib.SSL_read(conn._ssl, target, min(len(view), 0x7FFFFFFF))
-            if result <= 0:
-                conn._raise_ssl_error(conn._ssl, result)
-            return result
+                result = _lib.SSL_read(ssl, target, min(len(view), 0x7FFFFFFF))
+            if result > 0:
+                return result
+            if _lib.SSL_get_error(ssl, result) == _WANT_READ_CODE:
+                return WANT_READ  # the usual "nothing yet": no exception raised and caught
+            conn._raise_ssl_error(ssl, result)
+            return result  # pragma: no cover - _raise_ssl_error always raises
         except SSL.Error as exc:
             return self._io_error(exc, self._READ_ERROR)
 
+    read_before_wait = not _ZERO_COPY_READ
+
+    def _buffered(self) -> bool:
+        # decrypted bytes OpenSSL holds; without read-ahead (never enabled here) it reads
+        # no further than the record it needs, so nothing else can wait inside it
+        return _lib.SSL_pending(self._conn._ssl) > 0
+
     def _send(self, view: memoryview) -> int:
+        conn = self._conn
         try:
-            return self._conn.send(view)
+            if not _ZERO_COPY_READ:
+                return conn.send(view)
+            # what Connection.send does, without its argument checks and exception on WANT_*
+            ssl = conn._ssl
+            with _ffi.from_buffer(view) as source:
+                result = _lib.SSL_write(ssl, source, min(len(view), 0x7FFFFFFF))
+            if result > 0:
+                return result
+            code = _lib.SSL_get_error(ssl, result)
+            if code == _WANT_READ_CODE:
+                return WANT_READ
+            if code == _WANT_WRITE_CODE:
+                return WANT_WRITE
+            conn._raise_ssl_error(ssl, result)
+            return result  # pragma: no cover - _raise_ssl_error always raises
         except SSL.Error as exc:
             return self._io_error(exc, self._WRITE_ERROR)
 

@@ -48,10 +48,20 @@ _JSON_CHUNK_PREFIX = b'{"OK": true, "Value": [true, {"__dCls": "b64", "obj": "'
 _JSON_CHUNK_SUFFIX = b'"}]}'
 
 
+#: ``os.environ``'s own store (what ``os.environ.get`` reads, after encoding the key and
+#: decoding the value): read directly, the look-up done for every message costs 0.1 us, not 2.5.
+_ENVIRON_DATA = getattr(os.environ, "_data", None)
+_ENV_KEY: Any = os.environ.encodekey(ENV_VARIABLE) if hasattr(os.environ, "encodekey") else None
+_JSON_WORDS = frozenset((b"yes", b"true", "yes", "true"))
+
+
 def default_encoding() -> Encoding:
     """The encoding DIRAC 9 would send now, from ``DIRAC_USE_JSON_ENCODE``."""
-    value = os.environ.get(ENV_VARIABLE)
-    if value is None or value.lower() in ("yes", "true"):
+    if type(_ENVIRON_DATA) is dict and _ENV_KEY is not None:
+        value = _ENVIRON_DATA.get(_ENV_KEY)
+    else:  # pragma: no cover - CPython's os.environ has both
+        value = os.environ.get(ENV_VARIABLE)
+    if value is None or value.lower() in _JSON_WORDS:
         return "json"
     return "dencode"
 
@@ -67,8 +77,10 @@ def resolve_encoding(encoding: str | None) -> Encoding:
 
 def encode(value: Any, encoding: str | None = None) -> bytes:
     """Encode one message payload; ``ProtocolError`` if ``value`` cannot be encoded."""
-    if resolve_encoding(encoding) == "json":
+    if (encoding or resolve_encoding(encoding)) == "json":
         return jencode.encode(value)
+    if encoding is not None and encoding != "dencode":
+        resolve_encoding(encoding)  # raises the ValueError
     return dencode.encode(value)
 
 
@@ -97,6 +109,8 @@ def decode_with_codec(payload: bytes | bytearray | memoryview, *, max_depth: int
 def decode(payload: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
            max_size: int = DEFAULT_MAX_SIZE, exact_floats: bool = False) -> Any:
     """Decode a payload in either encoding (DEncode first); ``ProtocolError`` on failure."""
+    if type(payload) is bytes and payload[:1] == b"{":  # no DEncode tag: JSON (as below)
+        return jencode.decode(payload, max_depth=max_depth, max_size=max_size)[0]
     return decode_with_codec(payload, max_depth=max_depth, max_size=max_size,
                              exact_floats=exact_floats)[0]
 

@@ -32,6 +32,7 @@ import binascii
 import datetime as _dt
 import json
 import re
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from seproxy.errors import ProtocolError
@@ -45,12 +46,27 @@ DATE_FORMAT = "%Y-%m-%d"
 class _Encoder(json.JSONEncoder):
     """``json.JSONEncoder`` with DIRAC's markers for datetime, date and bytes."""
 
+    #: The two datetime objects encoded last and their markers (most recent first): a
+    #: value sent again and again (a service's start time in every ping) is formatted
+    #: once. Objects, not values, are compared (``is``; the tuple keeps them alive) and
+    #: the tuple is replaced whole, so threads always see matching pairs.
+    _recent_dt: tuple = (None, None, None, None)
+
     def default(self, o: Any) -> Any:
         if isinstance(o, _dt.datetime):
+            recent = self._recent_dt
+            if o is recent[0]:
+                return recent[1]
+            if o is recent[2]:
+                self._recent_dt = (o, recent[3], recent[0], recent[1])
+                return recent[3]
             if o.year < 1000:  # strftime's unpadded %Y, as DIRAC sends it
                 return {"__dCls": "dt", "obj": o.strftime(DATETIME_FORMAT)}
-            return {"__dCls": "dt", "obj": f"{o.year}-{o.month:02d}-{o.day:02d} "
-                                           f"{o.hour:02d}:{o.minute:02d}:{o.second:02d}"}
+            # printf-style: a third of the cost of the equivalent f-string with format specs
+            marker = {"__dCls": "dt", "obj": "%d-%02d-%02d %02d:%02d:%02d" % (
+                o.year, o.month, o.day, o.hour, o.minute, o.second)}
+            self._recent_dt = (o, marker, recent[0], recent[1])
+            return marker
         if isinstance(o, _dt.date):
             return {"__dCls": "date", "obj": o.strftime(DATE_FORMAT)}
         if isinstance(o, bytes):
@@ -59,12 +75,23 @@ class _Encoder(json.JSONEncoder):
 
 
 _ENCODER = _Encoder()
+_C_ENCODER_ARGS = (_ENCODER.default, encode_basestring_ascii, None, _ENCODER.key_separator,
+                   _ENCODER.item_separator, False, False, True)
+
+
+def _text(value: Any) -> str:
+    """``_ENCODER.encode(value)``: what ``JSONEncoder.encode`` runs for a container with
+    ensure_ascii and no indent (the C encoder, fresh circular-reference markers),
+    without its Python-level set-up on every message."""
+    if c_make_encoder is None or isinstance(value, str):  # pragma: no cover - CPython has it
+        return _ENCODER.encode(value)
+    return "".join(c_make_encoder({}, *_C_ENCODER_ARGS)(value, 0))
 
 
 def encode(value: Any) -> bytes:
     """DIRAC JSON text of ``value`` as bytes; ``ProtocolError`` if it cannot be encoded."""
     try:
-        return _ENCODER.encode(value).encode("utf-8")
+        return _text(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"JSON cannot encode value: {exc}") from None
     except RecursionError:
@@ -95,6 +122,7 @@ def _object_hook(obj: dict) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
+_SCAN = _DECODER.scan_once
 
 _CONTAINERS = (dict, list)
 
@@ -118,9 +146,18 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     if len(data) > max_size:
         raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
     try:
-        # what json.loads does with bytes (UTF-8/16/32 detection), without a decoder per call
-        text = data.decode(json.detect_encoding(data), "surrogatepass")
-        value = _DECODER.decode(text)
+        if len(data) > 1 and data[0] == 0x7B and data[1]:  # "{" + not NUL: UTF-8 (detect_encoding)
+            text = data.decode("utf-8", "surrogatepass")
+            try:  # the whole text is one object: what _DECODER.decode returns, without its wrapper
+                value, end = _SCAN(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):  # anything else (trailing blanks, errors): the full path
+                value = _DECODER.decode(text)
+        else:
+            # what json.loads does with bytes (UTF-8/16/32 detection), without a decoder per call
+            text = data.decode(json.detect_encoding(data), "surrogatepass")
+            value = _DECODER.decode(text)
     except ProtocolError:
         raise
     except json.JSONDecodeError as exc:

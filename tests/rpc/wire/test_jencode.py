@@ -105,3 +105,17 @@ def test_malformed(data: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match="^JSON: ") as info:
         jencode.decode(data)
     assert message in str(info.value)
+
+
+def test_repeated_datetimes_keep_their_own_text() -> None:
+    """The encoder remembers the last two datetime objects' markers: whatever the order
+    and repetition, every datetime is written as its own value."""
+    start = datetime.datetime(2020, 1, 2, 3, 4, 5, 999999)
+    other = datetime.datetime(1999, 12, 31, 23, 59, 59)
+    for second in range(5):
+        now = datetime.datetime(2026, 11, 28, 7, 0, second, 123)
+        value = {"time": now, "start": start, "other": other, "again": start, "now": now}
+        text = jencode.encode(value)
+        assert text == json.dumps({k: {"__dCls": "dt", "obj": v.strftime("%Y-%m-%d %H:%M:%S")}
+                                   for k, v in value.items()}).encode()
+        assert jencode.decode(text)[0] == {k: v.replace(microsecond=0) for k, v in value.items()}

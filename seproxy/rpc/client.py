@@ -32,6 +32,7 @@ from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
 from seproxy.rpc import reuse
 from seproxy.rpc import transport as transports
 from seproxy.rpc.proposal import build_proposal
+from seproxy.rpc.reuse import ANSWERED, BROKEN, INVALID
 from seproxy.rpc.version import DIRAC_VERSION
 from seproxy.rpc.wire import codec
 
@@ -146,7 +147,8 @@ class BaseClient:
 
     def _getBaseStub(self) -> list:  # noqa: N802
         # DIRAC leaves useCertificates out of the stub: whoever replays it decides that
-        kwargs = {k: v for k, v in self.kwargs.items() if k != "useCertificates"}
+        kwargs = dict(self.kwargs)
+        kwargs.pop("useCertificates", None)
         return [self._destinationSrv, kwargs]
 
     # -- connecting ------------------------------------------------------------------------
@@ -203,9 +205,9 @@ class BaseClient:
                 try:
                     transport = self._open(url)
                 except (SeproxyError, OSError) as exc:
+                    transport = None
                     last = S_ERROR(f"Can't connect to {url}: {exc}")
-                    continue
-                while True:
+                while transport is not None:
                     try:
                         answer = self._propose(transport, action_type, action_name)
                     except (SeproxyError, OSError) as exc:
@@ -216,13 +218,13 @@ class BaseClient:
                     if answer.get("Errno") == EUNAUTHORIZED or proposals >= PROPOSAL_RETRIES:
                         answer.pop("CallStack", None)
                         return answer, None
+                    last = answer
                     proposals += 1
+                    transport = None
                     try:
                         transport = self._open(url)
                     except (SeproxyError, OSError) as exc:
-                        answer = S_ERROR(f"Can't connect to {url}: {exc}")
-                        break
-                last = answer
+                        last = S_ERROR(f"Can't connect to {url}: {exc}")
             if attempt < rounds - 1:
                 time.sleep(self.retryDelay if len(self.urls) <= 1 else 3.0 / len(self.urls))
         if last is None:
@@ -246,20 +248,29 @@ class BaseClient:
         if not result["OK"]:
             return result
         try:
-            payload = codec.encode(S_OK(args), self.encoding)
-        except BaseException:  # unencodable arguments: the caller's bug, raised as in DIRAC
+            answer, state = self._exchange(transport, S_OK(args))
+        finally:
             transport.close()
-            raise
+        # the transport's texts are DIRAC's reader/writer messages
+        return S_ERROR(str(answer)) if state == BROKEN else answer
+
+    def _exchange(self, transport: Any, request: Any) -> tuple[Any, int]:
+        """Send one request and receive its answer (both connection models use this).
+
+        Returns ``(answer, ANSWERED)``; ``(S_ERROR, INVALID)`` when the answer is no
+        S_OK/S_ERROR dict; ``(the SeproxyError, BROKEN)`` when the connection failed.
+        An unencodable request raises before anything is sent (the caller's bug,
+        raised as in DIRAC).
+        """
+        payload = codec.encode(request, self.encoding)
         try:
             transport.send_frame(payload)
             answer = transport.receive_data()
-        except SeproxyError as exc:  # the transport's texts are DIRAC's reader/writer messages
-            return S_ERROR(str(exc))
-        finally:
-            transport.close()
-        if not isinstance(answer, dict) or "OK" not in answer:
-            return S_ERROR(f"Invalid answer from {self.serviceName}: {answer!r:.100}")
-        return answer
+        except SeproxyError as exc:
+            return exc, BROKEN
+        if isinstance(answer, dict) and "OK" in answer:
+            return answer, ANSWERED
+        return S_ERROR(f"Invalid answer from {self.serviceName}: {answer!r:.100}"), INVALID
 
 
 class _MagicMethod:

@@ -21,9 +21,11 @@ import time
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.returnvalues import S_ERROR
 from seproxy.rpc.proposal import SESSION_ACTION
-from seproxy.rpc.wire import codec
+
+#: Outcomes of ``BaseClient._exchange`` (seproxy.rpc.client), the one request/answer step.
+ANSWERED, INVALID, BROKEN = 0, 1, 2
 
 log = logging.getLogger("seproxy.rpc.reuse")
 
@@ -70,8 +72,14 @@ atexit.register(POOL.close)
 
 
 def _key(client: Any, url: str) -> tuple:
-    return (url, str(client.proxyLocation), client.useCertificates, client.skipCACheck,
-            repr(client.extraCredentials), client.encoding, client.vo, client.timeout)
+    """The pool key of ``client``'s connections to ``url`` (cached on the client: the
+    options it is made of are set when the client is created)."""
+    keys = client.__dict__.setdefault("_reuse_keys", {})
+    key = keys.get(url)
+    if key is None:
+        key = keys[url] = (url, str(client.proxyLocation), client.useCertificates, client.skipCACheck,
+                           repr(client.extraCredentials), client.encoding, client.vo, client.timeout)
+    return key
 
 
 def _open_session(client: Any, url: str) -> tuple[Any, float] | None:
@@ -113,22 +121,18 @@ def call(client: Any, method: str, args: list) -> dict | None:
                 return None
             transport, max_idle = opened
         try:
-            payload = codec.encode(S_OK([method, args]), client.encoding)
+            answer, state = client._exchange(transport, {"OK": True, "Value": [method, args]})
         except BaseException:  # unencodable arguments: raised to the caller, as without reuse
-            POOL.give(key, transport, max_idle)
-            raise
-        try:
-            transport.send_frame(payload)
-            answer = transport.receive_data()
-        except SeproxyError as exc:
             transport.close()
+            raise
+        if state == ANSWERED:
+            POOL.give(key, transport, max_idle)
+            return answer
+        transport.close()
+        if state == BROKEN:
             if not fresh and attempt == 0:
                 continue
-            return S_ERROR(f"Error while calling {method} on {url}: {exc}")
-        if not isinstance(answer, dict) or "OK" not in answer:
-            transport.close()
-            return S_ERROR(f"Invalid answer from {client.serviceName}: {answer!r:.100}")
-        POOL.give(key, transport, max_idle)
+            return S_ERROR(f"Error while calling {method} on {url}: {answer}")
         return answer
     return None  # pragma: no cover - the loop always returns
 

@@ -19,7 +19,6 @@ A client must not pipeline (one request in flight per connection).
 from __future__ import annotations
 
 import logging
-import select
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +50,8 @@ class ReuseSession:
     allowed: dict = field(default_factory=dict)
     #: (config generation, handler init dict) - the same for every call of the session
     init: tuple = (None, None)
-    poller: Any = None
+    #: the connection's registry entry (its ``credentials`` are set for each call)
+    entry: Any = None
 
     def close(self) -> None:
         if not self.closed:
@@ -71,15 +71,9 @@ def open_session(service: Any, transport: Any, trid: str, proposal: Proposal, cr
     if not send(service, transport, answer):
         return False
     session = ReuseSession(transport, trid, proposal, dict(credentials), service.context.connections)
+    session.entry = session.connections.get(trid)
     serve_session(service, session)
     return True
-
-
-def _readable_soon(session: ReuseSession, seconds: float) -> bool:
-    if session.poller is None:
-        session.poller = select.poll()
-        session.poller.register(session.transport.fileno(), select.POLLIN)
-    return bool(session.poller.poll(int(seconds * 1000)))
 
 
 def serve_session(service: Any, session: ReuseSession) -> None:
@@ -114,13 +108,22 @@ def _serve(service: Any, session: ReuseSession) -> None:
         if service.stopping:
             session.close()
             return
-        if not _readable_soon(session, LINGER):
+        if not transport.wait_readable(LINGER):
             service.park_session(session)
             return
 
 
-def _copy(credentials: dict) -> dict:
-    return {k: list(v) if type(v) is list else v for k, v in credentials.items()}
+def _copy(credentials: dict, list_keys: tuple = ()) -> dict:
+    """A fresh credential dict (its lists copied too: a handler may change them)."""
+    copy = dict(credentials)
+    for key in list_keys:
+        copy[key] = list(copy[key])
+    return copy
+
+
+def _snapshot(credentials: dict) -> tuple[dict, tuple]:
+    snapshot = _copy(credentials, tuple(k for k, v in credentials.items() if type(v) is list))
+    return snapshot, tuple(k for k, v in snapshot.items() if type(v) is list)
 
 
 def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None:
@@ -131,10 +134,10 @@ def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None
     denials always take the full path (and log).
     """
     generation = service.cfg.generation
-    entry = service.context.connections.get(session.trid)
+    entry = session.entry
     hit = session.allowed.get(method)
     if hit is not None and hit[0] == generation:
-        credentials = _copy(hit[1])
+        credentials = _copy(hit[1], hit[2])
         if entry is not None:
             entry.credentials = credentials
         return credentials
@@ -144,7 +147,7 @@ def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None
     if not authorize(service, "RPC", method, credentials):
         return None
     if len(session.allowed) < AUTH_CACHE_SIZE:
-        session.allowed[method] = (generation, _copy(credentials))
+        session.allowed[method] = (generation, *_snapshot(credentials))
     return credentials
 
 

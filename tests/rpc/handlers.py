@@ -104,6 +104,16 @@ class RPCTestHandler(RequestHandler):
     def export_admin(self):
         return S_OK(self.srv_getRemoteCredentials().get("properties"))
 
+    types_mutateCredentials = []
+
+    def export_mutateCredentials(self):
+        """Change the caller's credential dict in place; return what it was before."""
+        credentials = self.srv_getRemoteCredentials()
+        seen = {k: list(v) if isinstance(v, list) else v for k, v in credentials.items() if k != "x509Chain"}
+        credentials["username"] = "changed"
+        credentials.setdefault("properties", []).append("Injected")
+        return S_OK(seen)
+
     auth_msg_Note = ["all"]
 
     def conn_new(self, trid, identity, params):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
 
 PING_KEYS = ["version", "time", "host uptime", "service start time", "service uptime", "load", "name",
@@ -33,6 +35,40 @@ def test_ping_has_dirac_keys_in_order(client):
     assert list(value["cpu times"]) == ["user time", "system time", "children user time",
                                         "children system time", "elapsed real time"]
     assert len(value["load"].split(" ")) == 3
+
+
+def test_ping_clock_values_change_between_calls(client):
+    """Only the clocks of a ping change between calls (the rest may be cached)."""
+    first = client.ping()["Value"]
+
+    def utcnow() -> datetime.datetime:
+        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+    assert wait_for(lambda: utcnow() > first["time"], 5, 0.05)
+    second = client.ping()["Value"]
+    assert second["time"] > first["time"]
+    assert second["service start time"] == first["service start time"]
+    assert second["service uptime"] >= first["service uptime"]
+    assert second["cpu times"]["elapsed real time"] > first["cpu times"]["elapsed real time"]
+    assert all(isinstance(v, float) for v in second["cpu times"].values())
+    assert isinstance(second["host uptime"], int) and second["host uptime"] >= first["host uptime"]
+    assert [first[k] for k in ("version", "name", "URL")] == [second[k] for k in ("version", "name", "URL")]
+
+
+def test_ping_load_text_is_the_current_load():
+    """The load text is rebuilt when the kernel's averages change, reused otherwise."""
+    from seproxy.rpc import handler
+
+    before = " ".join(str(x) for x in os.getloadavg())
+    text = handler._load_text()
+    after = " ".join(str(x) for x in os.getloadavg())
+    assert text in (before, after)
+    assert len(text.split(" ")) == 3 and all(float(x) >= 0 for x in text.split(" "))
+    stale = handler._LoadText()
+    stale.cache = ((-1.0, -1.0, -1.0), "stale")  # averages the kernel never reports
+    assert stale() != "stale" and len(stale().split(" ")) == 3
+    again = stale()
+    assert stale() is again or stale.cache[0] != os.getloadavg()  # reused while unchanged
 
 
 def test_echo_and_whoami_over_dip(client):

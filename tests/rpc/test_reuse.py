@@ -46,6 +46,35 @@ def test_each_call_is_authorised_on_its_own(svc, pki):
     assert user.whoami()["Value"]["username"] == "testuser"
 
 
+def test_configuration_change_reauthorises_calls_of_an_open_session(seproxy_service):
+    """A session remembers allowed methods per configuration generation: after a change
+    the same connection's next call is checked again (and may now be refused)."""
+    svc = seproxy_service(RPCTestHandler, name="Test/Regen", protocol="dips")
+    rule = "/Systems/Test/Services/Regen/Authorization/add"
+    client = svc.client(reuseConnection=True)
+    client.close()
+    before = accepted(svc)
+    assert client.add(1, 2)["Value"] == 3
+    assert client.add(2, 2)["Value"] == 4  # from the session's cache
+    svc.cfg.setOption(rule, "CSAdministrator")
+    denied = client.add(3, 2)
+    assert denied["OK"] is False and denied["Errno"] == 1111, denied
+    svc.cfg.setOption(rule, "authenticated")
+    assert client.add(4, 2)["Value"] == 6
+    assert accepted(svc) - before == 1, "all calls went over the one session"
+    client.close()
+
+
+def test_callers_changing_their_credentials_dict_do_not_leak_into_the_next_call(svc):
+    """Each call of a session gets a fresh copy of the credentials (lists included)."""
+    client = svc.client(reuseConnection=True)
+    first = client.mutateCredentials()
+    assert first["OK"], first
+    second = client.mutateCredentials()
+    assert second["Value"] == first["Value"], "the second call saw the first call's changes"
+    client.close()
+
+
 def test_errors_inside_a_session_keep_it_usable(svc):
     client = svc.client(reuseConnection=True)
     assert client.boom()["Message"] == "Server error while serving boom: kaboom"

@@ -77,7 +77,7 @@ def resolve_encoding(encoding: str | None) -> Encoding:
 
 def encode(value: Any, encoding: str | None = None) -> bytes:
     """Encode one message payload; ``ProtocolError`` if ``value`` cannot be encoded."""
-    if (encoding or resolve_encoding(encoding)) == "json":
+    if (encoding or default_encoding()) == "json":
         return jencode.encode(value)
     if encoding is not None and encoding != "dencode":
         resolve_encoding(encoding)  # raises the ValueError

@@ -123,6 +123,7 @@ def _object_hook(obj: dict) -> Any:
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
 _SCAN = _DECODER.scan_once
+_SCAN_PLAIN = json.JSONDecoder().scan_once
 
 _CONTAINERS = (dict, list)
 
@@ -148,8 +149,11 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     try:
         if len(data) > 1 and data[0] == 0x7B and data[1]:  # "{" + not NUL: UTF-8 (detect_encoding)
             text = data.decode("utf-8", "surrogatepass")
+            # no object can carry a "__dCls" key (not in the text, and no \u escape could
+            # spell it): the hook has nothing to do, the scanner runs without it
+            scan = _SCAN_PLAIN if b"__dCls" not in data and b"\\u" not in data else _SCAN
             try:  # the whole text is one object: what _DECODER.decode returns, without its wrapper
-                value, end = _SCAN(text, 0)
+                value, end = scan(text, 0)
             except StopIteration:
                 end = -1
             if end != len(text):  # anything else (trailing blanks, errors): the full path
@@ -169,6 +173,9 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
                             "(beyond the interpreter's recursion limit)") from None
     # The C parser itself is bounded by the interpreter's recursion limit; the
     # configured bound is checked on the result, only when the text could exceed it.
-    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(value) > max_depth:
+    # (a depth d needs d brackets opened and closed: text of at most 2 * max_depth bytes
+    # cannot be deeper, and is not counted)
+    if (len(data) > 2 * max_depth and data.count(b"[") + data.count(b"{") > max_depth
+            and nesting_depth(value) > max_depth):
         raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
     return value, len(data)

@@ -119,3 +119,18 @@ def test_repeated_datetimes_keep_their_own_text() -> None:
         assert text == json.dumps({k: {"__dCls": "dt", "obj": v.strftime("%Y-%m-%d %H:%M:%S")}
                                    for k, v in value.items()}).encode()
         assert jencode.decode(text)[0] == {k: v.replace(microsecond=0) for k, v in value.items()}
+
+
+@pytest.mark.parametrize("text", [
+    b'{"v": {"__dCls": "dt", "obj": "2020-01-02 03:04:05"}}',
+    b'{"v": {"\\u005f_dCls": "dt", "obj": "2020-01-02 03:04:05"}}',  # the key spelt with an escape
+    b'{"v": {"__dCl\\u0073": "dt", "obj": "2020-01-02 03:04:05"}}',
+])
+def test_markers_are_found_however_the_key_is_written(text: bytes) -> None:
+    assert jencode.decode(text)[0] == {"v": datetime.datetime(2020, 1, 2, 3, 4, 5)}
+
+
+def test_objects_without_markers_decode_like_json() -> None:
+    text = b'{"OK": true, "Value": ["ping", [], {"a": [1, 2.5, null, "\\u00e9"]}]}'
+    assert jencode.decode(text)[0] == json.loads(text)
+    assert jencode.decode(b'{"__dCls": null, "x": 1}')[0] == {"x": 1}  # a falsy marker is dropped

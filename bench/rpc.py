@@ -222,7 +222,7 @@ def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argpa
     return (
         "## RPC\n\n"
         f"`PYTHONPATH=. python bench/rpc.py --seconds {args.seconds:g} --threads {args.threads}`, "
-        f"{machine_line(load)} {ssl.OPENSSL_VERSION}. **The 2 cores were shared by 8 engineers working "
+        f"{machine_line(load)} {ssl.OPENSSL_VERSION}. **The 2 cores were shared with the other engineers working "
         "at the same time: noisy, to be re-run on a quiet machine.**\n\n"
         "`ping` over `dips` (client presents a `dirac_user` RFC 3820 proxy; the service verifies it, "
         "builds the credential dict and authorises), each server in its own process, "

@@ -5,13 +5,16 @@ builds one per transfer. The wire rules live in :mod:`seproxy.transfer.stream`
 (sans-IO); this module only moves bytes between a :class:`Transport` and files,
 with memory bounded by a few chunks whatever the file size:
 
-* sending reads each chunk into one reusable buffer and hands the transport the
-  frame as parts (``codec.encode_chunk_parts``), so a DEncode chunk is never copied
-  in user space; JSON chunks are base64 (one unavoidable copy);
-* receiving reads each large frame straight into the transport's reusable body
-  buffer (``Transport.receive_frame_view``), ``codec.decode_chunk`` cuts the chunk
-  out as a ``memoryview``, and that view is hashed and written without a copy
-  (``receive_stream``'s ``write`` must not keep it: io objects never do).
+* sending reads each chunk into a recycled buffer and hands the transport the
+  frame as parts (``codec.encode_chunk_parts``), so a DEncode chunk (or a binary
+  one, extension) is never copied in user space; JSON chunks are base64;
+* receiving reads each large frame straight into the transport's body buffer
+  (``Transport.receive_frame_view``), ``codec.decode_chunk`` cuts the chunk out as a
+  ``memoryview``, and that view is hashed and written without a copy
+  (``receive_stream``'s ``write`` must not keep it: io objects never do);
+* for streams of more than one chunk, reading + checksum (sending) and checksum +
+  writing (receiving) run on a helper thread (:mod:`seproxy.transfer.pipeline`)
+  while this thread does the network side.
 
 DIRAC-facing methods (``networkToFD``, ``FDToNetwork``, ...) return S_OK/S_ERROR;
 the ``*_stream`` methods underneath raise :class:`TransferError`/``TransportError``.
@@ -202,7 +205,7 @@ class FileHelper:
         """
         receiver = self._receiver(max_size)
         self.bReceivedEOF = self.bErrorInMD5 = False
-        sink = _ChunkSink(self.oTransport, receiver, write)
+        sink = pipeline.ChunkSink(self.oTransport, receiver, write)
         late_error: BaseException | None = None
         try:
             while True:
@@ -312,7 +315,7 @@ class FileHelper:
         An abort from the receiver ends the stream successfully without EOF (DIRAC).
         """
         sender = self._sender()
-        source = _ChunkSource(readinto, lambda chunk: self._encode(sender, chunk),
+        source = pipeline.ChunkSource(readinto, lambda chunk: self._encode(sender, chunk),
                               self.options.chunk_size)
         try:
             parts, count = self._next_chunk(source, sender)
@@ -353,7 +356,7 @@ class FileHelper:
         sender.prepare(chunk)
         return codec.encode_chunk_parts(chunk, self._chunk_encoding), chunk.nbytes
 
-    def _next_chunk(self, source: _ChunkSource, sender: StreamSender) -> tuple[list[Any], int]:
+    def _next_chunk(self, source: pipeline.ChunkSource, sender: StreamSender) -> tuple[list[Any], int]:
         """The next chunk from ``source``; a read error goes to the receiver and is raised."""
         try:
             return source.next()
@@ -537,97 +540,6 @@ class FileHelper:
 
 def _write_error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, TransferError) else f"Error while writing received data: {exc}"
-
-
-class _ChunkSink:
-    """Where received chunks go: checksum + ``write``, inline for the first chunk, then
-    on a :class:`~seproxy.transfer.pipeline.ChunkWriter` thread.
-
-    A chunk that is a view of the transport's body buffer is handed over with that
-    buffer (``Transport.take_body_buffer``), so the next frame is read into a spare
-    one: no copy, and at most ``pipeline.DEPTH + 3`` body buffers ever exist (queued,
-    in work, waiting to be queued, the transport's next).
-    """
-
-    def __init__(self, transport: Any, receiver: StreamReceiver,
-                 write: Callable[[Any], Any]) -> None:
-        self._take = getattr(transport, "take_body_buffer", None)
-        self._receiver = receiver
-        self._write = write
-        self._writer: pipeline.ChunkWriter | None = None
-        self._spares: list[bytearray] = []
-        self._chunks = 0
-
-    def put(self, data: Any) -> None:
-        self._chunks += 1
-        if self._chunks == 1:                 # one-chunk files need no thread
-            self._receiver.absorb(data)
-            self._write(data)
-            return
-        if self._writer is None:
-            self._writer = pipeline.ChunkWriter(self._receiver.absorb, self._write,
-                                                self._spares.append)
-        buffer = None
-        if isinstance(data, memoryview) and self._take is not None \
-                and isinstance(data.obj, bytearray):
-            taken = self._take(self._spares.pop() if self._spares else None)
-            if taken is data.obj:
-                buffer = taken                # back to the spares once written
-            elif taken is not None:
-                self._spares.append(taken)    # not this chunk's buffer: a spare already
-        self._writer.submit(data, buffer)
-
-    def finish(self) -> BaseException | None:
-        """Wait for the chunks handed over; the write error, if one happened."""
-        if self._writer is None:
-            return None
-        writer, self._writer = self._writer, None
-        try:
-            writer.finish()
-        except (OSError, TransferError) as exc:
-            return exc
-        return None
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class _ChunkSource:
-    """Chunks to send, as ``(frame parts, size)`` (size 0 at the end): the first read,
-    checksummed and encoded inline; once a read fills a whole chunk, the rest is read
-    ahead on a :class:`~seproxy.transfer.pipeline.ChunkReader` thread."""
-
-    def __init__(self, readinto: Callable[[memoryview], int],
-                 encode: Callable[[memoryview], tuple[list[Any], int]], size: int) -> None:
-        self._readinto = readinto
-        self._encode = encode
-        self._size = size
-        self._view = memoryview(bytearray(size))
-        self._reader: pipeline.ChunkReader | None = None
-        self._held: memoryview | None = None     # the reader's buffer being sent
-        self._first = True
-
-    def next(self) -> tuple[list[Any], int]:
-        if self._reader is not None:
-            if self._held is not None:
-                self._reader.release(self._held)  # its chunk was sent
-            self._held, prepared = self._reader.next()
-            return prepared if prepared is not None else ([], 0)
-        count = self._readinto(self._view)
-        if not count:
-            return [], 0
-        prepared = self._encode(self._view[:count])   # checksummed before any read-ahead
-        if self._first and count == self._size:   # a big stream: read ahead from now on
-            self._reader = pipeline.ChunkReader(self._readinto, self._encode, self._size)
-        self._first = False
-        return prepared
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
 
 
 def _readinto_of(source: Any) -> Callable[[memoryview], int]:

@@ -15,6 +15,10 @@ two threads (and the peer process) really run at the same time. Memory stays
 bounded: at most ``depth`` chunks are handed over and not yet done; chunk buffers
 are recycled. An error in the helper thread is raised in the connection thread at
 its next call. Nothing here knows the wire (see :mod:`seproxy.transfer.stream`).
+
+:class:`ChunkSink` / :class:`ChunkSource` are what ``FileHelper`` uses: they run the
+first chunk inline (one-chunk files start no thread) and switch to a
+:class:`ChunkWriter` / :class:`ChunkReader` for longer streams.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from seproxy.errors import TransferError
 
 _STOP = object()
 #: Chunks in the hands of a helper thread (queued or in work) at most.
@@ -136,3 +142,94 @@ class ChunkReader:
         self._stopped.set()
         self._free.put(None)  # type: ignore[arg-type]  # wakes a reader waiting for a buffer
         self._thread.join()
+
+
+class ChunkSink:
+    """Where received chunks go: checksum + ``write``, inline for the first chunk, then
+    on a :class:`ChunkWriter` thread.
+
+    A chunk that is a view of the transport's body buffer is handed over with that
+    buffer (``Transport.take_body_buffer``), so the next frame is read into a spare
+    one: no copy, and at most ``DEPTH + 3`` body buffers ever exist (queued,
+    in work, waiting to be queued, the transport's next).
+    """
+
+    def __init__(self, transport: Any, receiver: Any,
+                 write: Callable[[Any], Any]) -> None:
+        self._take = getattr(transport, "take_body_buffer", None)
+        self._receiver = receiver
+        self._write = write
+        self._writer: ChunkWriter | None = None
+        self._spares: list[bytearray] = []
+        self._chunks = 0
+
+    def put(self, data: Any) -> None:
+        self._chunks += 1
+        if self._chunks == 1:                 # one-chunk files need no thread
+            self._receiver.absorb(data)
+            self._write(data)
+            return
+        if self._writer is None:
+            self._writer = ChunkWriter(self._receiver.absorb, self._write,
+                                                self._spares.append)
+        buffer = None
+        if isinstance(data, memoryview) and self._take is not None \
+                and isinstance(data.obj, bytearray):
+            taken = self._take(self._spares.pop() if self._spares else None)
+            if taken is data.obj:
+                buffer = taken                # back to the spares once written
+            elif taken is not None:
+                self._spares.append(taken)    # not this chunk's buffer: a spare already
+        self._writer.submit(data, buffer)
+
+    def finish(self) -> BaseException | None:
+        """Wait for the chunks handed over; the write error, if one happened."""
+        if self._writer is None:
+            return None
+        writer, self._writer = self._writer, None
+        try:
+            writer.finish()
+        except (OSError, TransferError) as exc:
+            return exc
+        return None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class ChunkSource:
+    """Chunks to send, as ``(frame parts, size)`` (size 0 at the end): the first read,
+    checksummed and encoded inline; once a read fills a whole chunk, the rest is read
+    ahead on a :class:`ChunkReader` thread."""
+
+    def __init__(self, readinto: Callable[[memoryview], int],
+                 encode: Callable[[memoryview], tuple[list[Any], int]], size: int) -> None:
+        self._readinto = readinto
+        self._encode = encode
+        self._size = size
+        self._view = memoryview(bytearray(size))
+        self._reader: ChunkReader | None = None
+        self._held: memoryview | None = None     # the reader's buffer being sent
+        self._first = True
+
+    def next(self) -> tuple[list[Any], int]:
+        if self._reader is not None:
+            if self._held is not None:
+                self._reader.release(self._held)  # its chunk was sent
+            self._held, prepared = self._reader.next()
+            return prepared if prepared is not None else ([], 0)
+        count = self._readinto(self._view)
+        if not count:
+            return [], 0
+        prepared = self._encode(self._view[:count])   # checksummed before any read-ahead
+        if self._first and count == self._size:   # a big stream: read ahead from now on
+            self._reader = ChunkReader(self._readinto, self._encode, self._size)
+        self._first = False
+        return prepared
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -15,8 +15,8 @@ option                             default      meaning
 ``/DIRAC/Security/ContextLifeTime``  21600      seconds before a context (certificates,
                                                 CAs, CRLs) is rebuilt on next use
 ``/DIRAC/Security/SessionTimeout``  3600        TLS session lifetime (resumption)
-``/DIRAC/Security/SessionCacheSize`` 20480      sessions a server keeps for resumption
-                                                (OpenSSL's own default; each holds the
+``/DIRAC/Security/SessionCacheSize`` 4096       sessions a server keeps for resumption
+                                                (OpenSSL's own bound is 20480; each holds the
                                                 client's verified chain, about 7 KB);
                                                 see ``tlsbase.TLSListener``
 =================================  ===========  ============================================
@@ -60,6 +60,9 @@ DEFAULT_SESSION_TIMEOUT = 3600
 SETUP_TTL = 60.0
 #: OpenSSL's built-in bound of a server's session cache (SSL_SESSION_CACHE_MAX_SIZE_DEFAULT).
 OPENSSL_SESSION_CACHE_SIZE = 20480
+#: Our default bound: ~30 MiB of sessions at most (DIRAC clients never resume, yet every
+#: one of their connections leaves a session behind).
+DEFAULT_SESSION_CACHE_SIZE = 4096
 #: OpenSSL verify error codes we name ourselves.
 X509_V_ERR_UNABLE_TO_GET_CRL = 3
 CRL_MODES = ("yes", "no", "auto")
@@ -205,7 +208,7 @@ def session_timeout(cfg: Any) -> int:
 
 
 def session_cache_size(cfg: Any) -> int:
-    size = int(_cfg_value(cfg, "/DIRAC/Security/SessionCacheSize", OPENSSL_SESSION_CACHE_SIZE))
+    size = int(_cfg_value(cfg, "/DIRAC/Security/SessionCacheSize", DEFAULT_SESSION_CACHE_SIZE))
     if size < 1:
         raise ConfigError(f"/DIRAC/Security/SessionCacheSize = {size}: must be at least 1")
     return size

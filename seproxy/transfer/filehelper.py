@@ -12,9 +12,9 @@ with memory bounded by a few chunks whatever the file size:
   (``Transport.receive_frame_view``), ``codec.decode_chunk`` cuts the chunk out as a
   ``memoryview``, and that view is hashed and written without a copy
   (``receive_stream``'s ``write`` must not keep it: io objects never do);
-* for streams of more than one chunk, reading + checksum (sending) and checksum +
-  writing (receiving) run on a helper thread (:mod:`seproxy.transfer.pipeline`)
-  while this thread does the network side.
+* for windowed streams (extension) of more than one chunk, reading + checksum
+  (sending) and checksum + writing (receiving) run on a helper thread
+  (:mod:`seproxy.transfer.pipeline`) while this thread does the network side.
 
 DIRAC-facing methods (``networkToFD``, ``FDToNetwork``, ...) return S_OK/S_ERROR;
 the ``*_stream`` methods underneath raise :class:`TransferError`/``TransportError``.
@@ -205,7 +205,8 @@ class FileHelper:
         """
         receiver = self._receiver(max_size)
         self.bReceivedEOF = self.bErrorInMD5 = False
-        sink = pipeline.ChunkSink(self.oTransport, receiver, write)
+        sink = pipeline.ChunkSink(self.oTransport, receiver, write,
+                                  threaded=self.options.window > 1)
         late_error: BaseException | None = None
         try:
             while True:
@@ -316,7 +317,7 @@ class FileHelper:
         """
         sender = self._sender()
         source = pipeline.ChunkSource(readinto, lambda chunk: self._encode(sender, chunk),
-                              self.options.chunk_size)
+                                      self.options.chunk_size, threaded=self.options.window > 1)
         try:
             parts, count = self._next_chunk(source, sender)
             while count:

@@ -99,10 +99,11 @@ def test_write_error_mid_stream_stops_the_sender(transport_pair, background, opt
 
 
 def test_write_error_on_the_last_chunk_fails_the_receiver(transport_pair, background):
-    sender, receiver = helpers(transport_pair, OPTIONS[0])
+    """Found by the writer thread after the EOF: the stream is over, the receiver fails."""
+    sender, receiver = helpers(transport_pair, OPTIONS[1])
     sink = FailingSink(good=2)
     got = background(lambda: receiver.networkToDataSink(sink))
-    assert sender.stringToNetwork(b"e" * (OPTIONS[0].chunk_size * 3))["OK"]  # EOF sent: done
+    assert sender.stringToNetwork(b"e" * (OPTIONS[1].chunk_size * 3))["OK"]  # EOF sent: done
     result = got.result()
     assert not result["OK"] and "No space left on device" in result["Message"]
     assert receiver.receivedEOF()
@@ -173,6 +174,8 @@ def test_receive_buffers_are_recycled_and_bounded(transport_pair, background, op
     assert sink.getvalue() == data
     assert receiver.getHash() == (hashlib.md5(data).hexdigest() if options.md5 else
                                   hashlib.md5(b"").hexdigest())
-    assert 2 <= len(buffers) <= pipeline.DEPTH + 3
-    # the first chunk is written by the receiving thread, the others by a helper thread
-    assert receiving_thread[0] in writer_threads and len(writer_threads) == 2
+    assert (2 if options.window > 1 else 1) <= len(buffers) <= pipeline.DEPTH + 3
+    # the first chunk is written by the receiving thread, the others by a helper
+    # thread on a windowed stream (DIRAC's stop-and-wait stream writes inline)
+    assert receiving_thread[0] in writer_threads
+    assert len(writer_threads) == (2 if options.window > 1 else 1)

@@ -286,8 +286,9 @@ def render(results: dict, size: int, load: str) -> str:
         f"`python bench/transfer.py --size-mib {size // MIB} --write`, {now}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load} at the start.",
-        "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
-        "a quiet re-run will give higher numbers (client and server also share the 2 cores).",
+        "**Noisy:** the 2 cores were shared with the other engineers' tests and benchmarks "
+        "running at the same time; a quiet re-run will give higher numbers (client and "
+        "server also share the 2 cores).",
         "",
         "Method: one file of the given size in /dev/shm, sent with `sendFile` then fetched "
         "with `receiveFile` over `dips` (TLS, RFC 3820 proxy) on 127.0.0.1; MiB/s = size / "

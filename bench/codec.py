@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import machine_line, write_section  # noqa: E402
+from bench.report import load_note, machine_line, write_section  # noqa: E402
 from seproxy.rpc.wire import codec, dencode, jencode  # noqa: E402
 
 MiB = 1024 * 1024
@@ -135,8 +135,7 @@ def section(rows: list[dict], repeat: int) -> str:
     return (
         "## Codec\n\n"
         f"`python bench/codec.py --repeat {repeat} --write`, {machine_line(load)}\n"
-        "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
-        "a quiet re-run will give higher numbers.\n\n"
+        f"{load_note(load)}\n\n"
         "Method: best of N timed loops per direction, process CPU time (`time.process_time`, "
         "single-threaded) to reduce the noise of the shared machine; MB/s = size / (encode + decode time), size = "
         "encoded bytes for the metadata payload (1,000 entries of 17 fields, as `getFileMetadata` "

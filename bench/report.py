@@ -40,3 +40,11 @@ def machine_line(load: float) -> str:
     now = datetime.datetime.now(datetime.timezone.utc)
     return (f"{now:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, load average {load:.1f} at the start.")
+
+
+def load_note(load: float) -> str:
+    """How busy the machine was when the run started (its numbers' noise), one sentence."""
+    if load < 0.7:
+        return "Machine otherwise idle."
+    return ("**Noisy:** the 2 cores were shared with other work (see the load average); a quiet "
+            "re-run gives higher numbers.")

@@ -46,7 +46,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import machine_line, write_section  # noqa: E402
+from bench.report import load_note, machine_line, write_section  # noqa: E402
 from seproxy.rpc.client import RPCClient  # noqa: E402
 from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
 from tests.fixtures.services import service_config  # noqa: E402
@@ -259,8 +259,7 @@ def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argpa
     return (
         "## RPC\n\n"
         f"`PYTHONPATH=. python bench/rpc.py --seconds {args.seconds:g} --threads {args.threads}`, "
-        f"{machine_line(load)} {ssl.OPENSSL_VERSION}. **The 2 cores were shared with the other engineers working "
-        "at the same time: noisy, to be re-run on a quiet machine.**\n\n"
+        f"{machine_line(load)} {ssl.OPENSSL_VERSION}. {load_note(load)}\n\n"
         "`ping` over `dips` (client presents a `dirac_user` RFC 3820 proxy; the service verifies it, "
         "builds the credential dict and authorises), each server in its own process, "
         f"{args.seconds:g} s per row. per-call = one TLS connection per call (DIRAC's model); reuse = "

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import machine_line, write_section  # noqa: E402
+from bench.report import load_note, machine_line, write_section  # noqa: E402
 from tests.fixtures import services  # noqa: E402
 from tests.fixtures.servers import start_on_free_port  # noqa: E402
 
@@ -160,8 +160,7 @@ def section(results: dict[str, float], size_mib: int, repeat: int, load: float) 
     return (
         "## SEProxy\n\n"
         f"`python bench/seproxy.py --size {size_mib} --repeat {repeat} --write`, {machine_line(load)}\n"
-        "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
-        "a quiet re-run will give different (higher) numbers.\n\n"
+        f"{load_note(load)}\n\n"
         f"Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) in its "
         f"own process; a {size_mib} MiB file; best of {repeat}; MiB/s = size / wall time. put = "
         "`sendFile putFile/<name>` + `uploadFile` (DIRAC Proxy plugin order, seproxy client in "

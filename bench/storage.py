@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import machine_line, write_section  # noqa: E402
+from bench.report import load_note, machine_line, write_section  # noqa: E402
 
 LFN = "/dirac/bench/big.bin"
 NOTES = (
@@ -221,8 +221,7 @@ def main() -> None:
         "## Storage",
         "",
         f"`python bench/storage.py --size-mib {args.size_mib} --write`, {machine_line(load)}",
-        "**Noisy:** the 2 cores were shared by 8 engineers running tests at the same time; "
-        "client and server also share them here. A quiet re-run will give higher numbers.",
+        f"{load_note(load)} Client and server share the 2 cores.",
         "",
         f"Method: one {args.size_mib} MiB file of random bytes; each operation is one "
         "`StorageElement` call (`putFile` then `getFile`) in a fresh client process against "

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from OpenSSL import SSL
 
-from bench.report import write_section
+from bench.report import load_note, write_section
 from seproxy.config import Config
 from seproxy.errors import PeerClosed, SeproxyError
 from seproxy.rpc import transport
@@ -390,8 +390,7 @@ def section(rows: list[dict], seconds: float, bulk_mb: int, load: str = "") -> s
     return (
         "## TLS\n\n"
         f"`python bench/tls.py --seconds {seconds:g} --bulk-mb {bulk_mb}` on {platform.node()} "
-        f"({platform.machine()}, {os.cpu_count()} CPUs **shared by 8 engineers working at the same "
-        f"time: noisy**{load}), Python {platform.python_version()}, stdlib {ssl.OPENSSL_VERSION}, "
+        f"({platform.machine()}, {os.cpu_count()} CPUs{load}), Python {platform.python_version()}, stdlib {ssl.OPENSSL_VERSION}, "
         f"pyOpenSSL on {SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
         "A connection = TCP connect + TLS handshake (client presents an RFC 3820 proxy, server "
@@ -463,7 +462,8 @@ def main() -> None:
         pki = make_pki(Path(tmp))
         before = os.getloadavg()[0]
         rows = run(args.stacks.split(","), pki, args.seconds, args.bulk_mb, args.rounds)
-    load = f"; load average {before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    load = (f"; load average {before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
+            f"{load_note(before)}")
     text = section(rows, args.seconds, args.bulk_mb, load)
     print(text)
     if args.write:

@@ -40,7 +40,7 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import write_section
+from bench.report import load_note, write_section
 from bench.tls import make_pki, seproxy_cfg, stdlib_context
 
 MIB = 1024 * 1024
@@ -286,9 +286,7 @@ def render(results: dict, size: int, load: str) -> str:
         f"`python bench/transfer.py --size-mib {size // MIB} --write`, {now}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load} at the start.",
-        "**Noisy:** the 2 cores were shared with the other engineers' tests and benchmarks "
-        "running at the same time; a quiet re-run will give higher numbers (client and "
-        "server also share the 2 cores).",
+        f"{load_note(float(load))} Client and server share the 2 cores.",
         "",
         "Method: one file of the given size in /dev/shm, sent with `sendFile` then fetched "
         "with `receiveFile` over `dips` (TLS, RFC 3820 proxy) on 127.0.0.1; MiB/s = size / "

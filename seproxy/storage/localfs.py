@@ -32,9 +32,10 @@ import shutil
 import stat
 import struct
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
+
+from seproxy.checksum import adler32
 
 #: Default copy block: large enough for throughput, small enough for bounded memory.
 BLOCK_SIZE = 4 * 1024 * 1024
@@ -76,7 +77,7 @@ def copy_stream(
                 break
             chunk = memoryview(data)
             n = len(data)
-        adler = zlib.adler32(chunk, adler)
+        adler = adler32(chunk, adler)
         while chunk:  # raw writes may be short (e.g. a filling disk): write the rest
             written = write(chunk)
             if written is None:
@@ -93,7 +94,7 @@ def file_adler32(path: str | os.PathLike[str], block_size: int = BLOCK_SIZE) -> 
     adler = 1
     with open(path, "rb") as fh:
         while chunk := fh.read(block_size):
-            adler = zlib.adler32(chunk, adler)
+            adler = adler32(chunk, adler)
     return adler32_hex(adler)
 
 

@@ -27,16 +27,11 @@ sender that is stopped by the receiver always ends the stream with a terminator
 from __future__ import annotations
 
 import hashlib
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from seproxy.checksum import adler32
 from seproxy.errors import ProtocolError
-
-try:  # SIMD adler32 (same values as zlib's, ~10x faster: 0.04 against 0.4 ms/MiB here)
-    from zlib_ng.zlib_ng import adler32
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; zlib still works
-    adler32 = zlib.adler32
 
 #: Raw file bytes per chunk in DIRAC's stream (``FileHelper.packetSize``).
 DIRAC_CHUNK_SIZE = 1048576

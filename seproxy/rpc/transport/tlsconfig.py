@@ -260,7 +260,8 @@ def load_der_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
 
 
 #: Credential dicts of recently seen peer chains (reconnects and resumed sessions
-#: present the same chain again), keyed by the chain's exact DER bytes; an entry is
+#: present the same chain again), keyed by the configuration generation and the chain's
+#: exact DER bytes; an entry is
 #: reused for at most this many seconds.  Only chains the TLS library has verified in
 #: this handshake (or in the one of the resumed session) ever reach ``credentials_for``.
 CREDENTIALS_TTL = 60.0
@@ -276,7 +277,8 @@ def credentials_for(ders: Sequence[bytes], cfg: Any) -> tuple[Any, dict]:
     (PROTOCOL.md 8.1).  ``secondsLeft`` is always as of now."""
     if not ders:
         raise AuthError("The peer sent no certificate")
-    key = tuple(ders)
+    # the default group and VO come from the Registry: a reloaded configuration is a new key
+    key = (getattr(cfg, "generation", 0), *ders)
     now = time.monotonic()
     with _CREDENTIALS_LOCK:  # one cache per configuration object (its Registry)
         cache = _NO_CFG_CREDENTIALS if cfg is None else _CREDENTIALS.setdefault(cfg, OrderedDict())

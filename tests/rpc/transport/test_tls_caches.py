@@ -60,7 +60,8 @@ def test_credential_cache_exact_and_bounded(pki, registry_cfg, monkeypatch):
     built = [tlsconfig.credentials_for(ders, cfg) for ders in chains]
     assert [c[1]["group"] for c in built] == ["dirac_user", "dirac_admin", "dirac_user"]
     cache = tlsconfig._CREDENTIALS[cfg]
-    assert len(cache) == 2 and tuple(chains[0]) not in cache  # oldest entry dropped
+    assert len(cache) == 2 and (cfg.generation, *chains[0]) not in cache  # oldest entry dropped
+    assert (cfg.generation, *chains[2]) in cache
     chain, creds = tlsconfig.credentials_for(chains[2], cfg)  # a hit: the same answer
     assert chain is built[2][0] and creds["x509Chain"] is chain
     assert {k: v for k, v in creds.items() if k != "secondsLeft"} == {
@@ -70,6 +71,19 @@ def test_credential_cache_exact_and_bounded(pki, registry_cfg, monkeypatch):
     assert tlsconfig.credentials_for(chains[2], cfg)[1]["group"] == "dirac_user"
     # a chain that differs in one certificate is another key (here: the leaf dropped)
     assert tlsconfig.credentials_for(chains[2][1:], cfg)[1]["isProxy"] is False
+
+
+def test_credential_cache_follows_configuration_changes(pki, registry_cfg):
+    """The default group comes from the Registry: after a configuration change the next
+    connection's dict is built again, not taken from the cache."""
+    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
+                  backend="pyopenssl")
+    ders = _ders(pki.proxy(group=None))
+    users = cfg.getSections("/Registry/Users")
+    default = tlsconfig.credentials_for(ders, cfg)[1].get("group")
+    cfg.setOption("/Registry/DefaultGroup", "dirac_admin")
+    changed = tlsconfig.credentials_for(ders, cfg)[1].get("group")
+    assert users and default != changed == "dirac_admin"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -87,7 +101,7 @@ def test_cached_credentials_never_skip_verification(backend, pki, registry_cfg, 
     outcome = server.outcome()
     assert ok and outcome.ok, (error, outcome.error)  # no CRL yet: accepted, dict cached
     leaf = _ders(pki.revoked_cert)[0]
-    assert any(key[0] == leaf for key in tlsconfig._CREDENTIALS[cfg])
+    assert any(key[1] == leaf for key in tlsconfig._CREDENTIALS[cfg])
     shutil.copy(pki.crl_file, ca_dir / pki.crl_file.name)
     ok, error = roundtrip(server.port, client, use_certificates=True)
     outcome = server.outcome()

@@ -46,5 +46,5 @@ def load_note(load: float) -> str:
     """How busy the machine was when the run started (its numbers' noise), one sentence."""
     if load < 0.7:
         return "Machine otherwise idle."
-    return ("**Noisy:** the 2 cores were shared with other work (see the load average); a quiet "
-            "re-run gives higher numbers.")
+    return ("**Possibly noisy:** the 1-minute load average at the start shows other work on the "
+            "2 cores (or the tail of the previous bench run); a quiet re-run may give higher numbers.")

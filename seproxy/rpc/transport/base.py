@@ -186,7 +186,8 @@ class Transport:
         if type(payload) is bytes and len(payload) < COALESCE_LIMIT and not keepalive:
             # the common small message: header and payload joined, one write
             with self._send_lock:
-                self._send_small(b"%d:%s" % (len(payload), payload))
+                self._check_sendable()
+                self._send_all(memoryview(b"%d:%s" % (len(payload), payload)))
                 self._last_activity = time.monotonic()
             self._answer_pending = True
             return
@@ -196,21 +197,6 @@ class Transport:
             self._send_views([memoryview(header), *views])
             self._last_activity = time.monotonic()
 
-    def _send_small(self, data: bytes) -> None:
-        """Write one small frame (header included); normally a single backend write."""
-        self._check_open()
-        with self._io_lock:
-            sent = self._send(memoryview(data))
-        if sent == len(data):
-            return
-        if sent > 0:
-            self._send_all(memoryview(data)[sent:])
-        elif sent in (WANT_READ, WANT_WRITE):
-            self._send_all(memoryview(data))  # waits for the socket, then writes again
-        elif sent == 0:
-            raise PeerClosed("Connection closed by peer")
-        else:
-            raise TransportError("Unknown unrecoverable error from socket while sending data")
 
     def send_data(self, value: Any, encoding: str | None = None) -> None:
         self.send_frame(codec.encode(value, encoding))
@@ -366,6 +352,10 @@ class Transport:
         if self._closed:
             raise TransportError("Transport is closed")
 
+    def _check_sendable(self) -> None:
+        """Raise unless frames may be written now (both send paths check here)."""
+        self._check_open()
+
     def _wait_fd(self, want: int, deadline: float | None, what: str) -> bool:
         """Wait until the socket is ready for ``want``; False when the deadline passed."""
         if want == WANT_READ and what == "read":  # reads: one reader at a time, one poller
@@ -449,7 +439,7 @@ class Transport:
 
     def _send_views(self, views: list[memoryview]) -> None:
         """Write all views in order; small neighbours are joined into one write."""
-        self._check_open()
+        self._check_sendable()
         pending = bytearray()
         for view in views:
             if view.nbytes < COALESCE_LIMIT:

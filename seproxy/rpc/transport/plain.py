@@ -41,7 +41,7 @@ class PlainTransport(Transport):
         return self._io(self._sock.send, view, WANT_WRITE, self._WRITE_ERROR)
 
     def _send_views(self, views: list[memoryview]) -> None:
-        self._check_open()
+        self._check_sendable()
         deadline = self._deadline()
         while views:
             try:

@@ -183,10 +183,10 @@ class TLSTransport(Transport):
             self._sessions = None
         return payload
 
-    def _send_views(self, views: list[memoryview]) -> None:
+    def _check_sendable(self) -> None:
         if not self._handshake_done:
             raise TransportError("TLS handshake not done")
-        super()._send_views(views)
+        super()._check_sendable()
 
 
 class TLSListener(Listener):

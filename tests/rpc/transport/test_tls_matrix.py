@@ -439,3 +439,23 @@ def test_failed_context_reload_keeps_serving(pki, registry_cfg, backend, echo_se
     assert ok, error
     assert server.outcome().ok
     assert server.listener.context_generation == generation
+
+
+def test_no_frame_before_the_handshake(pki, main_server, backend):
+    """Both send paths (one joined write for a small frame, views for a large one) refuse
+    to write before the TLS handshake; the connection is still usable afterwards."""
+    from seproxy.rpc.transport import tlsbase
+
+    conn = tlsbase.open_client(transport.tls_backend(main_server.cfg).BACKEND, "127.0.0.1",
+                               main_server.port, cfg=main_server.cfg, timeout=5,
+                               proxy_location=str(pki.proxy()))
+    try:
+        for payload in (b"ping", b"x" * (1 << 20)):
+            with pytest.raises(SeproxyError, match="TLS handshake not done"):
+                conn.send_frame(payload)
+        conn.handshake(5)
+        conn.send_frame(b"ping")
+        assert conn.receive_frame() == b"ping"
+    finally:
+        conn.close()
+    assert main_server.outcome().ok

@@ -39,8 +39,6 @@ from typing import TYPE_CHECKING, Any, Self
 from seproxy.errors import PeerClosed, ProtocolError, TransportError
 from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.framing import (
-    KEEPALIVE_PREFIX,
-    MAX_LENGTH_DIGITS,
     FrameParser,
     KeepAlive,
     frame_header,
@@ -249,18 +247,11 @@ class Transport:
         """Fast path at a frame boundary: one read; if it brought exactly one complete
         small ordinary frame, its payload (a ``bytes`` in a view). Otherwise the bytes
         read go to the parser (which checks them as usual) and None is returned."""
-        rview = self._rview
-        count = self._read_some(rview)
-        rbuf = self._rbuf
-        colon = rbuf.find(b":", 0, min(count, MAX_LENGTH_DIGITS + 1))
-        if colon > 0 and rbuf[0] != KEEPALIVE_PREFIX[0]:
-            digits = rbuf[:colon]
-            if digits.isdigit():
-                length = int(digits)
-                if (colon + 1 + length == count and length < DIRECT_MIN
-                        and length <= self._parser.max_frame_size):
-                    return memoryview(rview[colon + 1:count].tobytes())
-        self._parser.feed(rview[:count])
+        count = self._read_some(self._rview)
+        payload = self._parser.whole_frame(self._rbuf, count, DIRECT_MIN)
+        if payload is not None:
+            return memoryview(payload)
+        self._parser.feed(self._rview[:count])
         return None
 
     def take_body_buffer(self, replacement: bytearray | None = None) -> bytearray | None:

@@ -113,6 +113,24 @@ class FrameParser:
         """True when no partial frame is buffered."""
         return self._length is None and not self._buf
 
+    def whole_frame(self, data: bytearray, count: int, below: int) -> bytes | None:
+        """Fast path for an I/O shell at a frame boundary: if ``data[:count]`` is exactly
+        one complete ordinary frame with a body shorter than ``below`` bytes, its payload
+        (the parser is not touched). Otherwise ``None``: feed the bytes as usual, which
+        applies every check."""
+        if self._length is not None or self._buf or not count or data[0] == KEEPALIVE_PREFIX[0]:
+            return None
+        colon = data.find(b":", 0, min(count, MAX_LENGTH_DIGITS + 1))
+        if colon <= 0:
+            return None
+        digits = data[:colon]
+        if not digits.isdigit():
+            return None
+        length = int(digits)
+        if colon + 1 + length != count or length >= below or length > self.max_frame_size:
+            return None
+        return bytes(data[colon + 1:count])
+
     def next_event(self) -> Frame | KeepAlive | None:
         """The next complete frame, or ``None`` if more bytes are needed."""
         if self._error is not None:

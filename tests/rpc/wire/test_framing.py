@@ -135,3 +135,20 @@ def test_keepalive_roundtrip(encoding: str) -> None:
 def test_invalid_keepalive(value: object, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         framing.parse_keepalive(value)
+
+
+def test_whole_frame_fast_path_only_for_one_exact_small_frame():
+    parser = FrameParser(max_frame_size=100)
+
+    def whole(data: bytes, below: int = 50) -> bytes | None:
+        return parser.whole_frame(bytearray(data), len(data), below)
+
+    assert whole(b"4:ping") == b"ping"
+    assert whole(b"0:") == b""
+    for data in (b"4:pin", b"4:pingX", b"4:ping2:ok", b"dka4:ping", b"x4:ping", b":ping",
+                 b"4 :ping", b"", b"60:" + b"a" * 60):
+        assert whole(data) is None, data
+    assert whole(b"4:ping", below=4) is None           # not smaller than ``below``
+    assert FrameParser(max_frame_size=3).whole_frame(bytearray(b"4:ping"), 6, 50) is None
+    parser.feed(b"4:pi")                                 # not at a frame boundary
+    assert whole(b"4:ping") is None

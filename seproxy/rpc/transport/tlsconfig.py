@@ -261,9 +261,9 @@ def load_der_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
 
 #: Credential dicts of recently seen peer chains (reconnects and resumed sessions
 #: present the same chain again), keyed by the configuration generation and the chain's
-#: exact DER bytes; an entry is
-#: reused for at most this many seconds.  Only chains the TLS library has verified in
-#: this handshake (or in the one of the resumed session) ever reach ``credentials_for``.
+#: exact DER bytes; an entry is reused for at most this many seconds.  Only chains the
+#: TLS library has verified in this handshake (or in the one of the resumed session)
+#: ever reach ``credentials_for``.
 CREDENTIALS_TTL = 60.0
 CREDENTIALS_MAX = 1024
 _CREDENTIALS: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, tuple[float, Any, dict]]] = (

@@ -124,6 +124,9 @@ class Transport:
         #: waits for the socket first (no read attempt that would only say "not yet")
         self._answer_pending = False
         self._read_poller: Any = None
+        #: frames may flow on the per-frame fast paths: open and fully set up (a TLS
+        #: transport sets it once its handshake and session bookkeeping are done)
+        self._ready = True
 
     # -- backend primitives -------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> int:
@@ -171,11 +174,7 @@ class Transport:
         """True if data arrives (or is already buffered) within ``seconds``."""
         if not self._parser.at_boundary or self._buffered():
             return True
-        poller = self._read_poller
-        if poller is None:
-            poller = self._read_poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-        if poller.poll(max(0, int(seconds * 1000))):
+        if (self._read_poller or self._new_read_poller()).poll(max(0, int(seconds * 1000))):
             self._answer_pending = False  # what the next read waits for is there
             return True
         return False
@@ -183,9 +182,14 @@ class Transport:
     def send_frame(self, payload: Buffer | Sequence[Buffer], *, keepalive: bool = False) -> None:
         if type(payload) is bytes and len(payload) < COALESCE_LIMIT and not keepalive:
             # the common small message: header and payload joined, one write
+            data = b"%d:%s" % (len(payload), payload)
             with self._send_lock:
-                self._check_sendable()
-                self._send_all(memoryview(b"%d:%s" % (len(payload), payload)))
+                if not self._ready:
+                    self._check_sendable()
+                with self._io_lock:
+                    sent = self._send(memoryview(data))
+                if sent != len(data):  # partial, would block, closed, error: the full loop
+                    self._send_all(memoryview(data)[max(sent, 0):])
                 self._last_activity = time.monotonic()
             self._answer_pending = True
             return
@@ -205,8 +209,14 @@ class Transport:
         ``max_size`` follows DIRAC's reader: the bytes read after the first read of
         this call may not exceed it while the frame is incomplete.
         """
-        payload = self.receive_frame_view(max_size)
-        return payload.obj if isinstance(payload.obj, bytes) else bytes(payload)
+        if max_size is None and self._ready and self._parser.at_boundary:
+            # the usual answer or request: one small frame, read whole in one go
+            payload = self._read_one_frame()
+            if payload is not None:
+                self.frames_received += 1
+                return payload
+        view = self.receive_frame_view(max_size)
+        return view.obj if isinstance(view.obj, bytes) else bytes(view)
 
     def receive_frame_view(self, max_size: int | None = None) -> memoryview:
         """Like :meth:`receive_frame`, without copying a large payload.
@@ -219,7 +229,7 @@ class Transport:
             frame = self._read_one_frame()
             if frame is not None:
                 self.frames_received += 1
-                return frame
+                return memoryview(frame)
             after_first = parser.buffered  # what the first read brought (now in the parser)
         else:
             after_first = -1
@@ -243,16 +253,15 @@ class Transport:
                 self.frames_received += 1
                 return memoryview(event.payload)
 
-    def _read_one_frame(self) -> memoryview | None:
+    def _read_one_frame(self) -> bytes | None:
         """Fast path at a frame boundary: one read; if it brought exactly one complete
-        small ordinary frame, its payload (a ``bytes`` in a view). Otherwise the bytes
-        read go to the parser (which checks them as usual) and None is returned."""
+        small ordinary frame, its payload. Otherwise the bytes read go to the parser
+        (which checks them as usual) and None is returned."""
         count = self._read_some(self._rview)
         payload = self._parser.whole_frame(self._rbuf, count, DIRECT_MIN)
-        if payload is not None:
-            return memoryview(payload)
-        self._parser.feed(self._rview[:count])
-        return None
+        if payload is None:
+            self._parser.feed(self._rview[:count])
+        return payload
 
     def take_body_buffer(self, replacement: bytearray | None = None) -> bytearray | None:
         """Take the large-frame body buffer; later large frames go to ``replacement``.
@@ -295,6 +304,7 @@ class Transport:
         if self._closed:
             return
         self._closed = True
+        self._ready = False
         try:
             with self._io_lock:
                 self._shutdown()
@@ -350,10 +360,7 @@ class Transport:
     def _wait_fd(self, want: int, deadline: float | None, what: str) -> bool:
         """Wait until the socket is ready for ``want``; False when the deadline passed."""
         if want == WANT_READ and what == "read":  # reads: one reader at a time, one poller
-            poller = self._read_poller
-            if poller is None:
-                poller = self._read_poller = select.poll()
-                poller.register(self._fd, select.POLLIN)
+            poller = self._read_poller or self._new_read_poller()
         else:
             poller = select.poll()
             poller.register(self._fd, select.POLLIN if want == WANT_READ else select.POLLOUT)
@@ -371,6 +378,11 @@ class Transport:
             except InterruptedError:  # pragma: no cover - PEP 475 retries anyway
                 continue
 
+    def _new_read_poller(self) -> Any:
+        poller = self._read_poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return poller
+
     def _deadline(self) -> float | None:
         return None if self._timeout is None else time.monotonic() + self._timeout
 
@@ -381,7 +393,17 @@ class Transport:
         if self._answer_pending:
             self._answer_pending = False
             if not self.read_before_wait and not self._buffered():
-                return self._read_waiting(view, WANT_READ)
+                if self._timeout is None:
+                    return self._read_waiting(view, WANT_READ)
+                # the usual wait for an answer: one poll; the deadline loop only when
+                # it comes back empty (then a keep-alive ping may be due, or time is up)
+                now = time.monotonic()
+                deadline = wait_until = now + self._timeout
+                if self.keepalive_lapse and not self._waiting_pong:
+                    wait_until = min(deadline, self._last_activity + self.keepalive_lapse)
+                poller = self._read_poller or self._new_read_poller()
+                if not poller.poll(max(1, int((wait_until - now) * 1000))):
+                    return self._read_waiting(view, WANT_READ, deadline)
         with self._io_lock:
             count = self._recv_into(view)
         if count > 0:
@@ -389,9 +411,11 @@ class Transport:
             return count
         return self._read_waiting(view, count)
 
-    def _read_waiting(self, view: memoryview, count: int) -> int:
-        """``_read_some`` after a first attempt that returned ``count`` (nothing read)."""
-        deadline = self._deadline()
+    def _read_waiting(self, view: memoryview, count: int, deadline: float | None = None) -> int:
+        """``_read_some`` after a first attempt that returned ``count`` (nothing read);
+        ``deadline``: when the wait began earlier (default: timeout from now)."""
+        if deadline is None:
+            deadline = self._deadline()
         while True:
             if count > 0:
                 self._last_activity = time.monotonic()

@@ -75,6 +75,7 @@ class TLSTransport(Transport):
         self._session_key = session_key
         self._hostname = hostname
         self._handshake_done = False
+        self._ready = False  # set once the handshake (and the session bookkeeping) is done
         self._peer_ders: list[bytes] | None = None
         self._credentials: tuple[Any, dict] | None = None
 
@@ -136,6 +137,8 @@ class TLSTransport(Transport):
             VERIFIER.start(None, None)  # type: ignore[arg-type]
         if want == 0:
             self._handshake_done = True
+            # a client that may keep the session does so on its first receive (below)
+            self._ready = not self._closed and (self._sessions is None or self._session_key is None)
             if self.server_side and not self._peer_certificates():
                 raise AuthError(f"TLS handshake with {self.id} failed: the peer sent no certificate")
         return want
@@ -181,6 +184,7 @@ class TLSTransport(Transport):
             if self._alpn_selected() == tlsconfig.RESUME_ALPN:
                 self._sessions.put(self._session_key, self._get_session())
             self._sessions = None
+            self._ready = not self._closed
         return payload
 
     def _check_sendable(self) -> None:

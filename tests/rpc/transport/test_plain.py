@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -133,6 +134,37 @@ def test_client_pings_when_idle_for_the_lapse(raw_peer):
     reader.join(10)
     conn.close()
     assert result == {"frame": b"done"}
+
+
+def test_waiting_for_an_answer_pings_then_times_out(raw_peer):
+    """After a request is sent, the wait for its answer (one poll on the fast path) still
+    sends a keep-alive ping once the lapse has passed, and still ends at the timeout,
+    counted from the start of the wait."""
+    peer = raw_peer()
+    conn = transport.connect("dip", "127.0.0.1", peer.port, cfg=None, keepalive_lapse=0.2)
+    conn.settimeout(1.0)
+    conn.send_frame(b"request")
+    assert peer.read_exactly(len(b"7:request")) == b"7:request"
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="Socket read timeout exceeded"):
+        conn.receive_frame()
+    waited = time.monotonic() - started
+    conn.close()
+    assert peer.read_exactly(3) == b"dka"  # the ping went out while the answer was due
+    assert 0.9 <= waited < 1.9  # one timeout, not a second one after the ping
+
+
+def test_answer_after_a_request_arrives_in_pieces(raw_peer):
+    """The answer's first read brings part of a frame: the parser takes over."""
+    peer = raw_peer()
+    with transport.connect("dip", "127.0.0.1", peer.port, cfg=None) as conn:
+        conn.send_frame(b"request")
+        sock = peer.wait()
+        assert peer.read_exactly(9) == b"7:request"
+        sock.sendall(b"11:hello")
+        threading.Timer(0.05, lambda: sock.sendall(b" world4:next")).start()
+        assert conn.receive_frame() == b"hello world"
+        assert conn.receive_frame() == b"next"
 
 
 def test_invalid_keepalive_is_refused(raw_peer):

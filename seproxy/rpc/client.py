@@ -234,13 +234,11 @@ class BaseClient:
 
     # -- RPC -------------------------------------------------------------------------------
     def executeRPC(self, method: str, *args: Any) -> dict:  # noqa: N802
-        stub = [self._getBaseStub(), method, list(args)]
-        result = None
-        if self.reuse_connection:
-            result = reuse.call(self, method, list(args))
+        arguments = list(args)  # the stub keeps its own copy: sent values are not shared
+        result = reuse.call(self, method, arguments) if self.reuse_connection else None
         if result is None:
-            result = self._rpc_once(method, list(args))
-        result["rpcStub"] = stub
+            result = self._rpc_once(method, arguments)
+        result["rpcStub"] = [self._getBaseStub(), method, list(args)]
         return result
 
     def _rpc_once(self, method: str, args: list) -> dict:
@@ -290,7 +288,9 @@ class RPCClient(BaseClient):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _MagicMethod(self, name)
+        # kept on the instance: the next ``client.name`` is a plain attribute look-up
+        method = self.__dict__[name] = _MagicMethod(self, name)
+        return method
 
     def close(self) -> None:
         """Close this client's idle reused connections (nothing to do without reuse)."""

@@ -285,13 +285,18 @@ class Transport:
         if body is None or body.nbytes < length:
             body = self._body = memoryview(bytearray(length))
         got = self._parser.detach_body(body)
+        self._fill_body(body, got, length, max_size, after_first)
+        return body[:length]
+
+    def _fill_body(self, body: memoryview, got: int, length: int, max_size: int | None,
+                   after_first: int) -> None:
+        """Read ``body[got:length]``; a backend may override this with a leaner loop."""
         while got < length:
             if max_size is not None and after_first > max_size:
                 raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
             count = self._read_some(body[got:length])
             got += count
             after_first += count
-        return body[:length]
 
     def receive_data(self, max_size: int | None = None) -> Any:
         payload = self.receive_frame(max_size)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import errno
 import functools
 import socket
+import time
 from typing import Any
 
 from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
-from seproxy.errors import ConfigError, TransportError
+from seproxy.errors import ConfigError, ProtocolError, TransportError
 from seproxy.rpc.transport import tlsbase, tlsconfig
 from seproxy.rpc.transport.base import WANT_READ, WANT_WRITE
 
@@ -167,21 +168,53 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 
     def _recv_into(self, view: memoryview) -> int:
         conn = self._conn
-        try:
-            if not _ZERO_COPY_READ:
+        if not _ZERO_COPY_READ:
+            try:
                 return conn.recv_into(view, _RECORD)
-            # OpenSSL decrypts into ``view`` itself (one record per call)
-            ssl = conn._ssl
-            with _ffi.from_buffer(view, require_writable=True) as target:
-                result = _lib.SSL_read(ssl, target, min(len(view), 0x7FFFFFFF))
-            if result > 0:
-                return result
-            if _lib.SSL_get_error(ssl, result) == _WANT_READ_CODE:
-                return WANT_READ  # the usual "nothing yet": no exception raised and caught
-            conn._raise_ssl_error(ssl, result)
-            return result  # pragma: no cover - _raise_ssl_error always raises
+            except SSL.Error as exc:
+                return self._io_error(exc, self._READ_ERROR)
+        # OpenSSL decrypts into ``view`` itself (one record per call)
+        ssl = conn._ssl
+        with _ffi.from_buffer(view, require_writable=True) as target:
+            result = _lib.SSL_read(ssl, target, min(len(view), 0x7FFFFFFF))
+        return result if result > 0 else self._read_failed(result)
+
+    def _read_failed(self, result: int) -> int:
+        """The outcome of an ``SSL_read`` that returned ``result`` <= 0 (zero-copy path)."""
+        ssl = self._conn._ssl
+        if _lib.SSL_get_error(ssl, result) == _WANT_READ_CODE:
+            return WANT_READ  # the usual "nothing yet": no exception raised and caught
+        try:
+            self._conn._raise_ssl_error(ssl, result)
         except SSL.Error as exc:
             return self._io_error(exc, self._READ_ERROR)
+        return result  # pragma: no cover - _raise_ssl_error always raises
+
+    def _fill_body(self, body: memoryview, got: int, length: int, max_size: int | None,
+                   after_first: int) -> None:
+        # A large body arrives as one TLS record per SSL_read (16 KiB): decrypt each straight
+        # to its place through one pointer into the body, without the generic per-read
+        # bookkeeping; a read that brings nothing goes the generic way (wait, ping, errors).
+        if not _ZERO_COPY_READ or self._closed:
+            super()._fill_body(body, got, length, max_size, after_first)
+            return
+        ssl, read, lock = self._conn._ssl, _lib.SSL_read, self._io_lock
+        start = got
+        with _ffi.from_buffer(body, require_writable=True) as base:
+            while got < length:
+                if max_size is not None and after_first > max_size:
+                    raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+                with lock:
+                    count = read(ssl, base + got, length - got)
+                    if count <= 0:
+                        count = self._read_failed(count)
+                if count <= 0:
+                    if got > start:
+                        self._last_activity = time.monotonic()  # what the keep-alive timer reads
+                    count = self._read_waiting(body[got:length], count)
+                got += count
+                after_first += count
+        self._last_activity = time.monotonic()
 
     read_before_wait = not _ZERO_COPY_READ
 

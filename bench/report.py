@@ -1,5 +1,5 @@
-"""Shared by the bench scripts: replace one ``## <Area>`` section of docs/BENCHMARKS.md, and
-the machine line every section opens with."""
+"""Shared by the bench scripts: replace one ``## <Area>`` section of docs/BENCHMARKS.md (keeping
+its hand-written ``### Notes`` part), and the machine line every section opens with."""
 
 from __future__ import annotations
 
@@ -14,10 +14,28 @@ BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nMeasured by the scripts in `bench/`; each area owns its `## <area>` section.\n\n"
 
 
+#: Sub-heading of hand-written notes at the end of a section: ``--write`` runs keep them.
+NOTES_HEADING = "### Notes"
+
+
+def _section_pattern(area: str) -> re.Pattern:
+    return re.compile(rf"^## {re.escape(area)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+
+
+def kept_notes(area: str, path: Path = BENCHMARKS) -> str:
+    """The ``### Notes`` part of the current ``## <area>`` section ("" if none)."""
+    match = _section_pattern(area).search(path.read_text()) if path.exists() else None
+    if not match:
+        return ""
+    section = match.group(0)
+    at = section.find("\n" + NOTES_HEADING)
+    return section[at + 1:].rstrip("\n") + "\n" if at >= 0 else ""
+
+
 def write_section(area: str, text: str, path: Path = BENCHMARKS) -> Path:
     """Replace the section starting with ``## <area>`` by ``text`` (or append it)."""
     current = path.read_text() if path.exists() else HEADER
-    pattern = re.compile(rf"^## {re.escape(area)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = _section_pattern(area)
     if pattern.search(current):
         current = pattern.sub(lambda _m: text.rstrip("\n") + "\n\n", current)
     else:

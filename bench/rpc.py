@@ -23,7 +23,8 @@ The DIRAC rows need the interop venv (``tests/fixtures/dirac.py``, cached under
 ``~/.cache/seproxy-interop``); ``--no-dirac`` skips them.
 
 Usage: ``PYTHONPATH=. python bench/rpc.py [--seconds S] [--threads N] [--no-dirac] [--write]``;
-``--write`` replaces the ``## RPC`` section of docs/BENCHMARKS.md.
+``--write`` replaces the ``## RPC`` section of docs/BENCHMARKS.md, keeping its hand-written
+``### Notes`` part.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
 from seproxy.rpc.client import RPCClient  # noqa: E402
 from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
 from tests.fixtures.services import service_config  # noqa: E402
@@ -323,6 +324,8 @@ def main() -> None:
             if dirac is not None:
                 dirac.stop()
     text = section(rows, base, args, load)
+    if args.write and (notes := kept_notes("RPC")):
+        text = text.rstrip("\n") + "\n\n" + notes
     print(text)
     if args.write:
         print(f"written to {write_section('RPC', text)}")

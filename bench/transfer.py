@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -46,7 +45,7 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, write_section
+from bench.report import kept_notes, load_note, write_section
 from bench.tls import make_pki, seproxy_cfg, stdlib_context
 
 MIB = 1024 * 1024
@@ -291,8 +290,6 @@ LABELS = {
 
 SEPROXY_KEYS = [("seproxy", encoding, extension) for extension in (False, True)
                 for encoding in ("dencode", "json")]
-#: Sub-heading of hand-written notes at the end of the section: ``--write`` keeps them.
-NOTES_HEADING = "### Notes"
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -399,21 +396,6 @@ def render(runs: dict, size: int, load: str, rounds: int, load_end: str = "",
     return text
 
 
-def kept_notes(path: Path | None = None) -> str:
-    """The ``### Notes`` part of the current ``## Transfer`` section (kept by ``--write``)."""
-    from bench.report import BENCHMARKS
-    path = path or BENCHMARKS
-    if not path.exists():
-        return ""
-    text = path.read_text()
-    match = re.search(r"^## Transfer\n.*?(?=^## |\Z)", text, re.DOTALL | re.MULTILINE)
-    if not match:
-        return ""
-    section = match.group(0)
-    at = section.find("\n" + NOTES_HEADING)
-    return section[at + 1:].rstrip("\n") + "\n" if at >= 0 else ""
-
-
 def run_seproxy_round(pki: dict, work: Path, src: Path, size: int, index: int, runs: dict) -> None:
     """One round: raw TLS and the four seproxy cases, in reverse order every other round."""
     keys = [("raw-tls",), *SEPROXY_KEYS]
@@ -462,7 +444,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_end = f"{os.getloadavg()[0]:.1f}"
-    text = render(runs, size, load, rounds, load_end, kept_notes() if args.write else "")
+    text = render(runs, size, load, rounds, load_end, kept_notes("Transfer") if args.write else "")
     print(text)
     if args.write:
         write_section("Transfer", text)

@@ -261,9 +261,7 @@ def _orjson_value(data: bytes, max_depth: int) -> Any:
 def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
            max_size: int = DEFAULT_MAX_SIZE) -> tuple[Any, int]:
     """Decode DIRAC JSON: ``(value, len(data))`` like DIRAC."""
-    data = as_bytes(data, "JSON")
-    if len(data) > max_size:
-        raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
+    data = _bounded(data, max_size)
     if orjson is not None and len(data) > 1 and (data[0] == 0x7B or data[0] == 0x5B) and data[1]:
         value = _orjson_value(data, max_depth)
         if value is not _FALLBACK:
@@ -274,10 +272,15 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
 def _decode_json_module(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,
                         max_size: int = DEFAULT_MAX_SIZE) -> tuple[Any, int]:
     """``decode`` with the json module only (the reference the orjson path is tested against)."""
+    data = _bounded(data, max_size)
+    return _json_module_value(data, max_depth), len(data)
+
+
+def _bounded(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
     data = as_bytes(data, "JSON")
     if len(data) > max_size:
         raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
-    return _json_module_value(data, max_depth), len(data)
+    return data
 
 
 def _json_module_value(data: bytes, max_depth: int) -> Any:

@@ -1,5 +1,5 @@
-"""Test-suite wide helpers (where the shared DIRAC vectors live, free ports, polling) and the
-shared fixture modules (``pytest_plugins``)."""
+"""Test-suite wide helpers (where the DIRAC-made vectors live, free ports, polling) and the
+fixture modules every test may use (``pytest_plugins``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: CI lays ``shared/`` beside the checkout; tests find it relative to the repository root.
-SHARED_DIR = REPO_ROOT.parent / "shared"
-VECTORS_DIR = SHARED_DIR / "vectors"
+#: Byte-exact encodings made by real DIRAC (how: ``tests/data/dirac-vectors/README.md``).
+VECTORS_DIR = REPO_ROOT / "tests" / "data" / "dirac-vectors"
 
 
 def load_vectors(name: str) -> list[dict[str, Any]]:
-    """Load one ``../shared/vectors/<name>`` JSON Lines file (fails loudly if missing)."""
+    """Load one ``tests/data/dirac-vectors/<name>`` JSON Lines file (fails loudly if missing)."""
     path = VECTORS_DIR / name
     if not path.is_file():
-        raise FileNotFoundError(f"shared vectors not found at {path}: shared/ must sit beside the checkout")
+        raise FileNotFoundError(f"DIRAC vectors not found at {path}")
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 

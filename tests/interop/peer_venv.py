@@ -31,7 +31,7 @@ RUNNER = INTEROP_DIR / "dirac_runner.py"
 LAUNCHER = INTEROP_DIR / "dirac_launcher.py"
 
 M2CRYPTO = "M2Crypto==0.51.0"
-# Found by trial (docs/shared DIRAC-PEER.md), pinned to versions known to work together.
+# Found by trial (docs/INTEROP.md), pinned to versions known to work together.
 _COMMON = (
     "diraccfg==1.0.1", "cachetools==8.0.2", "psutil==7.2.2", "packaging==26.4",
     "pyasn1==0.6.5", "pyasn1-modules==0.4.2", "requests==2.34.2", "urllib3==2.8.0",

@@ -1,4 +1,4 @@
-"""credential_dict against DIRAC's own answers (../shared/vectors/credentials.jsonl).
+"""credential_dict against DIRAC's own answers (tests/data/dirac-vectors/credentials.jsonl).
 
 The vectors are ``whoami`` answers: the post-handshake dict (PROTOCOL 8.1) plus what
 the proposal and authorisation add (8.2: ``extraCredentials``, ``properties``,

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
-from seproxy.rpc.client import RPCClient  # noqa: E402
+from seproxy.rpc.client.base import RPCClient  # noqa: E402
 from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
 from tests.fixtures.services import service_config  # noqa: E402
 

@@ -87,7 +87,7 @@ def curl_seconds(url: str) -> float:
 def run(size_mib: int, repeat: int) -> dict[str, float]:
     from seproxy.cli.common import DEV_PROXY
     from seproxy.config import Config
-    from seproxy.rpc.client import RPCClient
+    from seproxy.rpc.client.base import RPCClient
     from seproxy.transfer.client import TransferClient
 
     work = Path(tempfile.mkdtemp(prefix="seproxy-bench-"))

@@ -100,7 +100,7 @@ def make_source(path: Path, size_mib: int) -> str:
 
 
 def file_adler(path: Path) -> str:
-    from seproxy.storage.localfs import file_adler32
+    from seproxy.localfs import file_adler32
 
     return file_adler32(path)
 

@@ -93,7 +93,7 @@ def make_source(path: Path, size: int) -> int:
 
 # -- seproxy service in a child process ---------------------------------------------------------
 def serve_main(options: dict) -> None:
-    from seproxy.rpc.service import Service
+    from seproxy.cli import wiring
     from tests.transfer.TransferTestHandler import TransferTestHandler
 
     cfg = seproxy_cfg(options["pki"], "pyopenssl")
@@ -101,8 +101,8 @@ def serve_main(options: dict) -> None:
     for name, value in (("Encoding", options["encoding"]), ("StoragePath", options["storage"]),
                         ("Authorization/Default", "all"), ("MaxThreads", "4")):
         cfg.setOption(f"{section}/{name}", value)
-    service = Service(cfg, SE, handler_class=TransferTestHandler, host="127.0.0.1", port=0,
-                      protocol="dips").start()
+    service = wiring.service(cfg, SE, handler_class=TransferTestHandler, host="127.0.0.1", port=0,
+                             protocol="dips").start()
     print(service.port, flush=True)
     sys.stdin.read()                       # until the parent closes our stdin
     service.stop()

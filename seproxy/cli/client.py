@@ -23,7 +23,7 @@ from seproxy.errors import SeproxyError
 
 
 def _clients(args: argparse.Namespace, url: str | None = None) -> tuple[Any, Any, str]:
-    from seproxy.rpc.client import RPCClient
+    from seproxy.rpc.client.base import RPCClient
     from seproxy.transfer.client import TransferClient
 
     cfg = load_config(args)
@@ -104,7 +104,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         found = check(rpc.callProxyMethod(args.se, "getFileSize", [args.lfn], {}))
         size = found["Successful"].get(args.lfn)
     check(rpc.prepareFile(args.se, args.lfn), "prepareFile: ")
-    from seproxy.storage.localfs import atomic_write
+    from seproxy.localfs import atomic_write
 
     # a fresh hidden temporary name (O_EXCL, no symlink), renamed only once complete
     with _progress(size, f"get {name}") as update, atomic_write(str(dest)) as sink:

@@ -129,13 +129,13 @@ def _next_commands(args: argparse.Namespace, url: str, http: str, proxy: Path) -
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from seproxy.rpc.service import Service
+    from seproxy.cli import wiring
 
     cfg = load_config(args)
     directory = data_dir(args)
     made = ensure_dev_site(directory, cfg)
     set_config(cfg)
-    service = Service(cfg, SERVICE).start()
+    service = wiring.service(cfg, SERVICE).start()
     state = service.handler_class.state
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

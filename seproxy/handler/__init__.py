@@ -2,7 +2,7 @@
 
 ``StorageElementProxyHandler``, ``initializeStorageElementProxyHandler`` and
 ``purgeCacheDirectory`` (DIRAC API) are importable from here; they are loaded on
-first use so that ``seproxy.handler.cache`` stays importable on its own.
+first use so that ``seproxy.staging.cache`` stays importable on its own.
 """
 
 from __future__ import annotations

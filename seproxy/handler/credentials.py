@@ -12,7 +12,7 @@ source         storage access as
 ``proxydir``   a pre-placed proxy ``<ProxyDir>/<username>-<group>`` (or ``.pem``),
                must be a regular file, not a symlink, mode 0600 or stricter
 ``delegation`` the proxy the client delegated during the proposal (PROTOCOL
-               4.4, :mod:`seproxy.handler.delegation`); held by the request's
+               4.4, :mod:`seproxy.security.delegation`); held by the request's
                handler only, written to a 0600 scratch file for the call
 =============  ===============================================================
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from seproxy.errors import AuthError, ConfigError
-from seproxy.handler.namespace import check_name
+from seproxy.staging.namespace import check_name
 from seproxy.storage.credentials import StorageCredentials
 
 SOURCES = ("host", "proxydir", "delegation")

@@ -16,14 +16,14 @@ import os
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from seproxy.config import Config, Registry
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.handler import catalog
-from seproxy.handler.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
+from seproxy.staging.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
 from seproxy.handler.credentials import CredentialSource
-from seproxy.handler.namespace import check_name
+from seproxy.staging.namespace import check_name
 from seproxy.returnvalues import S_ERROR
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
@@ -32,12 +32,30 @@ log = logging.getLogger("seproxy.handler.StorageElementProxy")
 HTTP_KEY_LIFETIME = 1800
 
 
+class HttpServer(Protocol):
+    """What the handler needs of the HTTP front it starts (``seproxy.http.server.HttpThread``)."""
+
+    port: int
+    scheme: str
+
+    def stop(self) -> None: ...
+
+
+class HttpServerFactory(Protocol):
+    """Starts the HTTP front serving ``path`` from the key ``register`` (bound on return)."""
+
+    def __call__(self, port: int, path: str, *, register: ExpiringRegister, host: str,
+                 ssl_context: ssl.SSLContext | None, multi_use: bool, max_connections: int,
+                 purge_interval: float) -> HttpServer: ...
+
+
 class ProxyState:
     """Everything one StorageElementProxy service owns (cache, HTTP, catalogue, ...)."""
 
-    def __init__(self, cfg: Config, section: str) -> None:
+    def __init__(self, cfg: Config, section: str, http_server: HttpServerFactory | None = None) -> None:
         self.cfg = cfg
         self.section = section
+        self._http_server = http_server
         base = self.option("BasePath", "")
         if not base:
             raise ConfigError("Failed to get the base path")
@@ -64,7 +82,7 @@ class ProxyState:
         self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
         fallback = self.option("CatalogueFallbackSEs", []) or cfg.getSections("/Resources/StorageElements")
         self.fallback_ses = list(fallback)
-        self.http_thread: Any = None
+        self.http_thread: HttpServer | None = None
         self.http_url_base = ""
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(2, int(self.option("MaxThreads", 15))), thread_name_prefix="seproxy-storage")
@@ -85,13 +103,14 @@ class ProxyState:
 
     # -- HTTP ------------------------------------------------------------------------------
     def start_http(self) -> None:
-        from seproxy.http.server import HttpThread
-
+        if self._http_server is None:
+            raise ConfigError("HttpAccess is on but this StorageElementProxy handler has no HTTP server "
+                              "(serve seproxy.cli.wiring.StorageElementProxyHandler)")
         port = int(self.option("HttpPort", 9180))
         ssl_context = self._https_context() if self.option("HttpsAccess", False) else None
         bind = self.option("HttpHost", "")
         try:
-            self.http_thread = HttpThread(
+            self.http_thread = self._http_server(
                 port, str(self.cache.http_cache), register=self.register, host=bind,
                 ssl_context=ssl_context, multi_use=self.option("HttpMultiUse", False),
                 max_connections=int(self.option("HttpMaxConnections", 64)),

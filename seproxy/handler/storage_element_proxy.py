@@ -6,7 +6,7 @@ and error texts (``callProxyMethod``, ``uploadFile``, ``prepareFile``,
 Fixed underneath (PROTOCOL 10.9):
 
 * staged files live in a per-caller namespace (DN + group), reached only through
-  validated fileIDs and ``O_NOFOLLOW`` opens (:mod:`seproxy.handler.namespace`);
+  validated fileIDs and ``O_NOFOLLOW`` opens (:mod:`seproxy.staging.namespace`);
 * uploads land in ``tmp/`` and are renamed only once complete and checksum-verified;
   free space comes from ``statvfs`` (no 1 GiB cap: ``MaxFileSize``), a disk filling
   up mid-write is a clean error; cache watermarks evict LRU files not in use;
@@ -27,16 +27,17 @@ import logging
 import os
 import secrets
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from seproxy.config import get_config
 from seproxy.errors import AuthError, ConfigError, PathError, SeproxyError
 from seproxy.handler import catalog
-from seproxy.handler.cache import CacheFullError, gRegister, purgeCacheDirectory  # noqa: F401
-from seproxy.handler.namespace import Namespace, local_name, open_regular, parse_file_id
-from seproxy.handler.state import ProxyState
+from seproxy.staging.cache import CacheFullError, gRegister, purgeCacheDirectory  # noqa: F401
+from seproxy.staging.keys import key_digest, new_key
+from seproxy.staging.namespace import Namespace, local_name, open_regular, parse_file_id
+from seproxy.handler.state import HttpServerFactory, ProxyState
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult
-from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.server.handler import RequestHandler
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
 
@@ -66,7 +67,7 @@ def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N8
     cfg = cls._rh_context.cfg if cls is not None and cls._rh_context is not None else get_config()
     section = serviceInfo["serviceSectionPath"]
     try:
-        state = ProxyState(cfg, section)
+        state = ProxyState(cfg, section, getattr(cls, "http_server", None))
         if state.http_flag:
             state.start_http()
     except ConfigError as exc:
@@ -87,9 +88,14 @@ def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N8
 
 
 class StorageElementProxyHandler(RequestHandler):
-    """DIRAC's StorageElementProxy handler (PROTOCOL 10.3, 10.4)."""
+    """DIRAC's StorageElementProxy handler (PROTOCOL 10.3, 10.4).
+
+    ``http_server`` starts the HTTP front when ``HttpAccess`` is on; the handler does
+    not know the HTTP package (a layer above both sets it: ``seproxy.cli.wiring``).
+    """
 
     state: ProxyState | None = None
+    http_server: ClassVar[HttpServerFactory | None] = None
 
     @classmethod
     def initializeHandler(cls, serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
@@ -112,7 +118,7 @@ class StorageElementProxyHandler(RequestHandler):
         if state.credentials.kind != "delegation" or action_type != "RPC" \
                 or action_name not in self.DELEGATION_METHODS:
             return None
-        from seproxy.handler import delegation
+        from seproxy.security import delegation
 
         request, key = delegation.make_request()
         try:
@@ -291,8 +297,6 @@ class StorageElementProxyHandler(RequestHandler):
         if not staged:
             purgeCacheDirectory(directory)
             return result
-        from seproxy.http.access import key_digest
-
         state.register.add(key_digest(key), state.key_lifetime, str(directory))
         if state.http_flag and state.http_url_base:
             result["HttpKey"] = key
@@ -423,6 +427,4 @@ def _refuse_download(fileHelper: Any, message: str) -> dict:  # noqa: N803
 
 
 def _new_http_key() -> str:
-    from seproxy.http.access import new_key
-
     return new_key()

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import logging
 import os
 import re
-import secrets
 import socket
 import ssl
 import struct
@@ -47,7 +45,8 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from seproxy.errors import PathError
-from seproxy.handler.namespace import open_dir, open_regular
+from seproxy.staging.keys import key_digest
+from seproxy.staging.namespace import open_dir, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +54,6 @@ INVALID_KEY = "Invalid key provided, access denied"
 MAX_KEY_LENGTH = 256
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
-
-
-def new_key() -> str:
-    """A fresh download key: 256 random bits from :mod:`secrets`, URL-safe."""
-    return secrets.token_urlsafe(32)
-
-
-def key_digest(key: str) -> str:
-    """The register index of a key (its SHA-256, hex)."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def content_disposition(filename: str) -> str:

@@ -18,7 +18,7 @@ import ssl
 import threading
 from typing import Any
 
-from seproxy.handler.cache import ExpiringRegister
+from seproxy.staging.cache import ExpiringRegister
 from seproxy.http.access import HttpStorageAccessHandler
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class HttpThread(threading.Thread):
         super().__init__(name=f"seproxy-http-{port}", daemon=True)
         self.path = path
         if register is None:
-            from seproxy.handler.cache import gRegister
+            from seproxy.staging.cache import gRegister
             register = gRegister
         self.register = register
         handler = type("BoundHttpStorageAccessHandler", (HttpStorageAccessHandler,),

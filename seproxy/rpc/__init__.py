@@ -9,13 +9,13 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "RequestHandler": "seproxy.rpc.handler",
-    "AuthManager": "seproxy.rpc.auth",
-    "Service": "seproxy.rpc.service",
-    "ServiceReactor": "seproxy.rpc.reactor",
-    "BaseClient": "seproxy.rpc.client",
-    "RPCClient": "seproxy.rpc.client",
-    "MessageClient": "seproxy.rpc.msgclient",
+    "RequestHandler": "seproxy.rpc.server.handler",
+    "AuthManager": "seproxy.rpc.server.auth",
+    "Service": "seproxy.rpc.server.service",
+    "ServiceReactor": "seproxy.rpc.server.reactor",
+    "BaseClient": "seproxy.rpc.client.base",
+    "RPCClient": "seproxy.rpc.client.base",
+    "MessageClient": "seproxy.rpc.client.msgclient",
 }
 
 __all__ = ["AuthManager", "BaseClient", "MessageClient", "RPCClient", "RequestHandler", "Service",

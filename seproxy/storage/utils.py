@@ -6,7 +6,7 @@
   one used by most plugins, and the standard ``urllib`` one used by S3).
 - ``component_problem``: the one "is this a safe single path component" rule (also
   after percent-decoding, once and twice), shared with the proxy's fileID check
-  (:mod:`seproxy.handler.namespace`).
+  (:mod:`seproxy.staging.namespace`).
 - ``check_lfn``: the bad-input gate. An LFN is refused (``PathError``) when it is
   not a string, empty, contains NUL or another control character, does not start
   with ``/``, has a ``.``/``..`` component (also percent-encoded), or is not

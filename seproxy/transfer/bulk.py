@@ -19,14 +19,20 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from seproxy.errors import TransferError
 
-if TYPE_CHECKING:
-    from seproxy.transfer.filehelper import FileHelper
+
+class StreamEnds(Protocol):
+    """The two raising stream cores of a file helper the tar functions drive
+    (``seproxy.transfer.filehelper.FileHelper`` is one)."""
+
+    def send_stream(self, readinto: Callable[[memoryview], int]) -> int: ...
+
+    def receive_stream(self, write: Callable[[Any], Any], max_size: int = 0) -> int: ...
 
 STAGING_PREFIX = ".seproxy-bulk-"
 
@@ -64,7 +70,7 @@ class _Producer(threading.Thread):
             self.error = exc
 
 
-def send_tar(helper: FileHelper, file_list: list[str], compress: bool, onthefly: bool) -> int:
+def send_tar(helper: StreamEnds, file_list: list[str], compress: bool, onthefly: bool) -> int:
     """Stream the archive of ``file_list`` through ``helper``; returns bytes sent."""
     if not onthefly:
         with tempfile.TemporaryFile(prefix="seproxy-bulk-") as tmp:
@@ -140,7 +146,7 @@ def refusal_message(exc: tarfile.FilterError) -> str:
     return f"Error while extracting bulk: refused member {exc.tarinfo.name!r} ({reason})"
 
 
-def receive_tar(helper: FileHelper, dest_dir: str, compress: bool, max_size: int = 0) -> int:
+def receive_tar(helper: StreamEnds, dest_dir: str, compress: bool, max_size: int = 0) -> int:
     """Receive an archive from ``helper`` and extract it safely into ``dest_dir``."""
     dest = Path(dest_dir)
     if not dest.is_dir():

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from seproxy.errors import SeproxyError
+from seproxy.localfs import atomic_write
 from seproxy.returnvalues import S_ERROR, S_OK
-from seproxy.rpc.client import BaseClient
+from seproxy.rpc.client.base import BaseClient
 from seproxy.transfer import bulk, extension
 from seproxy.transfer.filehelper import DIRAC_OPTIONS, FileHelper, StreamOptions
 
@@ -127,7 +128,6 @@ class TransferClient(BaseClient):
         DIRAC writes straight to ``path`` and leaves a partial (or empty) file behind
         when the transfer fails; here a failed download leaves nothing.
         """
-        from seproxy.storage.localfs import atomic_write  # lazy: storage imports transfer
 
         class _Failed(Exception):
             def __init__(self, result: dict[str, Any]) -> None:

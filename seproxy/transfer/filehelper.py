@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from seproxy.errors import ProtocolError, SeproxyError, TransferError, TransportError
 from seproxy.returnvalues import S_ERROR, S_OK
 from seproxy.rpc.wire import codec
-from seproxy.transfer import pipeline, stream
+from seproxy.transfer import bulk, pipeline, stream
 from seproxy.transfer.stream import (
     DIRAC_CHUNK_SIZE,
     Aborted,
@@ -508,17 +508,14 @@ class FileHelper:
 
     def bulkToNetwork(self, fileList: list[str], compress: bool = True,
                       onthefly: bool = True) -> dict[str, Any]:
-        from seproxy.transfer import bulk
         return self._dirac(lambda: bulk.send_tar(self, fileList, compress, onthefly),
                            "Error while sending bulk: {}")
 
     def networkToBulk(self, destDir: str, compress: bool = True,
                       maxFileSize: int = 0) -> dict[str, Any]:
-        from seproxy.transfer import bulk
         return self._dirac(lambda: bulk.receive_tar(self, destDir, compress, maxFileSize))
 
     def bulkListToNetwork(self, iFD: int, compress: bool = True) -> dict[str, Any]:
-        from seproxy.transfer import bulk
         try:
             return S_OK(bulk.list_tar(iFD, compress))
         except TransferError as exc:

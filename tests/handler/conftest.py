@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
-from seproxy.rpc.client import RPCClient
+from seproxy.cli.wiring import StorageElementProxyHandler
+from seproxy.rpc.client.base import RPCClient
 from seproxy.transfer.client import TransferClient
 from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.pki import REGISTRY_CFG

@@ -7,7 +7,7 @@ import pytest
 from cryptography import x509
 
 from seproxy.errors import AuthError
-from seproxy.handler import delegation
+from seproxy.security import delegation
 from seproxy.storage.credentials import StorageCredentials
 
 SE = "SE-LOCAL"

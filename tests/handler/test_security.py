@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.handler.namespace import namespace_id
+from seproxy.staging.namespace import namespace_id
 from seproxy.returnvalues import S_OK
 from seproxy.transfer.filehelper import FileHelper
 from tests.conftest import wait_for

@@ -8,7 +8,7 @@ import http.client
 import os
 import subprocess
 
-from seproxy.storage.localfs import file_adler32
+from seproxy.localfs import file_adler32
 
 SE = "SE-LOCAL"
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.handler.cache import ExpiringRegister, purgeCacheDirectory
-from seproxy.http.access import INVALID_KEY, content_disposition, key_digest, new_key
+from seproxy.staging.cache import ExpiringRegister, purgeCacheDirectory
+from seproxy.http.access import INVALID_KEY, content_disposition
+from seproxy.staging.keys import key_digest, new_key
 from seproxy.http.server import HttpThread
 from tests.conftest import wait_for
 

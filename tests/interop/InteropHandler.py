@@ -44,7 +44,7 @@ try:  # inside a DIRAC venv: DIRAC's framework
     from DIRAC.Core.DISET.RequestHandler import RequestHandler
 except ImportError:  # seproxy
     from seproxy.returnvalues import S_ERROR, S_OK
-    from seproxy.rpc.handler import RequestHandler
+    from seproxy.rpc.server.handler import RequestHandler
 
 
 class InteropHandler(RequestHandler):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from seproxy.config import Config
-from seproxy.rpc.client import RPCClient
+from seproxy.rpc.client.base import RPCClient
 from tests.interop import battery
 from tests.interop.InteropHandler import InteropHandler
 from tests.interop.compare import normalise, seconds_left_close, strict_diff

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from seproxy.config import Config
-from seproxy.rpc.client import RPCClient
+from seproxy.rpc.client.base import RPCClient
 from seproxy.rpc.transport import connect, listen
 from tests.fixtures.services import service_config
 from tests.interop.InteropHandler import InteropHandler

@@ -6,7 +6,7 @@ import socket
 import threading
 
 from seproxy.returnvalues import S_ERROR, S_OK
-from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.server.handler import RequestHandler
 
 #: Set by gate tests: ``block`` waits on it (released by the test).
 GATE = threading.Event()

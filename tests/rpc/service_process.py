@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 from seproxy.config import Config
-from seproxy.rpc.reactor import ServiceReactor
+from seproxy.cli import wiring
 
 
 def main(argv: list[str]) -> int:
     cfg_path, port_file, *names = argv
-    reactor = ServiceReactor(Config.load([cfg_path], use_default=False), names).start()
+    reactor = wiring.reactor(Config.load([cfg_path], use_default=False), names).start()
     tmp = Path(port_file + ".tmp")
     tmp.write_text("".join(f"{s.port}\n" for s in reactor.services))
     tmp.rename(port_file)

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from seproxy.rpc.msgclient import MessageClient
+from seproxy.rpc.client.msgclient import MessageClient
 from seproxy.rpc.wire import codec
 from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
-from tests.rpc.test_service import decoded_frames, recv_until_close
+from tests.rpc.server.test_service import decoded_frames, recv_until_close
 
 
 @pytest.fixture

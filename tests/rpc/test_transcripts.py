@@ -13,7 +13,7 @@ import datetime
 
 import pytest
 
-from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.transport import connect
 from seproxy.rpc.wire import codec
 from tests.conftest import load_vectors

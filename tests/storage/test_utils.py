@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seproxy.errors import PathError
-from seproxy.handler.namespace import check_name
+from seproxy.staging.namespace import check_name
 from seproxy.storage.utils import check_lfn, component_problem
 
 

@@ -65,7 +65,7 @@ class SeproxyTransferService:
     def __init__(self, storage: Any, encoding: str, protocol: str = "dip",
                  extra: tuple[str, ...] = ()) -> None:
         from seproxy.config import Config
-        from seproxy.rpc.service import Service
+        from seproxy.cli import wiring
         from tests.transfer.TransferTestHandler import TransferTestHandler
 
         self.storage = storage
@@ -76,8 +76,8 @@ class SeproxyTransferService:
             f"{section}/Authorization/Default=all",
             *extra,
         ])
-        self.service = Service(cfg, SE_NAME, handler_class=TransferTestHandler,
-                               host="127.0.0.1", port=0, protocol=protocol).start()
+        self.service = wiring.service(cfg, SE_NAME, handler_class=TransferTestHandler,
+                                     host="127.0.0.1", port=0, protocol=protocol).start()
         self.port = self.service.port
         self.url = f"{protocol}://127.0.0.1:{self.port}/{SE_NAME}"
 

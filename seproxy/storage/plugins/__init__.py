@@ -34,7 +34,7 @@ DIRAC's dict-valued failures), anything else becomes ``"<Type>: <message>"``. A 
 may return ``WithFailures(value, {other_url: reason})`` to report extra
 per-entry failures (``listDirectory``). This is the only place where plugin
 exceptions become DIRAC results. Primitives must stream: never hold a whole
-file in memory (``seproxy.storage.localfs`` has the helpers).
+file in memory (``seproxy.localfs`` has the helpers).
 
 Discovery
 =========

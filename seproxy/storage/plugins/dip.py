@@ -31,7 +31,7 @@ from typing import Any
 
 from seproxy.config import get_config
 from seproxy.errors import StorageError
-from seproxy.storage.localfs import atomic_write
+from seproxy.localfs import atomic_write
 from seproxy.storage.plugins import ItemFailed, StorageBase, local_files, transfer_tree
 from seproxy.storage.utils import pfnunparse
 
@@ -68,7 +68,7 @@ class DIPStorage(StorageBase):
         return kwargs
 
     def _rpc(self, method: str, *args: Any) -> Any:
-        from seproxy.rpc.client import RPCClient
+        from seproxy.rpc.client.base import RPCClient
 
         with RPCClient(self.url, **self._client_kwargs()) as client:
             result = getattr(client, method)(*args)

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from seproxy.errors import StorageError
-from seproxy.storage.localfs import atomic_write, file_adler32
+from seproxy.localfs import atomic_write, file_adler32
 from seproxy.storage.plugins import (
     DISK_STATUS,
     ItemFailed,

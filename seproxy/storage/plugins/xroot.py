@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from seproxy.errors import StorageError
 from seproxy.returnvalues import DReturnType
-from seproxy.storage.localfs import is_temp_name, temp_name_for
+from seproxy.localfs import is_temp_name, temp_name_for
 from seproxy.storage.plugins import (
     DISK_STATUS,
     ItemFailed,

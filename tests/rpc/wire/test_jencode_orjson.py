@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from seproxy.errors import ProtocolError
-from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.wire import jencode
 from tests.rpc.wire.helpers import same
 from tests.rpc.wire.test_fuzz import mutate

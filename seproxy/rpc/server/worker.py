@@ -9,9 +9,10 @@
     -> handler instance (failure: "Server error while loading handler")
     -> S_OK() -> the action -> its final answer -> close
        RPC: one argument frame, dispatch (RequestHandler._rh_call_rpc)
-       FileTransfer: seproxy.transfer.dispatch.serve_transfer
-       Connection: seproxy.rpc.messages (connection stays open)
-       Session: seproxy.rpc.session (seproxy extension, connection reused)
+       other types (FileTransfer): the service's action table, given by whoever built
+       the Service (seproxy.transfer.dispatch.serve_transfer for FileTransfer)
+       Connection: seproxy.rpc.server.broker (connection stays open)
+       Session: seproxy.rpc.server.session (seproxy extension, connection reused)
 
 A failure to *encode* an answer (a handler returning a value the encoding cannot
 carry) is logged and the connection closed without an answer, as DIRAC does.
@@ -25,90 +26,26 @@ from typing import Any
 
 from seproxy.errors import ProtocolError, SeproxyError, TransportError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
-from seproxy.rpc.handler import finalize_result
-from seproxy.rpc.proposal import (
+from seproxy.rpc.server import session as sessions
+from seproxy.rpc.server.handler import finalize_result
+from seproxy.rpc.server.request import authorize, framework_error, instantiate, send
+from seproxy.rpc.wire.proposal import (
     DIRAC_ACTION_TYPES,
     INVALID_PROPOSAL,
     PROPOSAL_MAX_SIZE,
     SESSION_ACTION,
     Proposal,
     ProposalRejected,
-    auth_method_path,
     check_proposal,
 )
-from seproxy.rpc.wire import codec
 
 log = logging.getLogger("seproxy.rpc.service")
 
+#: action types the framework serves itself; the others need an entry in the action table
+FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
 ACTION_TYPES = DIRAC_ACTION_TYPES + (SESSION_ACTION,)
-TRANSFER_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake
-
-
-def send(service: Any, transport: Any, value: Any, what: str = "") -> bool:
-    """Encode and send one answer; False if it could not be sent.
-
-    An answer the encoding cannot carry (a handler bug, e.g. a ``set`` or a
-    ``datetime.time`` in JSON) is logged and *nothing* is sent, as in DIRAC: the
-    caller closes the connection and a DIRAC client reports ``Peer closed connection``.
-    """
-    try:
-        payload = codec.encode(value, service.encoding)
-    except Exception as exc:  # noqa: BLE001 - un-encodable handler results
-        log.error("Cannot encode the answer of %s for %s: %s (connection closed without answer)",
-                  what, transport.id, exc)
-        return False
-    try:
-        transport.send_frame(payload)
-        return True
-    except SeproxyError as exc:
-        log.debug("Cannot send to %s: %s", transport.id, exc)
-        return False
-
-
-def framework_error(message: str, errno: int = 0) -> dict:
-    """An error sent by the framework outside an action (keeps a - empty - CallStack)."""
-    if errno:
-        return S_ERROR(errno, message, callStack=[])
-    return S_ERROR(message, callStack=[])
-
-
-def identity(credentials: dict) -> str:
-    user = credentials.get("username")
-    text = f"[{user}:{credentials.get('group', 'unknown')}]" if user else "unknown"
-    if "DN" in credentials:
-        text += f"({credentials['DN']})"
-    return text
-
-
-def authorize(service: Any, action_type: str, action_name: str, credentials: dict) -> bool:
-    context = service.context
-    default = service.handler_class._rh_default_auth(action_type, action_name)
-    path = auth_method_path(action_type, action_name)
-    allowed = context.auth.authQuery(path, credentials, default)
-    if not allowed:
-        log.warning("Unauthorized query to %s:%s/%s by %s", service.name, action_type, action_name,
-                    identity(credentials))
-    return allowed
-
-
-def instantiate(service: Any, trid: str, proposal: Proposal | None, transport: Any) -> Any:
-    """A fresh handler for one request (raises on failure)."""
-    handler = service.handler_class(handler_init(service, proposal, transport), trid)
-    handler.initialize()
-    return handler
-
-
-def handler_init(service: Any, proposal: Proposal | None, transport: Any) -> dict:
-    """The ``handlerInitDict`` (``serviceInfoDict``) of a request's handler."""
-    init = dict(service.context.service_info)
-    init["serviceStartTime"] = service.context.start_time
-    if proposal is not None:
-        init["clientVersion"] = proposal.client_version
-        init["clientSetup"] = proposal.setup
-        init["clientVO"] = proposal.vo if proposal.vo is not None else service.cfg.getValue(
-            "/DIRAC/VirtualOrganization", "unknown")
-    init["clientAddress"] = tuple(transport.remote_address)
-    return init
+ACTION_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake (table actions: transfers)
+TRANSFER_TIMEOUT = ACTION_TIMEOUT
 
 
 def receive_proposal(service: Any, transport: Any) -> Proposal | None:
@@ -120,7 +57,7 @@ def receive_proposal(service: Any, transport: Any) -> Proposal | None:
             send(service, transport, framework_error(INVALID_PROPOSAL))
         return None
     try:
-        types = ACTION_TYPES if service.sessions_enabled else DIRAC_ACTION_TYPES
+        types = service.action_types
         return check_proposal(envelope, service.context.service_info["validNames"], types)
     except ProposalRejected as exc:
         send(service, transport, framework_error(str(exc)))
@@ -148,8 +85,7 @@ def serve_new(service: Any, transport: Any) -> None:
             extra = proposal.extra_credentials
             credentials["extraCredentials"] = list(extra) if isinstance(extra, tuple) else extra
         if proposal.action_type == SESSION_ACTION:
-            from seproxy.rpc import session
-            keep = session.open_session(service, transport, trid, proposal, credentials)
+            keep = sessions.open_session(service, transport, trid, proposal, credentials)
             return
         if not authorize(service, proposal.action_type, proposal.action_name, credentials):
             send(service, transport, framework_error("Unauthorized query", EUNAUTHORIZED))
@@ -193,21 +129,20 @@ def run_action(service: Any, transport: Any, trid: str, handler: Any, proposal: 
             send(service, transport, S_ERROR("Invalid RPC arguments: expected a list"), name)
             return False
         result = handler._rh_call_rpc(name, list(args))
-    elif action_type == "FileTransfer":
-        from seproxy.transfer.dispatch import serve_transfer
-        transport.settimeout(TRANSFER_TIMEOUT)
+    elif action_type in service.actions:
+        transport.settimeout(ACTION_TIMEOUT)
         try:
-            result = serve_transfer(handler, name, transport, service.encoding)
+            result = service.actions[action_type](handler, name, transport, service.encoding)
         except TransportError as exc:
             log.info("Transfer %s from %s broken: %s", name, transport.id, exc)
             return False
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a handler's bug becomes the action's answer
             log.exception("Transfer %s failed", name)
             result = S_ERROR(f"Server error while serving {name[:1].lower() + name[1:]}: {exc!r}")
     elif action_type == "Connection":
         transport.settimeout(None)
         return service.context.msg_broker.serve_connection(handler, transport, trid, name)
-    else:  # "Message": accepted by the proposal check, no body (PROTOCOL.md 5.5)
+    else:  # "Message" (accepted by the proposal check, no body: PROTOCOL.md 5.5), or no server
         log.error("Unknown action %s", action_type)
         return False
     answer = finalize_result(result, action_type, name)
@@ -237,5 +172,4 @@ def reject(service: Any, transport: Any, timeout: float) -> None:
 
 
 def serve_session(service: Any, session: Any) -> None:
-    from seproxy.rpc import session as sessions
     sessions.serve_session(service, session)

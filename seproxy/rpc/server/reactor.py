@@ -10,20 +10,26 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from seproxy.config import Config
-from seproxy.rpc.service import Service
+from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.service import ActionServer, Service
 
 log = logging.getLogger("seproxy.rpc.reactor")
 
 
 class ServiceReactor:
+    """``handler_classes`` (service name -> class) override the configured handlers;
+    ``handlers`` and ``actions`` are given to every :class:`Service` (see there)."""
+
     def __init__(self, cfg: Config, names: Sequence[str], *, handler_classes: dict[str, type] | None = None,
-                 host: str | None = None) -> None:
+                 host: str | None = None, handlers: Mapping[str, type[RequestHandler]] | None = None,
+                 actions: Mapping[str, ActionServer] | None = None) -> None:
         classes = handler_classes or {}
-        self.services = [Service(cfg, name, handler_class=classes.get(name), host=host) for name in names]
+        self.services = [Service(cfg, name, handler_class=classes.get(name), host=host, handlers=handlers,
+                                 actions=actions) for name in names]
         self._stop = threading.Event()
 
     def start(self) -> ServiceReactor:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from seproxy.rpc import reuse
+from seproxy.rpc.client import reuse
 from seproxy.rpc.wire import codec
 from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
@@ -135,7 +135,7 @@ def test_idle_sessions_are_closed_by_the_server(seproxy_service):
 @pytest.mark.interop
 def test_real_dirac_server_refuses_cleanly(dirac9_service, pki):
     from seproxy.config import Config
-    from seproxy.rpc.client import RPCClient
+    from seproxy.rpc.client.base import RPCClient
     cfg = Config.from_text(f"DIRAC\n{{\n  Security\n  {{\n    CALocation = {pki.ca_dir}\n  }}\n}}\n",
                            use_default=False)
     client = RPCClient(dirac9_service.url, config=cfg, proxyLocation=str(pki.proxy()), reuseConnection=True)

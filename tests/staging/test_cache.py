@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.handler.cache import CacheArea, CacheFullError, ExpiringRegister, purgeCacheDirectory
+from seproxy.staging.cache import CacheArea, CacheFullError, ExpiringRegister, purgeCacheDirectory
 
 
 class Clock:

@@ -10,10 +10,10 @@ import pytest
 
 from seproxy.errors import ConfigError
 from seproxy.returnvalues import S_ERROR, S_OK
-from seproxy.rpc.client import RPCClient
-from seproxy.rpc.handler import RequestHandler
-from seproxy.rpc.reactor import ServiceReactor
-from seproxy.rpc.service import Service
+from seproxy.rpc.client.base import RPCClient
+from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.reactor import ServiceReactor
+from seproxy.rpc.server.service import Service
 from seproxy.rpc.wire import codec
 from tests.fixtures.services import service_config
 from tests.rpc.handlers import RPCTestHandler
@@ -182,7 +182,7 @@ def test_silent_client_cannot_hold_a_worker(seproxy_service):
 
 def test_handler_loaded_from_handler_path_and_dirac_convention(tmp_path, monkeypatch):
     from pathlib import Path
-    handlers = Path(__file__).with_name("handlers.py")
+    handlers = Path(__file__).parent.parent / "handlers.py"
     cfg = service_config("Test/Loaded", options={"HandlerPath": str(handlers)})
     with Service(cfg, "Test/Loaded") as service:
         assert service.handler_class.__name__ == "RPCTestHandler"
@@ -193,7 +193,7 @@ def test_handler_loaded_from_handler_path_and_dirac_convention(tmp_path, monkeyp
     (tmp_path / "MySystem" / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
     (package / "ThingHandler.py").write_text(
-        "from seproxy.returnvalues import S_OK\nfrom seproxy.rpc.handler import RequestHandler\n"
+        "from seproxy.returnvalues import S_OK\nfrom seproxy.rpc.server.handler import RequestHandler\n"
         "class ThingHandler(RequestHandler):\n    types_thing = []\n"
         "    def export_thing(self):\n        return S_OK('thing')\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -8,7 +8,9 @@ Resolution, first match wins, for service ``System/Service``:
    (-> module ``MySystem.Service.MyHandler``) importable from ``sys.path``;
 2. ``Module`` in the service section names another service whose handler is used
    (DIRAC's "load name": one handler served under several names);
-3. seproxy's built-in services (``BUILTIN_HANDLERS``);
+3. the built-in handlers: ``builtins`` given by whoever builds the Service (the
+   StorageElementProxy is added by the layer that knows it, ``seproxy.cli.wiring``),
+   then the framework's own (``BUILTIN_HANDLERS``);
 4. DIRAC's convention ``<System>System.Service.<Service>Handler`` on ``sys.path``
    (handlers of an extension package written by users).
 
@@ -21,17 +23,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from seproxy.errors import ConfigError
-from seproxy.rpc.handler import RequestHandler
+from seproxy.rpc.server.handler import RequestHandler
 
-#: Services implemented inside seproxy: name -> "module:Class".
-BUILTIN_HANDLERS = {
-    "DataManagement/StorageElementProxy": "seproxy.handler:StorageElementProxyHandler",
-    "Framework/Echo": "seproxy.rpc.handler:RequestHandler",
+#: Services the framework implements itself: name -> handler class.
+BUILTIN_HANDLERS: dict[str, type[RequestHandler]] = {
+    "Framework/Echo": RequestHandler,
 }
 
 
@@ -87,9 +89,10 @@ def _from_handler_path(handler_path: str, service: str, cfg: Any) -> tuple[type[
     return _pick_class(module, service), module
 
 
-def load_handler(cfg: Any, service_name: str, _seen: frozenset = frozenset()
-                 ) -> tuple[type[RequestHandler], ModuleType | None, str]:
-    """``(handler class, its module, load name)`` for ``System/Service``."""
+def load_handler(cfg: Any, service_name: str, builtins: Mapping[str, type[RequestHandler]] | None = None,
+                 _seen: frozenset = frozenset()) -> tuple[type[RequestHandler], ModuleType | None, str]:
+    """``(handler class, its module, load name)`` for ``System/Service``; ``builtins``:
+    service name -> handler class, looked up before the framework's own."""
     if service_name in _seen or "/" not in service_name:
         raise ConfigError(f"Invalid or circular handler reference {service_name!r}")
     system, service = service_name.split("/", 1)
@@ -102,11 +105,11 @@ def load_handler(cfg: Any, service_name: str, _seen: frozenset = frozenset()
     if "/" not in load_name:
         load_name = f"{system}/{load_name}"
     if load_name != service_name:
-        cls, module, _ = load_handler(cfg, load_name, _seen | {service_name})
+        cls, module, _ = load_handler(cfg, load_name, builtins, _seen | {service_name})
         return cls, module, load_name
-    if service_name in BUILTIN_HANDLERS:
-        module_name, _, class_name = BUILTIN_HANDLERS[service_name].partition(":")
-        module = _import(module_name)
-        return getattr(module, class_name), module, service_name
+    known = {**BUILTIN_HANDLERS, **(builtins or {})}
+    if service_name in known:
+        cls = known[service_name]
+        return cls, sys.modules.get(cls.__module__), service_name
     module = _import(f"{system}System.Service.{service}Handler")
     return _pick_class(module, service), module, service_name

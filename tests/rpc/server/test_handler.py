@@ -57,7 +57,7 @@ def test_ping_clock_values_change_between_calls(client):
 
 def test_ping_load_text_is_the_current_load():
     """The load text is rebuilt when the kernel's averages change, reused otherwise."""
-    from seproxy.rpc import handler
+    from seproxy.rpc.server import handler
 
     before = " ".join(str(x) for x in os.getloadavg())
     text = handler._load_text()

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from seproxy.errors import PathError
-from seproxy.handler.namespace import (Namespace, check_name, namespace_id, open_dir,
+from seproxy.staging.namespace import (Namespace, check_name, namespace_id, open_dir,
                                        open_regular, parse_file_id)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seproxy.config import Config
-from seproxy.rpc.auth import AuthManager
+from seproxy.rpc.server.auth import AuthManager
 from tests.conftest import load_vectors
 from tests.fixtures.pki import REGISTRY_CFG
 

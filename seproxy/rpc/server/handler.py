@@ -14,7 +14,7 @@ What this module owns: the RPC dispatch with DIRAC's checks and exact messages
 (``_rh_call_rpc``), the final S_OK/S_ERROR check and ``CallStack``/``ExecInfo``
 stripping (``finalize_result``, the one conversion point of the RPC boundary), the
 ``srv_*`` API, the base ``transfer_*`` refusals and the built-ins ``ping``, ``whoami``,
-``echo``, ``refreshConfiguration``. The service (``seproxy.rpc.service``) owns I/O.
+``echo``, ``refreshConfiguration``. The service (``seproxy.rpc.server.service``) owns I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
-from seproxy.rpc.logger import DiracLogger
+from seproxy.rpc.server.logger import DiracLogger
 from seproxy.rpc.version import DIRAC_VERSION
 
 #: The handler instance serving the current request (built-ins that DIRAC declares static).
@@ -101,7 +101,7 @@ class RequestHandler:
     """Base class of DISET handlers; one instance per request."""
 
     log = DiracLogger("seproxy.handler")
-    #: Set per service by ``_rh_initialize_class`` (see seproxy.rpc.service.ServiceContext).
+    #: Set per service by ``_rh_initialize_class`` (see seproxy.rpc.server.service.ServiceContext).
     _rh_context: Any = None
 
     def __init__(self, handlerInitDict: dict, trid: str) -> None:  # noqa: N803 (DIRAC name)

@@ -12,7 +12,7 @@ The proposal is the first frame of every DISET connection (PROTOCOL.md 4.3)::
 ``check_proposal`` takes the *decoded envelope* and returns a :class:`Proposal` or
 raises :class:`ProposalRejected` carrying DIRAC's exact message, in DIRAC's check
 order: envelope / shape -> service name -> action type. Authorisation (the fourth
-check) needs the Registry and is done by the service with :mod:`seproxy.rpc.auth`.
+check) needs the Registry and is done by the service with :mod:`seproxy.rpc.server.auth`.
 
 Unlike DIRAC, a value of the wrong *shape* (not a list, inner items not lists of
 strings...) is answered with ``Invalid action proposal`` instead of indexing into

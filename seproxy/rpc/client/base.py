@@ -10,7 +10,7 @@ DIRAC keyword arguments: ``timeout`` (default 600, raised to at least 120),
 ``delegatedGroup``, ``extraCredentials``, ``keepAliveLapse``, ``setup``, ``VO``
 (``proxyString``/``proxyChain``/``ignoreGateways`` are accepted and ignored).
 seproxy keyword arguments: ``encoding`` ("json" | "dencode"; default DIRAC's),
-``reuseConnection`` (connection reuse, seproxy.rpc.reuse), ``config`` (a Config;
+``reuseConnection`` (connection reuse, seproxy.rpc.client.reuse), ``config`` (a Config;
 default the process-wide one), ``retryDelay`` (DIRAC: 2 s).
 
 Retry rules (DIRAC's): each URL is tried 3 times (2 with more than 2 URLs), with a
@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 from seproxy.config import Config, Registry, get_config
 from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
-from seproxy.rpc import reuse
+from seproxy.rpc.client import reuse
 from seproxy.rpc import transport as transports
-from seproxy.rpc.proposal import build_proposal
-from seproxy.rpc.reuse import ANSWERED, BROKEN, INVALID
+from seproxy.rpc.wire.proposal import build_proposal
+from seproxy.rpc.client.reuse import ANSWERED, BROKEN, INVALID
 from seproxy.rpc.version import DIRAC_VERSION
 from seproxy.rpc.wire import codec
 
@@ -177,7 +177,7 @@ class BaseClient:
     def _delegate(self, transport: Any, request: Any) -> dict:
         """The server asked for a delegated proxy (PROTOCOL 4.4): sign its request with
         our proxy, send the chain as a bare string, return the server's next answer."""
-        from seproxy.handler.delegation import sign_request
+        from seproxy.security.delegation import sign_request
         from seproxy.security import locations
 
         try:

@@ -32,6 +32,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -40,15 +41,20 @@ from seproxy.config import Config, Registry
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.returnvalues import isReturnStructure
 from seproxy.rpc import transport as transports
-from seproxy.rpc.auth import AuthManager
-from seproxy.rpc.connections import ConnectionRegistry, MethodLimits
-from seproxy.rpc.handler import RequestHandler
-from seproxy.rpc.loader import load_handler
+from seproxy.rpc.server.auth import AuthManager
+from seproxy.rpc.server.connections import ConnectionRegistry, MethodLimits
+from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.loader import load_handler
+from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, SESSION_ACTION
 
 log = logging.getLogger("seproxy.rpc.service")
 
 REJECTOR_QUEUE = 64
 REJECT_TIMEOUT = 2.0
+
+#: Serves one accepted action of a table type (``FileTransfer``):
+#: ``(handler, action name, connection, service encoding) -> final S_OK/S_ERROR answer``.
+ActionServer = Callable[[RequestHandler, str, Any, "str | None"], dict]
 
 
 @dataclass
@@ -68,14 +74,25 @@ class ServiceContext:
 
 
 class Service:
-    """A DISET service ``System/Service`` (``handler_class`` overrides the configured one)."""
+    """A DISET service ``System/Service``.
+
+    The framework knows no particular service or action: ``handler_class`` overrides the
+    configured handler, ``handlers`` adds built-in handlers by service name (see
+    :func:`~seproxy.rpc.server.loader.load_handler`), and ``actions`` maps the action
+    types beyond RPC/Connection to their servers (``{"FileTransfer": serve_transfer}``);
+    a type without a server is refused in the proposal answer like an unknown one.
+    """
 
     def __init__(self, cfg: Config, name: str, handler_class: type[RequestHandler] | None = None, *,
-                 host: str | None = None, port: int | None = None, protocol: str | None = None) -> None:
+                 host: str | None = None, port: int | None = None, protocol: str | None = None,
+                 handlers: Mapping[str, type[RequestHandler]] | None = None,
+                 actions: Mapping[str, ActionServer] | None = None) -> None:
         self.cfg = cfg
         self.name = name.strip("/")
         self.section = cfg.service_section(self.name)
         self._handler_override = handler_class
+        self._builtin_handlers = dict(handlers or {})
+        self.actions: dict[str, ActionServer] = dict(actions or {})
         self.protocol = (protocol or self.option("Protocol", "dips")).lower()
         self.bind_address = host if host is not None else self.option("BindAddress", "")
         self._port = int(port if port is not None else self.option("Port", 9876))
@@ -88,6 +105,9 @@ class Service:
         self.encoding: str | None = self.option("Encoding", "") or None
         #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
         self.sessions_enabled = bool(self.option("EnableSessions", True))
+        #: the proposal types this service accepts (DIRAC's, minus those without a server)
+        self.action_types = tuple(t for t in DIRAC_ACTION_TYPES if t in ("RPC", "Connection", "Message")
+                                  or t in self.actions) + ((SESSION_ACTION,) if self.sessions_enabled else ())
         self.handler_class: type[RequestHandler] | None = None
         self.context: ServiceContext | None = None
         self.listener: Any = None
@@ -134,7 +154,7 @@ class Service:
             cls = self._handler_override
             import sys
             return cls, sys.modules.get(cls.__module__), self.name
-        return load_handler(self.cfg, self.name)
+        return load_handler(self.cfg, self.name, self._builtin_handlers)
 
     def _initialize_handler(self) -> None:
         base, module, load_name = self._load()
@@ -155,7 +175,7 @@ class Service:
             limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
         )
-        from seproxy.rpc.messages import MessageBroker
+        from seproxy.rpc.server.broker import MessageBroker
         self.context.msg_broker = MessageBroker(self)
         info["messageSender"] = self.context.msg_broker.sender()
         cls._rh_initialize_class(self.context)
@@ -184,7 +204,7 @@ class Service:
             raise
         self.context.service_info["URL"] = self._build_url()
         self._started = True
-        from seproxy.rpc import worker
+        from seproxy.rpc.server import worker
         self._worker = worker
         self._spawn(self._accept_loop, "acceptor")
         self._spawn(self._reject_loop, "rejector")
@@ -313,7 +333,7 @@ class Service:
                 with self._busy_lock:
                     self._busy -= 1
 
-    # -- reuse sessions (seproxy.rpc.session) ----------------------------------------------
+    # -- reuse sessions (seproxy.rpc.server.session) ----------------------------------------------
     def park_session(self, session: Any) -> None:
         """Hand an idle reuse session back to the acceptor until its next request."""
         if self._stopping.is_set():

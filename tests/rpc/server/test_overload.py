@@ -12,12 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from seproxy.rpc.client import RPCClient
+from seproxy.rpc.client.base import RPCClient
 from tests.conftest import REPO_ROOT, wait_for
 from tests.fixtures.services import service_config
-from tests.rpc.test_service import Gate
+from tests.rpc.server.test_service import Gate
 
-HANDLERS = Path(__file__).with_name("handlers.py")
+HANDLERS = Path(__file__).parent.parent / "handlers.py"
 pytestmark = pytest.mark.timeout(300)
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
-from seproxy.rpc.handler import finalize_result
-from seproxy.rpc.proposal import Proposal
-from seproxy.rpc.worker import authorize, framework_error, handler_init, send
+from seproxy.rpc.server.handler import finalize_result
+from seproxy.rpc.wire.proposal import Proposal
+from seproxy.rpc.server.request import authorize, framework_error, handler_init, send
 
 log = logging.getLogger("seproxy.rpc.session")
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR
-from seproxy.rpc.proposal import SESSION_ACTION
+from seproxy.rpc.wire.proposal import SESSION_ACTION
 
-#: Outcomes of ``BaseClient._exchange`` (seproxy.rpc.client), the one request/answer step.
+#: Outcomes of ``BaseClient._exchange`` (seproxy.rpc.client.base), the one request/answer step.
 ANSWERED, INVALID, BROKEN = 0, 1, 2
 
 log = logging.getLogger("seproxy.rpc.reuse")

@@ -72,7 +72,7 @@ def test_refresh_configuration_rereads_files(seproxy_service, pki: PKI, tmp_path
 
 
 def test_rpc_stub_and_url_resolution(svc, pki: PKI):
-    from seproxy.rpc.client import RPCClient
+    from seproxy.rpc.client.base import RPCClient
     svc.cfg.setOption("/Systems/Test/URLs/Tls", f"dips://127.0.0.1:1/Test/Tls, {svc.url}")
     client = RPCClient("Test/Tls", config=svc.cfg, proxyLocation=svc.default_proxy, retryDelay=0.01)
     result = client.echo("via name")
@@ -81,7 +81,7 @@ def test_rpc_stub_and_url_resolution(svc, pki: PKI):
 
 
 def test_unreachable_service_is_a_clear_error(svc):
-    from seproxy.rpc.client import RPCClient
+    from seproxy.rpc.client.base import RPCClient
     client = RPCClient("dips://127.0.0.1:1/Test/Tls", config=svc.cfg, retryDelay=0.01)
     result = client.ping()
     assert result["OK"] is False and "Can't connect to dips://127.0.0.1:1/Test/Tls" in result["Message"]
@@ -89,7 +89,7 @@ def test_unreachable_service_is_a_clear_error(svc):
 
 def test_main_servers_placeholder():
     from seproxy.config import Config
-    from seproxy.rpc.client import resolve_urls
+    from seproxy.rpc.client.base import resolve_urls
     cfg = Config.from_text("Systems\n{\n  Test\n  {\n    URLs\n    {\n"
                            "      Tls = dips://$MAINSERVERS$:9135/Test/Tls\n    }\n  }\n}\n"
                            "Operations\n{\n  Defaults\n  {\n    MainServers = a.example.org, b.example.org\n"

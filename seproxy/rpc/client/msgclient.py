@@ -24,7 +24,7 @@ from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK
-from seproxy.rpc.client import BaseClient
+from seproxy.rpc.client.base import BaseClient
 from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
 
 log = logging.getLogger("seproxy.rpc.msgclient")

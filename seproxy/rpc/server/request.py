@@ -1,0 +1,82 @@
+"""Steps every server-side exchange shares (worker, reuse session, message broker):
+send one answer, the framework's own errors, authorise a call, build a fresh handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from seproxy.errors import SeproxyError
+from seproxy.returnvalues import S_ERROR
+from seproxy.rpc.wire import codec
+from seproxy.rpc.wire.proposal import Proposal, auth_method_path
+
+log = logging.getLogger("seproxy.rpc.service")
+
+
+def send(service: Any, transport: Any, value: Any, what: str = "") -> bool:
+    """Encode and send one answer; False if it could not be sent.
+
+    An answer the encoding cannot carry (a handler bug, e.g. a ``set`` or a
+    ``datetime.time`` in JSON) is logged and *nothing* is sent, as in DIRAC: the
+    caller closes the connection and a DIRAC client reports ``Peer closed connection``.
+    """
+    try:
+        payload = codec.encode(value, service.encoding)
+    except Exception as exc:  # noqa: BLE001 - un-encodable handler results
+        log.error("Cannot encode the answer of %s for %s: %s (connection closed without answer)",
+                  what, transport.id, exc)
+        return False
+    try:
+        transport.send_frame(payload)
+        return True
+    except SeproxyError as exc:
+        log.debug("Cannot send to %s: %s", transport.id, exc)
+        return False
+
+
+def framework_error(message: str, errno: int = 0) -> dict:
+    """An error sent by the framework outside an action (keeps a - empty - CallStack)."""
+    if errno:
+        return S_ERROR(errno, message, callStack=[])
+    return S_ERROR(message, callStack=[])
+
+
+def identity(credentials: dict) -> str:
+    user = credentials.get("username")
+    text = f"[{user}:{credentials.get('group', 'unknown')}]" if user else "unknown"
+    if "DN" in credentials:
+        text += f"({credentials['DN']})"
+    return text
+
+
+def authorize(service: Any, action_type: str, action_name: str, credentials: dict) -> bool:
+    context = service.context
+    default = service.handler_class._rh_default_auth(action_type, action_name)
+    path = auth_method_path(action_type, action_name)
+    allowed = context.auth.authQuery(path, credentials, default)
+    if not allowed:
+        log.warning("Unauthorized query to %s:%s/%s by %s", service.name, action_type, action_name,
+                    identity(credentials))
+    return allowed
+
+
+def instantiate(service: Any, trid: str, proposal: Proposal | None, transport: Any) -> Any:
+    """A fresh handler for one request (raises on failure)."""
+    handler = service.handler_class(handler_init(service, proposal, transport), trid)
+    handler.initialize()
+    return handler
+
+
+def handler_init(service: Any, proposal: Proposal | None, transport: Any) -> dict:
+    """The ``handlerInitDict`` (``serviceInfoDict``) of a request's handler."""
+    init = dict(service.context.service_info)
+    init["serviceStartTime"] = service.context.start_time
+    if proposal is not None:
+        init["clientVersion"] = proposal.client_version
+        init["clientSetup"] = proposal.setup
+        init["clientVO"] = proposal.vo if proposal.vo is not None else service.cfg.getValue(
+            "/DIRAC/VirtualOrganization", "unknown")
+    init["clientAddress"] = tuple(transport.remote_address)
+    return init

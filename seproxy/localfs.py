@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from seproxy.checksum import adler32
+from seproxy.errors import SizeMismatch
 
 #: Default copy block: large enough for throughput, small enough for bounded memory.
 BLOCK_SIZE = 4 * 1024 * 1024
@@ -181,18 +182,6 @@ def atomic_copy(
     return size, checksum
 
 
-class SizeMismatch(OSError):
-    """The copied size differs from the announced source size."""
-
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(
-            f"Source and destination file sizes do not match ({expected} vs {actual})."
-        )
-        self.expected = expected
-        self.actual = actual
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def set_checksum_xattr(path: str, checksum: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 from seproxy.errors import SeproxyError
 
@@ -72,6 +72,35 @@ def isSError(value: Any) -> bool:
     return isinstance(value, dict) and "OK" in value and "Message" in value
 
 
+class Reply(NamedTuple):
+    """A DIRAC envelope as :func:`unwrap` reads it."""
+
+    valid: bool  #: a dict whose ``OK`` is exactly ``True`` or ``False``
+    ok: bool  #: valid and ``OK`` is ``True`` (an S_OK)
+    value: Any  #: the S_OK's ``Value`` (``None`` when absent, and for anything but an S_OK)
+
+
+_INVALID = Reply(False, False, None)
+_FAILED = Reply(True, False, None)
+
+
+def unwrap(envelope: Any) -> Reply:
+    """Read a DIRAC reply envelope with seproxy's one strictness.
+
+    An envelope is a ``dict`` whose ``OK`` is the bool ``True`` (S_OK, its ``Value``
+    read with ``.get``) or ``False`` (S_ERROR: the caller keeps the dict for its
+    ``Message``/``Errno``); anything else (no dict, no ``OK``, ``OK = 1``) is not an
+    envelope. Every place that looks at a received or returned envelope asks here.
+    """
+    if type(envelope) is dict or isinstance(envelope, dict):
+        flag = envelope.get("OK")
+        if flag is True:
+            return Reply(True, True, envelope.get("Value"))
+        if flag is False:
+            return _FAILED
+    return _INVALID
+
+
 def returnSingleResult(result: DReturnType) -> DReturnType:
     """Reduce a bulk ``{"Successful", "Failed"}`` result to one S_OK/S_ERROR."""
     if not result.get("OK"):
@@ -89,7 +118,7 @@ def returnSingleResult(result: DReturnType) -> DReturnType:
     return S_ERROR("returnSingleResult: Failed and Successful dictionaries are empty")
 
 
-class SErrorException(Exception):
+class SErrorException(SeproxyError):
     """Carries an S_ERROR through code that uses exceptions (DIRAC API)."""
 
     def __init__(self, result: DReturnType | str) -> None:
@@ -135,6 +164,8 @@ __all__ = [
     "S_ERROR",
     "isReturnStructure",
     "isSError",
+    "unwrap",
+    "Reply",
     "returnSingleResult",
     "cmpError",
     "SErrorException",

@@ -18,6 +18,7 @@ from seproxy.returnvalues import (
     isSError,
     returnSingleResult,
     returnValueOrRaise,
+    unwrap,
 )
 from seproxy.rpc.wire import dencode, jencode
 
@@ -102,3 +103,19 @@ def test_value_or_raise_and_converter() -> None:
     assert crash["ExecInfo"][0] is ZeroDivisionError
     with pytest.raises(ZeroDivisionError):
         returnValueOrRaise(crash)
+
+
+@pytest.mark.parametrize("envelope, expected", [
+    ({"OK": True, "Value": [1]}, (True, True, [1])),
+    ({"OK": True}, (True, True, None)),
+    (S_ERROR("no"), (True, False, None)),
+    ({"OK": False}, (True, False, None)),
+    ({"OK": 1, "Value": 2}, (False, False, None)),
+    ({"OK": "yes"}, (False, False, None)),
+    ({"Value": 3}, (False, False, None)),
+    ([True, 3], (False, False, None)),
+    (None, (False, False, None)),
+])
+def test_unwrap_has_one_strictness(envelope, expected) -> None:
+    reply = unwrap(envelope)
+    assert (reply.valid, reply.ok, reply.value) == expected

@@ -18,6 +18,7 @@ from typing import Any
 
 from seproxy.config import Config
 from seproxy.errors import SeproxyError
+from seproxy.returnvalues import unwrap
 
 SERVICE = "DataManagement/StorageElementProxy"
 DEV_CFG = "dev.cfg"
@@ -80,11 +81,12 @@ def proxy_for(args: argparse.Namespace) -> str | None:
 
 def check(result: Any, what: str = "") -> Any:
     """The ``Value`` of an S_OK; an S_ERROR becomes a SeproxyError (exit 2, ``ERROR ...``)."""
-    if not isinstance(result, dict) or "OK" not in result:
+    reply = unwrap(result)
+    if not reply.valid:
         raise SeproxyError(f"{what}unexpected answer {result!r}")
-    if not result["OK"]:
+    if not reply.ok:
         raise SeproxyError(f"{what}{result.get('Message', 'failed')}")
-    return result.get("Value")
+    return reply.value
 
 
 def to_json(value: Any) -> str:

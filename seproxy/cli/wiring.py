@@ -20,7 +20,8 @@ from seproxy.handler import storage_element_proxy as _proxy
 from seproxy.http.server import HttpThread
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.reactor import ServiceReactor
-from seproxy.rpc.server.service import ActionServer, Service
+from seproxy.rpc.server.context import ActionServer
+from seproxy.rpc.server.service import Service
 from seproxy.transfer.dispatch import serve_transfer
 
 ACTIONS: dict[str, ActionServer] = {"FileTransfer": serve_transfer}

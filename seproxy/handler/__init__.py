@@ -1,8 +1,9 @@
 """The StorageElementProxy service: handler, cache, namespaces, catalogue, credentials.
 
 ``StorageElementProxyHandler``, ``initializeStorageElementProxyHandler`` and
-``purgeCacheDirectory`` (DIRAC API) are importable from here; they are loaded on
-first use so that ``seproxy.staging.cache`` stays importable on its own.
+``purgeCacheDirectory`` (DIRAC API) are importable from here (loaded on first use).
+This class starts no HTTP front of its own: ``seproxy.cli.wiring.StorageElementProxyHandler``
+is the one with :mod:`seproxy.http` plugged in (what ``seproxy serve`` runs).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from seproxy.errors import PathError, StorageError
+from seproxy.returnvalues import unwrap
 from seproxy.staging.namespace import local_name
 from seproxy.localfs import file_adler32 as adler32_file
 
@@ -116,7 +117,7 @@ class StorageElementFallback:
                 result = self.open_se(name).exists(lfn)
             except Exception:  # noqa: BLE001 - an unusable SE is simply not a replica
                 continue
-            if result.get("OK") and result["Value"].get("Successful", {}).get(lfn) is True:
+            if unwrap(result).ok and result["Value"].get("Successful", {}).get(lfn) is True:
                 found.append(name)
         return found
 
@@ -174,7 +175,7 @@ def _fetch_one(lfn: str, dest_dir: Path, catalogue: ReplicaCatalogue,
         work.mkdir(parents=True)
         try:
             result = open_se(se_name).getFile(lfn, localPath=str(work))
-            if not result.get("OK"):
+            if not unwrap(result).ok:
                 reasons.append(f"{se_name}: {result.get('Message')}")
                 continue
             value = result["Value"]

@@ -30,14 +30,16 @@ import threading
 from typing import Any, ClassVar
 
 from seproxy.config import get_config
-from seproxy.errors import AuthError, ConfigError, PathError, SeproxyError
+from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError
 from seproxy.handler import catalog
-from seproxy.staging.cache import CacheFullError, gRegister, purgeCacheDirectory  # noqa: F401
+from seproxy.handler.state import HttpServerFactory, ProxyState
+from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
+from seproxy.rpc.connection import Connection
+from seproxy.rpc.server.handler import RequestHandler
+from seproxy.staging.cache import gRegister, purgeCacheDirectory  # noqa: F401
 from seproxy.staging.keys import key_digest, new_key
 from seproxy.staging.namespace import Namespace, local_name, open_regular, parse_file_id
-from seproxy.handler.state import HttpServerFactory, ProxyState
-from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult
-from seproxy.rpc.server.handler import RequestHandler
+from seproxy.transfer.filehelper import FileHelper
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
 
@@ -109,7 +111,7 @@ class StorageElementProxyHandler(RequestHandler):
                                     "prepareFileForHTTP"})
     _delegated: bytes | None = None
 
-    def _rh_delegation(self, transport: Any, credentials: dict, action_type: str,
+    def _rh_delegation(self, transport: Connection, credentials: dict, action_type: str,
                        action_name: str) -> dict | None:
         """Called by the service between authorisation and the proposal's acceptance:
         ask for a delegated proxy (PROTOCOL 4.4) when this request will need one.
@@ -196,7 +198,7 @@ class StorageElementProxyHandler(RequestHandler):
             if not callable(method):
                 return S_ERROR(f"Attribute '{name}' isn't a method!")
             result = method(*args, **kargs)
-        if name == "removeFile" and isinstance(result, dict) and result.get("OK"):
+        if name == "removeFile" and unwrap(result).ok:
             for lfn in result["Value"].get("Successful", {}):
                 with contextlib.suppress(Exception):
                     state.catalogue.remove_replica(lfn, se)
@@ -325,7 +327,7 @@ class StorageElementProxyHandler(RequestHandler):
         return S_OK(value)
 
     # -- transfers ---------------------------------------------------------------------------
-    def transfer_toClient(self, fileID: Any, token: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_toClient(self, fileID: Any, token: Any, fileHelper: FileHelper) -> dict:  # noqa: N802,N803
         """Send the caller's staged ``getFile/<name>`` and remove it once sent."""
         try:
             area, name = parse_file_id(fileID)
@@ -357,7 +359,7 @@ class StorageElementProxyHandler(RequestHandler):
         finally:
             os.close(dir_fd)
 
-    def transfer_fromClient(self, fileID: Any, token: Any, fileSize: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_fromClient(self, fileID: Any, token: Any, fileSize: Any, fileHelper: FileHelper) -> dict:  # noqa: N802,N803
         """Receive ``putFile/<name>`` into a temporary file; rename it when complete."""
         state = self._state()
         try:
@@ -404,7 +406,7 @@ class StorageElementProxyHandler(RequestHandler):
             os.close(dir_fd)
 
     @staticmethod
-    def _receive(fileHelper: Any, fd: int, state: ProxyState) -> dict:  # noqa: N803
+    def _receive(fileHelper: FileHelper, fd: int, state: ProxyState) -> dict:  # noqa: N803
         """Stream into ``fd`` (closed here), flushed to disk on success."""
         with os.fdopen(fd, "wb", buffering=0) as sink:
             result = fileHelper.networkToDataSink(sink, maxFileSize=state.max_file_size)
@@ -416,7 +418,7 @@ class StorageElementProxyHandler(RequestHandler):
         return result
 
 
-def _refuse_download(fileHelper: Any, message: str) -> dict:  # noqa: N803
+def _refuse_download(fileHelper: FileHelper, message: str) -> dict:  # noqa: N803
     """End a download that cannot start: DIRAC sends an empty EOF, then the error as the
     final answer; a seproxy client (stream extension) gets the error in the stream."""
     if getattr(getattr(fileHelper, "options", None), "extended", False):

@@ -20,7 +20,8 @@ import threading
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
+from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure, unwrap
+from seproxy.rpc.connection import Connection
 
 log = logging.getLogger("seproxy.rpc.messages")
 
@@ -93,7 +94,7 @@ class Message:
 
 def parse_frame(value: Any) -> dict:
     """Validate an incoming message-connection frame (raises SeproxyError)."""
-    body = value.get("Value") if isinstance(value, dict) and value.get("OK") else None
+    body = unwrap(value).value
     if not isinstance(body, dict) or "request" not in body:
         raise SeproxyError("Invalid message frame")
     if body["request"]:
@@ -127,7 +128,7 @@ class MessageEndpoint:
             self._counter += 1
             return f"{self.broker_name}:{self._counter - 1}"
 
-    def send_on(self, transport: Any, msg: Message, encoding: str | None) -> dict:
+    def send_on(self, transport: Connection, msg: Message, encoding: str | None) -> dict:
         waiter = None
         if msg.getWaitForAck():
             object.__setattr__(msg, "_id", self.next_id())
@@ -154,6 +155,6 @@ class MessageEndpoint:
             waiter.event.set()
 
     @staticmethod
-    def ack(transport: Any, body: dict, encoding: str | None) -> None:
+    def ack(transport: Connection, body: dict, encoding: str | None) -> None:
         if body.get("id") is not None:
             transport.send_data(S_OK({"request": False, "id": body["id"], "result": S_OK()}), encoding)

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seproxy.errors import CacheFullError
+
 log = logging.getLogger("seproxy.handler.cache")  # the name operators configured before the move
 
 
@@ -233,10 +235,6 @@ class ExpiringRegister:
             self._delete_function(value)
         except Exception:  # noqa: BLE001 - a failing delete must not break the caller
             log.exception("cache delete function failed for %r", value)
-
-
-class CacheFullError(OSError):
-    """The cache cannot make room for a new file (all remaining files are in use)."""
 
 
 class CacheArea:

@@ -20,8 +20,9 @@ from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.localfs import atomic_write
-from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.returnvalues import S_ERROR, S_OK, SErrorException, unwrap
 from seproxy.rpc.client.base import BaseClient
+from seproxy.rpc.connection import Connection
 from seproxy.transfer import bulk, extension
 from seproxy.transfer.filehelper import DIRAC_OPTIONS, FileHelper, StreamOptions
 
@@ -57,9 +58,10 @@ class TransferClient(BaseClient):
             header = list(fileInfo) + ([self._offer] if self._offer is not None else [])
             transport.send_data(S_OK(header), self._encoding)
             answer = transport.receive_data()
-            if not isinstance(answer, dict) or not answer.get("OK"):
+            reply = unwrap(answer)
+            if not reply.ok:
                 _close(transport)
-                return answer if isinstance(answer, dict) else S_ERROR("Invalid transfer answer")
+                return answer if reply.valid else S_ERROR("Invalid transfer answer")
             options = extension.options_from_answer(answer.get(extension.ANSWER_KEY)) \
                 if self._offer is not None else DIRAC_OPTIONS
             return S_OK((transport, options))
@@ -128,17 +130,12 @@ class TransferClient(BaseClient):
         DIRAC writes straight to ``path`` and leaves a partial (or empty) file behind
         when the transfer fails; here a failed download leaves nothing.
         """
-
-        class _Failed(Exception):
-            def __init__(self, result: dict[str, Any]) -> None:
-                self.result = result
-
         try:
             with atomic_write(path) as sink:
                 result = self._receive_into(sink, fileId, token, progress)
                 if not result["OK"]:
-                    raise _Failed(result)
-        except _Failed as failed:
+                    raise SErrorException(result)  # discards the partial file
+        except SErrorException as failed:
             return failed.result
         except OSError:
             return S_ERROR(f"{path} can't be opened")
@@ -188,7 +185,7 @@ def file_size(target: Any) -> int:
         return -1
 
 
-def _close(transport: Any) -> None:
+def _close(transport: Connection | None) -> None:
     if transport is not None:
         with contextlib.suppress(Exception):
             transport.close()

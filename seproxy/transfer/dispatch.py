@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.returnvalues import S_ERROR, S_OK, unwrap
+from seproxy.rpc.connection import Connection
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.transfer import extension, stream
 from seproxy.transfer.filehelper import FileHelper
 
@@ -43,14 +45,14 @@ def _lower_first(name: str) -> str:
     return f"{name[:1].lower()}{name[1:]}"
 
 
-def serve_transfer(handler: Any, direction: str, transport: Any, encoding: str | None) -> dict:
+def serve_transfer(handler: RequestHandler, direction: str, transport: Connection, encoding: str | None) -> dict:
     """Run one FileTransfer action on an accepted connection; returns the final answer."""
     try:
         header = transport.receive_data(HEADER_LIMIT)
     except SeproxyError as exc:
         return S_ERROR(f"ConnectionError: Error while receiving file description {exc}")
-    if not isinstance(header, dict) or not header.get("OK") or not isinstance(
-            header.get("Value"), (list, tuple)):
+    request = unwrap(header)
+    if not request.ok or not isinstance(request.value, (list, tuple)):
         return S_ERROR("ConnectionError: Error while receiving file description: invalid header")
     name = _lower_first(direction)
     if not hasattr(handler, f"transfer_{name}"):
@@ -109,7 +111,7 @@ def _stop_sender(helper: FileHelper, result: Any) -> None:
     if not helper.options.extended:
         _discard(helper, 1)
         return
-    message = result.get("Message") if isinstance(result, dict) and not result.get("OK") else None
+    message = result.get("Message") if isinstance(result, dict) and not unwrap(result).ok else None
     try:
         helper.oTransport.send_data(stream.error_message(message or stream.MSG_INCOMPLETE),
                                     helper.encoding)
@@ -134,7 +136,7 @@ def _discard(helper: FileHelper, frames: int | None) -> None:
         transport.settimeout(previous)
 
 
-def _cs_option(handler: Any, name: str, default: Any) -> Any:
+def _cs_option(handler: RequestHandler, name: str, default: Any) -> Any:
     getter = getattr(handler, "srv_getCSOption", None)
     try:
         return getter(name, default) if getter is not None else default
@@ -142,13 +144,13 @@ def _cs_option(handler: Any, name: str, default: Any) -> Any:
         return default
 
 
-def _semaphore(handler: Any, name: str) -> Any:
+def _semaphore(handler: RequestHandler, name: str) -> Any:
     context = getattr(handler, "_rh_context", None)
     limits = getattr(context, "limits", None)
     return limits.semaphore("FileTransfer", name) if limits is not None else None
 
 
-def _log(handler: Any, name: str, exc: BaseException) -> None:
+def _log(handler: RequestHandler, name: str, exc: BaseException) -> None:
     log = getattr(handler, "log", None)
     if log is not None:
         try:

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from seproxy.errors import ProtocolError, SeproxyError, TransferError, TransportError
-from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.errors import RemoteProtocolError, SeproxyError, TransferError, TransportError
+from seproxy.returnvalues import S_ERROR, S_OK, unwrap
+from seproxy.rpc.connection import Connection
 from seproxy.rpc.wire import codec
 from seproxy.transfer import bulk, pipeline, stream
 from seproxy.transfer.stream import (
@@ -85,7 +86,7 @@ class FileHelper:
     _valid_directions = ("toClient", "fromClient", "receive", "send")
     _direction_map: ClassVar[dict[str, str]] = {"toClient": "send", "fromClient": "receive"}
 
-    def __init__(self, oTransport: Any = None, encoding: str | bool | None = None,
+    def __init__(self, oTransport: Connection | None = None, encoding: str | bool | None = None,
                  checkSum: bool = True, *, options: StreamOptions = DIRAC_OPTIONS,
                  progress: Progress | None = None) -> None:
         if isinstance(encoding, bool):          # DIRAC's FileHelper(transport, checkSum)
@@ -180,7 +181,8 @@ class FileHelper:
         if chunk is not None:
             return chunk, None
         message = codec.decode(payload)
-        if isinstance(message, dict) and message.get("OK") is False:
+        reply = unwrap(message)
+        if reply.valid and not reply.ok:
             self.peer_gone = True
         return None, message
 
@@ -270,10 +272,11 @@ class FileHelper:
                 self._send_ack()
                 self.bFinishedTransmission = self.bReceivedEOF = True
                 return S_OK("")
-            if chunk is None and not message.get("OK"):
-                return message
+            reply = unwrap(message)
+            if chunk is None and not reply.ok:
+                return message if reply.valid else S_ERROR(stream.NOT_AN_ENVELOPE)
             if chunk is None:
-                flag, data = message["Value"]
+                flag, data = reply.value
                 if not flag:
                     self.bReceivedEOF = self.bFinishedTransmission = True
                     return S_OK("")
@@ -376,14 +379,15 @@ class FileHelper:
             chunk, message = self._receive()
         except SeproxyError:
             return
-        if chunk is None and isinstance(message, dict) and "OK" in message:
-            raise StreamResult(message) if not message["OK"] else StreamResult(
+        reply = unwrap(message)
+        if chunk is None and reply.valid:
+            raise StreamResult(message) if not reply.ok else StreamResult(
                 stream.error_message("Transfer stopped by the receiver"))
 
     def _sender_reply(self, sender: StreamSender) -> None:
         chunk, message = self._receive()
         if chunk is not None:
-            raise ProtocolError("Invalid transfer message: data chunk in place of an ack")
+            raise RemoteProtocolError("Invalid transfer message: data chunk in place of an ack")
         event = sender.handle_reply(message)
         if isinstance(event, PeerError):
             if self.options.extended:

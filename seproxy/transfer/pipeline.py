@@ -33,6 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from seproxy.errors import TransferError
+from seproxy.rpc.connection import Connection
+from seproxy.transfer.stream import StreamReceiver
 
 _STOP = object()
 #: Chunks in the hands of a helper thread (queued or in work) at most.
@@ -158,7 +160,7 @@ class ChunkSink:
     in work, waiting to be queued, the transport's next).
     """
 
-    def __init__(self, transport: Any, receiver: Any, write: Callable[[Any], Any], *,
+    def __init__(self, transport: Connection, receiver: StreamReceiver, write: Callable[[Any], Any], *,
                  threaded: bool = True) -> None:
         self._threaded = threaded
         self._take = getattr(transport, "take_body_buffer", None)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from seproxy.checksum import adler32
-from seproxy.errors import ProtocolError
+from seproxy.errors import RemoteProtocolError
+from seproxy.returnvalues import unwrap
 
 #: Raw file bytes per chunk in DIRAC's stream (``FileHelper.packetSize``).
 DIRAC_CHUNK_SIZE = 1048576
@@ -76,7 +77,7 @@ def as_bytes(data: Any) -> bytes | memoryview:
         return data.encode("utf-8", "surrogateescape")
     if isinstance(data, (bytes, bytearray, memoryview)):
         return data
-    raise ProtocolError(f"Invalid transfer chunk: expected bytes, got {type(data).__name__}")
+    raise RemoteProtocolError(f"Invalid transfer chunk: expected bytes, got {type(data).__name__}")
 
 
 class Checksums:
@@ -148,9 +149,12 @@ class SizeExceeded:
 Event = Data | EndOfFile | Aborted | PeerError | Acked | SizeExceeded
 
 
+NOT_AN_ENVELOPE = "Invalid transfer message: not an S_OK/S_ERROR structure"
+
+
 def _check_envelope(message: Any) -> dict[str, Any]:
-    if not isinstance(message, dict) or "OK" not in message:
-        raise ProtocolError("Invalid transfer message: not an S_OK/S_ERROR structure")
+    if not unwrap(message).valid:
+        raise RemoteProtocolError(NOT_AN_ENVELOPE)
     return message
 
 
@@ -179,7 +183,7 @@ class StreamReceiver:
         next chunk travels while this one is hashed and written).
         """
         if self.finished:
-            raise ProtocolError("Invalid transfer message: data after the end of the stream")
+            raise RemoteProtocolError("Invalid transfer message: data after the end of the stream")
         self.received += len(data)
         replies = [ack()]
         if self.max_size > 0 and self.received > self.max_size:
@@ -201,7 +205,7 @@ class StreamReceiver:
             return PeerError(message), []
         value = message.get("Value")
         if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ProtocolError("Invalid transfer message: expected [flag, data]")
+            raise RemoteProtocolError("Invalid transfer message: expected [flag, data]")
         if value[0]:
             return self.handle_chunk(as_bytes(value[1]))
         self.finished = self.eof = True
@@ -227,9 +231,10 @@ class StreamReceiver:
         """True for a message that ends a stream (EOF, abort, error): drain stops here."""
         if not isinstance(message, dict):
             return False
-        if is_abort(message) or not message.get("OK"):
+        reply = unwrap(message)
+        if is_abort(message) or not reply.ok:
             return True
-        value = message.get("Value")
+        value = reply.value
         return isinstance(value, (list, tuple)) and len(value) == 2 and not value[0]
 
 

@@ -115,3 +115,27 @@ def test_https_access_with_the_host_certificate(se_proxy_factory, tmp_path):
     subprocess.run(["curl", "-sSf", "--cacert", str(p.pki.ca_cert), "-o", str(out), res["HttpURL"]],
                    check=True, timeout=60)
     assert out.read_bytes() == b"over TLS" * 1000
+
+
+def test_http_access_needs_the_http_front_plugged_in(seproxy_service, tmp_path):
+    """The handler does not import the HTTP package: the class seproxy serves
+    (seproxy.cli.wiring) plugs HttpThread in; the bare class says what is missing."""
+    import pytest
+
+    from seproxy.cli import wiring
+    from seproxy.errors import ConfigError
+    from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
+    from seproxy.http.server import HttpThread
+
+    assert wiring.StorageElementProxyHandler.http_server is HttpThread
+    assert StorageElementProxyHandler.http_server is None
+    options = {"BasePath": str(tmp_path / "cache"), "HttpAccess": True, "HttpPort": 0,
+               "HttpHost": "127.0.0.1", "HttpPurgeInterval": 0}
+    with pytest.raises(ConfigError, match="HttpAccess is on but this StorageElementProxy handler has no HTTP server"):
+        seproxy_service(StorageElementProxyHandler, name="DataManagement/Bare", options=options)
+    options["HttpAccess"] = False
+    svc = seproxy_service(StorageElementProxyHandler, name="DataManagement/Bare", options=options)
+    try:
+        assert svc.service.handler_class.state.http_thread is None
+    finally:
+        svc.service.handler_class.state.stop()

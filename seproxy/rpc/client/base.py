@@ -28,9 +28,10 @@ from urllib.parse import urlsplit
 
 from seproxy.config import Config, Registry, get_config
 from seproxy.errors import AuthError, ConfigError, SeproxyError
-from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
+from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
 from seproxy.rpc.client import reuse
 from seproxy.rpc import transport as transports
+from seproxy.rpc.connection import Connection
 from seproxy.rpc.wire.proposal import build_proposal
 from seproxy.rpc.client.reuse import ANSWERED, BROKEN, INVALID
 from seproxy.rpc.version import DIRAC_VERSION
@@ -152,7 +153,7 @@ class BaseClient:
         return [self._destinationSrv, kwargs]
 
     # -- connecting ------------------------------------------------------------------------
-    def _open(self, url: str) -> Any:
+    def _open(self, url: str) -> Connection:
         protocol, host, port, _ = parse_url(url)
         transport = transports.connect(
             protocol, host, port, cfg=self.cfg, timeout=transports.DEFAULT_CONNECTION_TIMEOUT,
@@ -165,16 +166,17 @@ class BaseClient:
         return build_proposal(self.serviceName, action_type, action_name, setup=self.setup, vo=self.vo,
                               extra_credentials=self.extraCredentials, client_version=DIRAC_VERSION)
 
-    def _propose(self, transport: Any, action_type: str, action_name: str) -> dict:
+    def _propose(self, transport: Connection, action_type: str, action_name: str) -> dict:
         transport.send_data(self._proposal(action_type, action_name), self.encoding)
         answer = transport.receive_data()
-        if not isinstance(answer, dict) or "OK" not in answer:
+        reply = unwrap(answer)
+        if not reply.valid:
             return S_ERROR(f"Invalid answer to the proposal: {answer!r:.100}")
-        if answer["OK"] and isinstance(answer.get("Value"), dict) and "delegate" in answer["Value"]:
-            answer = self._delegate(transport, answer["Value"]["delegate"])
+        if reply.ok and isinstance(reply.value, dict) and "delegate" in reply.value:
+            answer = self._delegate(transport, reply.value["delegate"])
         return answer
 
-    def _delegate(self, transport: Any, request: Any) -> dict:
+    def _delegate(self, transport: Connection, request: Any) -> dict:
         """The server asked for a delegated proxy (PROTOCOL 4.4): sign its request with
         our proxy, send the chain as a bare string, return the server's next answer."""
         from seproxy.security.delegation import sign_request
@@ -188,11 +190,11 @@ class BaseClient:
             return S_ERROR(f"Cannot delegate a proxy: {exc}")
         transport.send_data(chain, self.encoding)
         answer = transport.receive_data()
-        if not isinstance(answer, dict) or "OK" not in answer:
+        if not unwrap(answer).valid:
             return S_ERROR(f"Invalid answer to the delegation: {answer!r:.100}")
         return answer
 
-    def _connect_and_propose(self, action_type: str, action_name: str) -> tuple[dict, Any]:
+    def _connect_and_propose(self, action_type: str, action_name: str) -> tuple[dict, Connection | None]:
         """Connect (with DIRAC's failover and retries) and get the proposal accepted.
 
         Returns ``(S_OK(), transport)`` or ``(S_ERROR, None)``.
@@ -212,7 +214,7 @@ class BaseClient:
                         answer = self._propose(transport, action_type, action_name)
                     except (SeproxyError, OSError) as exc:
                         answer = S_ERROR(f"Error while proposing {action_type}/{action_name} to {url}: {exc}")
-                    if answer.get("OK"):
+                    if unwrap(answer).ok:
                         return S_OK(), transport
                     transport.close()
                     if answer.get("Errno") == EUNAUTHORIZED or proposals >= PROPOSAL_RETRIES:
@@ -252,7 +254,7 @@ class BaseClient:
         # the transport's texts are DIRAC's reader/writer messages
         return S_ERROR(str(answer)) if state == BROKEN else answer
 
-    def _exchange(self, transport: Any, request: Any) -> tuple[Any, int]:
+    def _exchange(self, transport: Connection, request: Any) -> tuple[Any, int]:
         """Send one request and receive its answer (both connection models use this).
 
         Returns ``(answer, ANSWERED)``; ``(S_ERROR, INVALID)`` when the answer is no
@@ -266,7 +268,7 @@ class BaseClient:
             answer = transport.receive_data()
         except SeproxyError as exc:
             return exc, BROKEN
-        if isinstance(answer, dict) and "OK" in answer:
+        if unwrap(answer).valid:
             return answer, ANSWERED
         return S_ERROR(f"Invalid answer from {self.serviceName}: {answer!r:.100}"), INVALID
 

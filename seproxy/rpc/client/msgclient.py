@@ -23,8 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR, S_OK
+from seproxy.returnvalues import S_ERROR, S_OK, unwrap
 from seproxy.rpc.client.base import BaseClient
+from seproxy.rpc.connection import Connection
 from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
 
 log = logging.getLogger("seproxy.rpc.msgclient")
@@ -37,7 +38,7 @@ class MessageClient(BaseClient):
         self._endpoint = MessageEndpoint("GlobalMessageBroker")
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self._on_disconnect: list[Callable[[Any], Any]] = []
-        self._transport: Any = None
+        self._transport: Connection | None = None
         self._unique_name = secrets.token_hex(16)
 
     # -- DIRAC API -------------------------------------------------------------------------
@@ -73,9 +74,10 @@ class MessageClient(BaseClient):
         except SeproxyError as exc:
             transport.close()
             return S_ERROR(f"Cannot open the message connection: {exc}")
-        if not isinstance(answer, dict) or not answer.get("OK"):
+        reply = unwrap(answer)
+        if not reply.ok:
             transport.close()
-            return answer if isinstance(answer, dict) else S_ERROR("Invalid answer to Connection/new")
+            return answer if reply.valid else S_ERROR("Invalid answer to Connection/new")
         transport.settimeout(None)
         self._transport = transport
         self._endpoint._reader = threading.Thread(target=self._read_loop, name="MessageClient", daemon=True)

@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR
+from seproxy.returnvalues import S_ERROR, unwrap
+from seproxy.rpc.connection import Connection
 from seproxy.rpc.wire.proposal import SESSION_ACTION
 
 #: Outcomes of ``BaseClient._exchange`` (seproxy.rpc.client.base), the one request/answer step.
@@ -51,7 +52,7 @@ class _Pool:
                 transport.close()
         return None, 0.0
 
-    def give(self, key: tuple, transport: Any, max_idle: float) -> None:
+    def give(self, key: tuple, transport: Connection, max_idle: float) -> None:
         with self._lock:
             stack = self._idle.setdefault(key, [])
             if len(stack) < MAX_IDLE_PER_KEY:
@@ -95,7 +96,7 @@ def _open_session(client: Any, url: str) -> tuple[Any, float] | None:
         transport.close()
         log.debug("reuse: session proposal to %s failed: %s", url, exc)
         return None
-    if not answer.get("OK"):
+    if not unwrap(answer).ok:
         transport.close()
         if answer.get("Message") == UNKNOWN_ACTION:
             log.info("%s does not support connection reuse: one connection per call", url)

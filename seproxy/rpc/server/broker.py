@@ -12,8 +12,11 @@ import threading
 from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
+from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure, unwrap
 from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
+from seproxy.rpc.connection import Connection
+from seproxy.rpc.server.context import ServingService
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.request import authorize, instantiate, send
 
 log = logging.getLogger("seproxy.rpc.messages")
@@ -35,10 +38,10 @@ class MessageSender:
 class MessageBroker(MessageEndpoint):
     """Server half: open message connections of one service."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: ServingService) -> None:
         super().__init__(f"{service.name}MSB")
         self.service = service
-        self._conns: dict[str, tuple[Any, list]] = {}
+        self._conns: dict[str, tuple[Connection, list]] = {}
         self._selector: selectors.BaseSelector | None = None
         self._closed = False
 
@@ -68,7 +71,7 @@ class MessageBroker(MessageEndpoint):
         return S_OK()
 
     # -- Connection/new --------------------------------------------------------------------
-    def serve_connection(self, handler: Any, transport: Any, trid: str, method: str) -> bool:
+    def serve_connection(self, handler: RequestHandler, transport: Connection, trid: str, method: str) -> bool:
         limit = self.service.option("MaxMessagingConnections", 20)
         if len(self._conns) >= limit:
             log.warning("Maximum number of message connections (%d) reached", limit)
@@ -80,14 +83,14 @@ class MessageBroker(MessageEndpoint):
             envelope = transport.receive_data()
         except SeproxyError:
             return False
-        args = envelope.get("Value") if isinstance(envelope, dict) and envelope.get("OK") else None
+        args = unwrap(envelope).value
         error = self._check_args(args)
         if error:
             send(self.service, transport, S_ERROR(error))
             return False
         result = self._callback(handler, "conn_new", trid, args)
         send(self.service, transport, result if isReturnStructure(result) else S_OK())
-        if not result.get("OK"):
+        if not unwrap(result).ok:
             return False
         with self._lock:
             self._conns[trid] = (transport, list(args))
@@ -105,7 +108,7 @@ class MessageBroker(MessageEndpoint):
         return None
 
     @staticmethod
-    def _callback(handler: Any, name: str, trid: str, args: list) -> dict:
+    def _callback(handler: RequestHandler, name: str, trid: str, args: list) -> dict:
         func = getattr(handler, name, None)
         if func is None:
             return S_OK()
@@ -116,7 +119,7 @@ class MessageBroker(MessageEndpoint):
         return result if isReturnStructure(result) else S_OK()
 
     # -- reader thread ---------------------------------------------------------------------
-    def _listen(self, trid: str, transport: Any) -> None:
+    def _listen(self, trid: str, transport: Connection) -> None:
         with self._lock:
             if self._selector is None:
                 self._selector = selectors.DefaultSelector()
@@ -154,10 +157,10 @@ class MessageBroker(MessageEndpoint):
         except SeproxyError as exc:
             log.info("Message connection %s closed: %s", trid, exc)
             result = S_ERROR(str(exc))
-        if not result.get("OK"):
+        if not unwrap(result).ok:
             self._drop(trid)
 
-    def _dispatch(self, trid: str, transport: Any, body: dict) -> dict:
+    def _dispatch(self, trid: str, transport: Connection, body: dict) -> dict:
         name = body["name"]
         definitions = self.definitions()
         if name not in definitions:

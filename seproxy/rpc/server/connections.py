@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
+
+from seproxy.rpc.connection import Connection
 
 
 @dataclass
 class ConnectionEntry:
-    transport: Any
+    transport: Connection
     credentials: dict
     data: dict = field(default_factory=dict)
 
@@ -27,7 +29,7 @@ class ConnectionRegistry:
         self._lock = threading.Lock()
         self._entries: dict[str, ConnectionEntry] = {}
 
-    def add(self, transport: Any, credentials: dict) -> str:
+    def add(self, transport: Connection, credentials: dict) -> str:
         trid = transport.id
         with self._lock:
             self._entries[trid] = ConnectionEntry(transport, credentials)

@@ -303,19 +303,19 @@ class RequestHandler:
         return self._rh_broker().disconnect(trid or self._rh_trid)
 
     # -- base transfer refusals (sent after "Accepted", PROTOCOL.md 6.2) -------------------
-    def transfer_fromClient(self, fileId: Any, token: Any, fileSize: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_fromClient(self, fileId: Any, token: Any, fileSize: Any, fileHelper: object) -> dict:  # noqa: N802,N803
         return S_ERROR("This server does no allow receiving files")
 
-    def transfer_toClient(self, fileId: Any, token: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_toClient(self, fileId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
         return S_ERROR("This server does no allow sending files")
 
-    def transfer_bulkFromClient(self, bulkId: Any, token: Any, bulkSize: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_bulkFromClient(self, bulkId: Any, token: Any, bulkSize: Any, fileHelper: object) -> dict:  # noqa: N802,N803
         return S_ERROR("This server does no allow bulk receiving")
 
-    def transfer_bulkToClient(self, bulkId: Any, token: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_bulkToClient(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
         return S_ERROR("This server does no allow bulk sending")
 
-    def transfer_listBulk(self, bulkId: Any, token: Any, fileHelper: Any) -> dict:  # noqa: N802,N803
+    def transfer_listBulk(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
         return S_ERROR("This server does no allow bulk listing")
 
     # -- built-in methods (PROTOCOL.md 7.8) ------------------------------------------------

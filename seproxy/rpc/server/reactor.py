@@ -15,7 +15,8 @@ from typing import Any
 
 from seproxy.config import Config
 from seproxy.rpc.server.handler import RequestHandler
-from seproxy.rpc.server.service import ActionServer, Service
+from seproxy.rpc.server.context import ActionServer
+from seproxy.rpc.server.service import Service
 
 log = logging.getLogger("seproxy.rpc.reactor")
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from seproxy.errors import SeproxyError
+from seproxy.errors import LocalProtocolError, SeproxyError
 from seproxy.returnvalues import S_ERROR
+from seproxy.rpc.connection import Connection
+from seproxy.rpc.server.context import ServingService
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.proposal import Proposal, auth_method_path
 
 log = logging.getLogger("seproxy.rpc.service")
 
 
-def send(service: Any, transport: Any, value: Any, what: str = "") -> bool:
+def send(service: ServingService, transport: Connection, value: Any, what: str = "") -> bool:
     """Encode and send one answer; False if it could not be sent.
 
     An answer the encoding cannot carry (a handler bug, e.g. a ``set`` or a
@@ -24,7 +27,7 @@ def send(service: Any, transport: Any, value: Any, what: str = "") -> bool:
     """
     try:
         payload = codec.encode(value, service.encoding)
-    except Exception as exc:  # noqa: BLE001 - un-encodable handler results
+    except (LocalProtocolError, ValueError) as exc:  # un-encodable value | unknown Encoding option
         log.error("Cannot encode the answer of %s for %s: %s (connection closed without answer)",
                   what, transport.id, exc)
         return False
@@ -51,7 +54,7 @@ def identity(credentials: dict) -> str:
     return text
 
 
-def authorize(service: Any, action_type: str, action_name: str, credentials: dict) -> bool:
+def authorize(service: ServingService, action_type: str, action_name: str, credentials: dict) -> bool:
     context = service.context
     default = service.handler_class._rh_default_auth(action_type, action_name)
     path = auth_method_path(action_type, action_name)
@@ -62,14 +65,15 @@ def authorize(service: Any, action_type: str, action_name: str, credentials: dic
     return allowed
 
 
-def instantiate(service: Any, trid: str, proposal: Proposal | None, transport: Any) -> Any:
+def instantiate(service: ServingService, trid: str, proposal: Proposal | None,
+                transport: Connection) -> RequestHandler:
     """A fresh handler for one request (raises on failure)."""
     handler = service.handler_class(handler_init(service, proposal, transport), trid)
     handler.initialize()
     return handler
 
 
-def handler_init(service: Any, proposal: Proposal | None, transport: Any) -> dict:
+def handler_init(service: ServingService, proposal: Proposal | None, transport: Connection) -> dict:
     """The ``handlerInitDict`` (``serviceInfoDict``) of a request's handler."""
     init = dict(service.context.service_info)
     init["serviceStartTime"] = service.context.start_time

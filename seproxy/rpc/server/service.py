@@ -30,10 +30,10 @@ import logging
 import queue
 import selectors
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -41,10 +41,14 @@ from seproxy.config import Config, Registry
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.returnvalues import isReturnStructure
 from seproxy.rpc import transport as transports
+from seproxy.rpc.connection import ServerConnection
+from seproxy.rpc.server import worker
 from seproxy.rpc.server.auth import AuthManager
 from seproxy.rpc.server.connections import ConnectionRegistry, MethodLimits
+from seproxy.rpc.server.context import ActionServer, ServiceContext
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.loader import load_handler
+from seproxy.rpc.server.session import ReuseSession
 from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, SESSION_ACTION
 
 log = logging.getLogger("seproxy.rpc.service")
@@ -52,25 +56,6 @@ log = logging.getLogger("seproxy.rpc.service")
 REJECTOR_QUEUE = 64
 REJECT_TIMEOUT = 2.0
 
-#: Serves one accepted action of a table type (``FileTransfer``):
-#: ``(handler, action name, connection, service encoding) -> final S_OK/S_ERROR answer``.
-ActionServer = Callable[[RequestHandler, str, Any, "str | None"], dict]
-
-
-@dataclass
-class ServiceContext:
-    """What a handler class of one service reaches through ``cls._rh_context``."""
-
-    cfg: Config
-    service_info: dict
-    connections: ConnectionRegistry
-    limits: MethodLimits
-    auth: AuthManager
-    registry: Registry
-    start_time: datetime.datetime
-    msg_broker: Any = None
-    monitor: Any = None
-    stats: dict = field(default_factory=lambda: {"accepted": 0, "rejected": 0, "banned": 0, "served": 0})
 
 
 class Service:
@@ -152,7 +137,6 @@ class Service:
     def _load(self) -> tuple[type[RequestHandler], ModuleType | None, str]:
         if self._handler_override is not None:
             cls = self._handler_override
-            import sys
             return cls, sys.modules.get(cls.__module__), self.name
         return load_handler(self.cfg, self.name, self._builtin_handlers)
 
@@ -204,8 +188,6 @@ class Service:
             raise
         self.context.service_info["URL"] = self._build_url()
         self._started = True
-        from seproxy.rpc.server import worker
-        self._worker = worker
         self._spawn(self._accept_loop, "acceptor")
         self._spawn(self._reject_loop, "rejector")
         for index in range(self.max_threads):
@@ -295,12 +277,12 @@ class Service:
             transport.close()
             return
         try:
-            self._jobs.put_nowait((self._worker.serve_new, transport))
+            self._jobs.put_nowait((worker.serve_new, transport))
             self.context.stats["accepted"] += 1
         except queue.Full:
             self._reject(transport)
 
-    def _reject(self, transport: Any) -> None:
+    def _reject(self, transport: ServerConnection) -> None:
         self.context.stats["rejected"] += 1
         log.warning("Rejecting client %s due to throttling: %d requests waiting (MaxWaitingPetitions=%d)",
                     transport.id, self._jobs.qsize(), self.max_waiting)
@@ -314,7 +296,7 @@ class Service:
             transport = self._rejects.get()
             if transport is None:
                 return
-            self._worker.reject(self, transport, REJECT_TIMEOUT)
+            worker.reject(self, transport, REJECT_TIMEOUT)
 
     # -- workers ---------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -334,7 +316,7 @@ class Service:
                     self._busy -= 1
 
     # -- reuse sessions (seproxy.rpc.server.session) ----------------------------------------------
-    def park_session(self, session: Any) -> None:
+    def park_session(self, session: ReuseSession) -> None:
         """Hand an idle reuse session back to the acceptor until its next request."""
         if self._stopping.is_set():
             session.close()
@@ -342,9 +324,9 @@ class Service:
         self._parking.put(session)
         self._wake()
 
-    def _resume_session(self, session: Any) -> None:
+    def _resume_session(self, session: ReuseSession) -> None:
         try:
-            self._jobs.put_nowait((self._worker.serve_session, session))
+            self._jobs.put_nowait((worker.serve_session, session))
         except queue.Full:
             log.warning("Closing reuse session %s: %d requests waiting", session.transport.id, self._jobs.qsize())
             session.close()

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from seproxy.errors import SeproxyError
-from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
-from seproxy.rpc.server.handler import finalize_result
-from seproxy.rpc.wire.proposal import Proposal
+from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
+from seproxy.rpc.connection import ServerConnection
+from seproxy.rpc.server.connections import ConnectionEntry, ConnectionRegistry
+from seproxy.rpc.server.context import ServingService
+from seproxy.rpc.server.handler import RequestHandler, finalize_result
 from seproxy.rpc.server.request import authorize, framework_error, handler_init, send
+from seproxy.rpc.wire.proposal import Proposal
 
 log = logging.getLogger("seproxy.rpc.session")
 
@@ -39,11 +41,11 @@ AUTH_CACHE_SIZE = 256
 
 @dataclass
 class ReuseSession:
-    transport: Any
+    transport: ServerConnection
     trid: str
     proposal: Proposal
     base_credentials: dict
-    connections: Any
+    connections: ConnectionRegistry
     calls: int = 0
     closed: bool = field(default=False)
     #: method -> (config generation, credential dict after an *allowed* authorisation)
@@ -51,7 +53,7 @@ class ReuseSession:
     #: (config generation, handler init dict) - the same for every call of the session
     init: tuple = (None, None)
     #: the connection's registry entry (its ``credentials`` are set for each call)
-    entry: Any = None
+    entry: ConnectionEntry | None = None
 
     def close(self) -> None:
         if not self.closed:
@@ -59,7 +61,7 @@ class ReuseSession:
             self.connections.close(self.trid)
 
 
-def open_session(service: Any, transport: Any, trid: str, proposal: Proposal, credentials: dict) -> bool:
+def open_session(service: ServingService, transport: ServerConnection, trid: str, proposal: Proposal, credentials: dict) -> bool:
     """Answer a ``Session`` proposal; True when the session took over the connection."""
     if proposal.action_name != "RPC":
         send(service, transport, framework_error(f"Unsupported session type {proposal.action_name}"))
@@ -76,7 +78,7 @@ def open_session(service: Any, transport: Any, trid: str, proposal: Proposal, cr
     return True
 
 
-def serve_session(service: Any, session: ReuseSession) -> None:
+def serve_session(service: ServingService, session: ReuseSession) -> None:
     """Serve requests while they keep coming; then park (or close) the session."""
     try:
         _serve(service, session)
@@ -85,7 +87,7 @@ def serve_session(service: Any, session: ReuseSession) -> None:
         raise
 
 
-def _serve(service: Any, session: ReuseSession) -> None:
+def _serve(service: ServingService, session: ReuseSession) -> None:
     transport = session.transport
     while True:
         transport.settimeout(service.request_timeout)
@@ -95,7 +97,7 @@ def _serve(service: Any, session: ReuseSession) -> None:
             log.debug("Session %s ended: %s", session.trid, exc)
             session.close()
             return
-        value = envelope.get("Value") if isinstance(envelope, dict) and envelope.get("OK") is True else None
+        value = unwrap(envelope).value
         if (not isinstance(value, (list, tuple)) or len(value) != 2 or not isinstance(value[0], str)
                 or not isinstance(value[1], (list, tuple))):
             send(service, transport, S_ERROR("Invalid session request: expected S_OK([method, [args]])"))
@@ -126,7 +128,7 @@ def _snapshot(credentials: dict) -> tuple[dict, tuple]:
     return snapshot, tuple(k for k, v in snapshot.items() if type(v) is list)
 
 
-def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None:
+def _authorized(service: ServingService, session: ReuseSession, method: str) -> dict | None:
     """The call's credential dict after authorisation, None when denied.
 
     The session's credentials and the handler never change, so an allowed method
@@ -151,7 +153,7 @@ def _authorized(service: Any, session: ReuseSession, method: str) -> dict | None
     return credentials
 
 
-def _new_handler(service: Any, session: ReuseSession) -> Any:
+def _new_handler(service: ServingService, session: ReuseSession) -> RequestHandler:
     generation = service.cfg.generation
     if session.init[0] != generation:
         session.init = (generation, handler_init(service, session.proposal, session.transport))
@@ -160,7 +162,7 @@ def _new_handler(service: Any, session: ReuseSession) -> Any:
     return handler
 
 
-def call(service: Any, session: ReuseSession, method: str, args: list) -> bool:
+def call(service: ServingService, session: ReuseSession, method: str, args: list) -> bool:
     """One RPC inside a session; False if the connection broke."""
     if _authorized(service, session, method) is None:
         denied = finalize_result(S_ERROR(EUNAUTHORIZED, "Unauthorized query"), "RPC", method)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from seproxy.errors import ProtocolError, SeproxyError, TransportError
-from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK
+from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
 from seproxy.rpc.server import session as sessions
-from seproxy.rpc.server.handler import finalize_result
+from seproxy.rpc.connection import ServerConnection
+from seproxy.rpc.server.context import ServingService
+from seproxy.rpc.server.handler import RequestHandler, finalize_result
 from seproxy.rpc.server.request import authorize, framework_error, instantiate, send
 from seproxy.rpc.wire.proposal import (
     DIRAC_ACTION_TYPES,
@@ -48,7 +49,7 @@ ACTION_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake (table acti
 TRANSFER_TIMEOUT = ACTION_TIMEOUT
 
 
-def receive_proposal(service: Any, transport: Any) -> Proposal | None:
+def receive_proposal(service: ServingService, transport: ServerConnection) -> Proposal | None:
     try:
         envelope = transport.receive_data(PROPOSAL_MAX_SIZE)
     except SeproxyError as exc:
@@ -64,7 +65,7 @@ def receive_proposal(service: Any, transport: Any) -> Proposal | None:
         return None
 
 
-def serve_new(service: Any, transport: Any) -> None:
+def serve_new(service: ServingService, transport: ServerConnection) -> None:
     """The whole life of one accepted connection (runs in a worker)."""
     context = service.context
     try:
@@ -111,7 +112,8 @@ def serve_new(service: Any, transport: Any) -> None:
             context.connections.close(trid)
 
 
-def run_action(service: Any, transport: Any, trid: str, handler: Any, proposal: Proposal) -> bool:
+def run_action(service: ServingService, transport: ServerConnection, trid: str, handler: RequestHandler,
+               proposal: Proposal) -> bool:
     """Run the accepted action; True when the connection must stay open."""
     action_type, name = proposal.action_tuple
     handler.serviceInfoDict["actionTuple"] = proposal.action_tuple
@@ -122,9 +124,10 @@ def run_action(service: Any, transport: Any, trid: str, handler: Any, proposal: 
         except SeproxyError as exc:
             log.info("Error while receiving arguments %s: %s", handler.srv_getFormattedRemoteCredentials(), exc)
             return False
-        if not isinstance(envelope, dict) or envelope.get("OK") is not True:
+        request = unwrap(envelope)
+        if not request.ok:
             return False
-        args = envelope.get("Value")
+        args = request.value
         if not isinstance(args, (list, tuple)):
             send(service, transport, S_ERROR("Invalid RPC arguments: expected a list"), name)
             return False
@@ -147,14 +150,14 @@ def run_action(service: Any, transport: Any, trid: str, handler: Any, proposal: 
         return False
     answer = finalize_result(result, action_type, name)
     if log.isEnabledFor(logging.INFO):
-        outcome = "OK" if answer.get("OK") else f"ERROR: {answer.get('Message')}"
+        outcome = "OK" if unwrap(answer).ok else f"ERROR: {answer.get('Message')}"
         log.info("Returning response %s %s/%s (%.3f secs) %s", handler.srv_getFormattedRemoteCredentials(),
                  action_type, name, time.monotonic() - started, outcome)
     send(service, transport, answer, name)
     return False
 
 
-def reject(service: Any, transport: Any, timeout: float) -> None:
+def reject(service: ServingService, transport: ServerConnection, timeout: float) -> None:
     """Overload: an explicit error instead of the answer, with short timeouts, then close."""
     try:
         transport.handshake(timeout=timeout)
@@ -171,5 +174,5 @@ def reject(service: Any, transport: Any, timeout: float) -> None:
         transport.close()
 
 
-def serve_session(service: Any, session: Any) -> None:
+def serve_session(service: ServingService, session: sessions.ReuseSession) -> None:
     sessions.serve_session(service, session)

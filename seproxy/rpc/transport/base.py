@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from seproxy.errors import PeerClosed, ProtocolError, TransportError
+from seproxy.errors import PeerClosed, ProtocolError, RemoteProtocolError, TransportError
 from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.framing import (
     FrameParser,
@@ -237,7 +237,7 @@ class Transport:
             event = parser.next_event()
             if event is None:
                 if max_size is not None and after_first > max_size:
-                    raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+                    raise RemoteProtocolError(f"Read limit exceeded ({max_size} chars)")
                 length = parser.frame_length
                 if (length is not None and DIRECT_MIN <= length <= DIRECT_MAX
                         and not parser.frame_is_keepalive):
@@ -280,7 +280,7 @@ class Transport:
         if max_size is not None and after_first + length - self._parser.buffered > max_size:
             # one read may bring the whole rest: refuse a frame that cannot end within
             # the limit before reading (or allocating) anything for it
-            raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+            raise RemoteProtocolError(f"Read limit exceeded ({max_size} chars)")
         body = self._body
         if body is None or body.nbytes < length:
             body = self._body = memoryview(bytearray(length))
@@ -293,7 +293,7 @@ class Transport:
         """Read ``body[got:length]``; a backend may override this with a leaner loop."""
         while got < length:
             if max_size is not None and after_first > max_size:
-                raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+                raise RemoteProtocolError(f"Read limit exceeded ({max_size} chars)")
             count = self._read_some(body[got:length])
             got += count
             after_first += count
@@ -303,7 +303,7 @@ class Transport:
         try:
             return codec.decode(payload)
         except ProtocolError as exc:
-            raise ProtocolError(f"Could not decode received data: {exc}") from exc
+            raise RemoteProtocolError(f"Could not decode received data: {exc}") from exc
 
     def close(self) -> None:
         if self._closed:
@@ -338,7 +338,7 @@ class Transport:
         try:
             message, encoding = codec.decode_with_codec(payload)
         except ProtocolError as exc:
-            raise ProtocolError(f"Could not decode received data: {exc}") from exc
+            raise RemoteProtocolError(f"Could not decode received data: {exc}") from exc
         ka_id, is_ping = parse_keepalive(message)
         if is_ping:  # answer in the encoding the ping came in
             self.send_frame(keepalive_payload(ka_id, False, encoding), keepalive=True)

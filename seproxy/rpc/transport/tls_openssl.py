@@ -24,7 +24,7 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
-from seproxy.errors import ConfigError, ProtocolError, TransportError
+from seproxy.errors import ConfigError, RemoteProtocolError, TransportError
 from seproxy.rpc.transport import tlsbase, tlsconfig
 from seproxy.rpc.transport.base import WANT_READ, WANT_WRITE
 
@@ -203,7 +203,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         with _ffi.from_buffer(body, require_writable=True) as base:
             while got < length:
                 if max_size is not None and after_first > max_size:
-                    raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+                    raise RemoteProtocolError(f"Read limit exceeded ({max_size} chars)")
                 with lock:
                     count = read(ssl, base + got, length - got)
                     if count <= 0:

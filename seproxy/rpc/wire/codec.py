@@ -34,7 +34,7 @@ try:  # SIMD base64: the same text as binascii, ~20-40x faster on 1 MiB chunks
 except ImportError:  # pragma: no cover - pybase64 is a dependency; binascii still works
     pybase64 = None
 
-from seproxy.errors import ProtocolError
+from seproxy.errors import ProtocolError, RemoteProtocolError
 from seproxy.rpc.wire import dencode, jencode
 from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
 
@@ -90,7 +90,7 @@ def decode_with_codec(payload: bytes | bytearray | memoryview, *, max_depth: int
     """Like ``decode`` but also says which decoder accepted the payload."""
     data = dencode.as_bytes(payload, "decode")
     if not data:
-        raise ProtocolError("Empty payload: neither DEncode nor JSON")
+        raise RemoteProtocolError("Empty payload: neither DEncode nor JSON")
     dencode_error = None
     if data[0] in dencode.TAGS:
         try:
@@ -103,7 +103,7 @@ def decode_with_codec(payload: bytes | bytearray | memoryview, *, max_depth: int
     except ProtocolError as exc:
         if dencode_error is None:
             raise
-        raise ProtocolError(f"{dencode_error} (and not JSON either: {exc})") from None
+        raise RemoteProtocolError(f"{dencode_error} (and not JSON either: {exc})") from None
 
 
 def decode(payload: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH,

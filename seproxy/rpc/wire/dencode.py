@@ -42,7 +42,7 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
-from seproxy.errors import ProtocolError
+from seproxy.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
 
 # Longest body we search for the terminating ``e`` of a number (Python's int()
@@ -165,13 +165,13 @@ def encode_parts(value: Any) -> list[bytes]:
     except KeyError as exc:
         what = exc.args[0] if exc.args else "?"
         name = what.__name__ if isinstance(what, type) else repr(what)
-        raise ProtocolError(f"DEncode cannot encode a value of type {name}") from None
+        raise LocalProtocolError(f"DEncode cannot encode a value of type {name}") from None
     except UnicodeEncodeError as exc:
-        raise ProtocolError(f"DEncode cannot encode a str that is not valid Unicode: {exc}") from None
+        raise LocalProtocolError(f"DEncode cannot encode a str that is not valid Unicode: {exc}") from None
     except ValueError as exc:  # int with more digits than Python prints
-        raise ProtocolError(f"DEncode cannot encode value: {exc}") from None
+        raise LocalProtocolError(f"DEncode cannot encode value: {exc}") from None
     except RecursionError:
-        raise ProtocolError("DEncode cannot encode value: nested too deeply (or recursive)") from None
+        raise LocalProtocolError("DEncode cannot encode value: nested too deeply (or recursive)") from None
     return out
 
 
@@ -183,8 +183,8 @@ def encode(value: Any) -> bytes:
 # --------------------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------------------
-def _fail(pos: int, message: str) -> ProtocolError:
-    return ProtocolError(f"DEncode: {message} at offset {pos}")
+def _fail(pos: int, message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"DEncode: {message} at offset {pos}")
 
 
 def _reader(data: bytes, max_depth: int, exact: bool) -> Callable[[int, int], tuple[Any, int]]:
@@ -358,10 +358,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """Decode one value from ``data``: ``(value, bytes_consumed)``; trailing bytes are ignored."""
     data = as_bytes(data, "DEncode")
     if not data:
-        raise ProtocolError("DEncode: empty payload")
+        raise RemoteProtocolError("DEncode: empty payload")
     if len(data) > max_size:
-        raise ProtocolError(f"DEncode: payload of {len(data)} bytes exceeds the maximum of {max_size}")
+        raise RemoteProtocolError(f"DEncode: payload of {len(data)} bytes exceeds the maximum of {max_size}")
     try:
         return _reader(data, max_depth, exact_floats)(0, 0)
     except RecursionError:
-        raise ProtocolError("DEncode: nesting too deep for the interpreter stack") from None
+        raise RemoteProtocolError("DEncode: nesting too deep for the interpreter stack") from None

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from seproxy.errors import ProtocolError
+from seproxy.errors import ProtocolError, RemoteProtocolError
+from seproxy.returnvalues import unwrap
 from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.limits import DEFAULT_MAX_FRAME_SIZE
 
@@ -147,8 +148,8 @@ class FrameParser:
         self._length = None
         return KeepAlive(payload) if self._keepalive else Frame(payload)
 
-    def _fail(self, message: str) -> ProtocolError:
-        self._error = ProtocolError(message)
+    def _fail(self, message: str) -> RemoteProtocolError:
+        self._error = RemoteProtocolError(message)
         return self._error
 
     def _parse_header(self) -> bool:
@@ -221,9 +222,9 @@ def keepalive_payload(ka_id: str, ping: bool, encoding: str | None = None) -> by
 
 def parse_keepalive(value: Any) -> tuple[Any, bool]:
     """``(id, is_ping)`` from a decoded keep-alive payload; ``ProtocolError`` like DIRAC's messages."""
-    data = value.get("Value") if isinstance(value, dict) and value.get("OK") else None
+    data = unwrap(value).value
     if not isinstance(data, dict) or "id" not in data:
-        raise ProtocolError("Invalid keep alive, missing id")
+        raise RemoteProtocolError("Invalid keep alive, missing id")
     if "kaping" not in data:
-        raise ProtocolError("Invalid keep alive, missing kaping")
+        raise RemoteProtocolError("Invalid keep alive, missing kaping")
     return data["id"], bool(data["kaping"])

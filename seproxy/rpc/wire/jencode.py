@@ -43,7 +43,7 @@ try:  # a faster parser for the common case (see decode)
 except ImportError:  # pragma: no cover - orjson is a dependency; the json module still works
     orjson = None
 
-from seproxy.errors import ProtocolError
+from seproxy.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from seproxy.rpc.wire.dencode import as_bytes
 from seproxy.rpc.wire.limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE
 
@@ -101,9 +101,9 @@ def encode(value: Any) -> bytes:
     try:
         return _text(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"JSON cannot encode value: {exc}") from None
+        raise LocalProtocolError(f"JSON cannot encode value: {exc}") from None
     except RecursionError:
-        raise ProtocolError("JSON cannot encode value: nested too deeply (or recursive)") from None
+        raise LocalProtocolError("JSON cannot encode value: nested too deeply (or recursive)") from None
 
 
 _CANONICAL_DT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -141,7 +141,7 @@ def _object_hook(obj: dict) -> Any:
         return _dt.datetime.strptime(text, DATE_FORMAT).date()
     if cls == "b64":
         return base64.b64decode(obj["obj"])
-    raise ProtocolError(f"JSON: refusing to decode an object of class {cls!r} (__dCls)")
+    raise RemoteProtocolError(f"JSON: refusing to decode an object of class {cls!r} (__dCls)")
 
 
 _DECODER = json.JSONDecoder(object_hook=_object_hook)
@@ -279,7 +279,7 @@ def _decode_json_module(data: bytes | bytearray | memoryview, *, max_depth: int 
 def _bounded(data: bytes | bytearray | memoryview, max_size: int) -> bytes:
     data = as_bytes(data, "JSON")
     if len(data) > max_size:
-        raise ProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
+        raise RemoteProtocolError(f"JSON: payload of {len(data)} bytes exceeds the maximum of {max_size}")
     return data
 
 
@@ -303,11 +303,11 @@ def _json_module_value(data: bytes, max_depth: int) -> Any:
     except ProtocolError:
         raise
     except json.JSONDecodeError as exc:
-        raise ProtocolError(f"JSON: {exc}") from None
+        raise RemoteProtocolError(f"JSON: {exc}") from None
     except (ValueError, TypeError, KeyError, binascii.Error, OverflowError) as exc:
-        raise ProtocolError(f"JSON: invalid value: {type(exc).__name__}: {exc}") from None
+        raise RemoteProtocolError(f"JSON: invalid value: {type(exc).__name__}: {exc}") from None
     except RecursionError:
-        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels "
+        raise RemoteProtocolError(f"JSON: nesting deeper than {max_depth} levels "
                             "(beyond the interpreter's recursion limit)") from None
     # The C parser itself is bounded by the interpreter's recursion limit; the
     # configured bound is checked on the result, only when the text could exceed it.
@@ -315,5 +315,5 @@ def _json_module_value(data: bytes, max_depth: int) -> Any:
     # cannot be deeper, and is not counted)
     if (len(data) > 2 * max_depth and data.count(b"[") + data.count(b"{") > max_depth
             and nesting_depth(value) > max_depth):
-        raise ProtocolError(f"JSON: nesting deeper than {max_depth} levels")
+        raise RemoteProtocolError(f"JSON: nesting deeper than {max_depth} levels")
     return value

@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from seproxy.errors import ProtocolError
+from seproxy.errors import RemoteProtocolError
+from seproxy.returnvalues import unwrap
 
 #: Action types a DIRAC server accepts (``Message`` only inside connections, 5.5).
 DIRAC_ACTION_TYPES = ("RPC", "FileTransfer", "Message", "Connection")
@@ -39,7 +40,7 @@ PROPOSAL_MAX_SIZE = 16384
 INVALID_PROPOSAL = "Invalid action proposal"
 
 
-class ProposalRejected(ProtocolError):
+class ProposalRejected(RemoteProtocolError):
     """The proposal fails a check; ``str(exc)`` is the exact DIRAC message."""
 
 
@@ -88,9 +89,10 @@ def check_proposal(
     action_types: tuple[str, ...] = DIRAC_ACTION_TYPES,
 ) -> Proposal:
     """Validate a decoded proposal envelope; raise ProposalRejected with DIRAC's message."""
-    if not isinstance(envelope, dict) or envelope.get("OK") is not True or "Value" not in envelope:
+    request = unwrap(envelope)
+    if not request.ok:
         raise ProposalRejected(INVALID_PROPOSAL)
-    value = envelope["Value"]
+    value = request.value
     if not isinstance(value, (list, tuple)) or len(value) < 3:
         raise ProposalRejected(INVALID_PROPOSAL)
     where, what, extra = value[0], value[1], value[2]

@@ -32,7 +32,7 @@ from typing import Any
 from seproxy.config import get_config
 from seproxy.errors import StorageError
 from seproxy.localfs import atomic_write
-from seproxy.storage.plugins import ItemFailed, StorageBase, local_files, transfer_tree
+from seproxy.storage.plugin_api import ItemFailed, StorageBase, local_files, transfer_tree
 from seproxy.storage.utils import pfnunparse
 
 

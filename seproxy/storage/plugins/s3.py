@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from seproxy.errors import StorageError
 from seproxy.localfs import atomic_write, file_adler32
-from seproxy.storage.plugins import (
+from seproxy.storage.plugin_api import (
     DISK_STATUS,
     ItemFailed,
     StorageBase,

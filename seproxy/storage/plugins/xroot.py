@@ -29,7 +29,7 @@ from urllib.parse import quote
 from seproxy.errors import StorageError
 from seproxy.returnvalues import DReturnType
 from seproxy.localfs import is_temp_name, temp_name_for
-from seproxy.storage.plugins import (
+from seproxy.storage.plugin_api import (
     DISK_STATUS,
     ItemFailed,
     StorageBase,

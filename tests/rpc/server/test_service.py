@@ -260,3 +260,46 @@ def test_client_retry_rules(svc):
     before = stats["accepted"]
     assert svc.client().admin()["Errno"] == 1111
     assert stats["accepted"] - before == 1
+
+
+def test_action_table_comes_from_whoever_builds_the_service():
+    """The framework serves no FileTransfer of its own: without a server in ``actions`` the
+    type is refused like an unknown one; with one, the server gets the accepted action."""
+    from seproxy.rpc.client.base import BaseClient
+
+    cfg = service_config("Test/Actions", authorization={"Default": "all"})
+    with Service(cfg, "Test/Actions", handler_class=RequestHandler) as bare:
+        client = BaseClient(f"dip://127.0.0.1:{bare.port}/Test/Actions", config=cfg, retryDelay=0)
+        result, transport = client._connect_and_propose("FileTransfer", "FromClient")
+        assert transport is None
+        assert result["Message"] == "FileTransfer is not a known action type"
+    served = []
+
+    def serve(handler, name, connection, encoding):
+        served.append((type(handler).__name__, name, encoding))
+        return S_OK("served")
+
+    with Service(cfg, "Test/Actions", handler_class=RequestHandler, actions={"FileTransfer": serve}) as svc:
+        client = BaseClient(f"dip://127.0.0.1:{svc.port}/Test/Actions", config=cfg)
+        result, transport = client._connect_and_propose("FileTransfer", "FromClient")
+        assert result["OK"], result
+        try:
+            answer = transport.receive_data()
+        finally:
+            transport.close()
+    assert answer == {"OK": True, "Value": "served"}
+    assert served == [("RequestHandler", "FromClient", svc.encoding)]
+
+
+def test_builtin_handlers_are_given_by_whoever_builds_the_service():
+    class Mine(RequestHandler):
+        types_mine = []
+
+        def export_mine(self):
+            return S_OK("mine")
+
+    cfg = service_config("Some/Builtin")
+    with Service(cfg, "Some/Builtin", handlers={"Some/Builtin": Mine}) as service:
+        assert RPCClient(f"dip://127.0.0.1:{service.port}/Some/Builtin", config=cfg).mine()["Value"] == "mine"
+    with pytest.raises(ConfigError, match="Cannot import handler module SomeSystem.Service.BuiltinHandler"):
+        Service(cfg, "Some/Builtin").start()

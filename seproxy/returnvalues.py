@@ -7,7 +7,6 @@ local diagnostics; the service strips them from handler results before sending.
 
 from __future__ import annotations
 
-
 import os
 import traceback
 from typing import Any, NamedTuple

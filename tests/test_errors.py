@@ -15,7 +15,7 @@ from seproxy.errors import (
     SizeMismatch,
     StorageError,
 )
-from seproxy.returnvalues import SErrorException, S_ERROR
+from seproxy.returnvalues import S_ERROR, SErrorException
 from seproxy.rpc.wire import codec, dencode, framing, jencode
 
 

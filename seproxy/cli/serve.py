@@ -25,7 +25,14 @@ import sys
 import threading
 from pathlib import Path
 
-from seproxy.cli.common import DEV_CFG, DEV_PROXY, SERVICE, add_common_options, data_dir, load_config
+from seproxy.cli.common import (
+    DEV_CFG,
+    DEV_PROXY,
+    SERVICE,
+    add_common_options,
+    data_dir,
+    load_config,
+)
 from seproxy.config import Config, set_config
 
 log = logging.getLogger("seproxy.serve")

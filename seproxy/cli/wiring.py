@@ -18,9 +18,9 @@ from typing import Any
 from seproxy.config import Config
 from seproxy.handler import storage_element_proxy as _proxy
 from seproxy.http.server import HttpThread
+from seproxy.rpc.server.context import ActionServer
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.reactor import ServiceReactor
-from seproxy.rpc.server.context import ActionServer
 from seproxy.rpc.server.service import Service
 from seproxy.transfer.dispatch import serve_transfer
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from seproxy.errors import PathError, StorageError
+from seproxy.localfs import file_adler32 as adler32_file
 from seproxy.returnvalues import unwrap
 from seproxy.staging.namespace import local_name
-from seproxy.localfs import file_adler32 as adler32_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (

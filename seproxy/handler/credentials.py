@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 from seproxy.config import Config, Registry
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.handler import catalog
-from seproxy.staging.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
 from seproxy.handler.credentials import CredentialSource
-from seproxy.staging.namespace import check_name
 from seproxy.returnvalues import S_ERROR
+from seproxy.staging.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
+from seproxy.staging.namespace import check_name
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
 

@@ -18,8 +18,8 @@ import ssl
 import threading
 from typing import Any
 
-from seproxy.staging.cache import ExpiringRegister
 from seproxy.http.access import HttpStorageAccessHandler
+from seproxy.staging.cache import ExpiringRegister
 
 log = logging.getLogger(__name__)
 

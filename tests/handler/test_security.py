@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.staging.namespace import namespace_id
 from seproxy.returnvalues import S_OK
+from seproxy.staging.namespace import namespace_id
 from seproxy.transfer.filehelper import FileHelper
 from tests.conftest import wait_for
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.staging.cache import ExpiringRegister, purgeCacheDirectory
 from seproxy.http.access import INVALID_KEY, content_disposition
-from seproxy.staging.keys import key_digest, new_key
 from seproxy.http.server import HttpThread
+from seproxy.staging.cache import ExpiringRegister, purgeCacheDirectory
+from seproxy.staging.keys import key_digest, new_key
 from tests.conftest import wait_for
 
 
@@ -246,11 +246,12 @@ def test_connection_bound_gives_503(cache, register):
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])

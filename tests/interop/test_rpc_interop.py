@@ -20,8 +20,8 @@ import pytest
 from seproxy.config import Config
 from seproxy.rpc.client.base import RPCClient
 from tests.interop import battery
-from tests.interop.InteropHandler import InteropHandler
 from tests.interop.compare import normalise, seconds_left_close, strict_diff
+from tests.interop.InteropHandler import InteropHandler
 
 pytestmark = pytest.mark.interop
 

@@ -25,8 +25,8 @@ from seproxy.config import Config
 from seproxy.rpc.client.base import RPCClient
 from seproxy.rpc.transport import connect, listen
 from tests.fixtures.services import service_config
-from tests.interop.InteropHandler import InteropHandler
 from tests.interop.compare import normalise, strict_diff
+from tests.interop.InteropHandler import InteropHandler
 
 pytestmark = pytest.mark.interop
 

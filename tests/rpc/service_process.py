@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seproxy.config import Config
 from seproxy.cli import wiring
+from seproxy.config import Config
 
 
 def main(argv: list[str]) -> int:

@@ -7,8 +7,14 @@ import os
 import pytest
 
 from seproxy.errors import PathError
-from seproxy.staging.namespace import (Namespace, check_name, namespace_id, open_dir,
-                                       open_regular, parse_file_id)
+from seproxy.staging.namespace import (
+    Namespace,
+    check_name,
+    namespace_id,
+    open_dir,
+    open_regular,
+    parse_file_id,
+)
 
 
 @pytest.mark.parametrize("file_id", [

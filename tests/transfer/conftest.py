@@ -64,8 +64,8 @@ class SeproxyTransferService:
 
     def __init__(self, storage: Any, encoding: str, protocol: str = "dip",
                  extra: tuple[str, ...] = ()) -> None:
-        from seproxy.config import Config
         from seproxy.cli import wiring
+        from seproxy.config import Config
         from tests.transfer.TransferTestHandler import TransferTestHandler
 
         self.storage = storage

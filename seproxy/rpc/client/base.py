@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 from seproxy.config import Config, Registry, get_config
 from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
-from seproxy.rpc.client import reuse
 from seproxy.rpc import transport as transports
-from seproxy.rpc.connection import Connection
-from seproxy.rpc.wire.proposal import build_proposal
+from seproxy.rpc.client import reuse
 from seproxy.rpc.client.reuse import ANSWERED, BROKEN, INVALID
+from seproxy.rpc.connection import Connection
 from seproxy.rpc.version import DIRAC_VERSION
 from seproxy.rpc.wire import codec
+from seproxy.rpc.wire.proposal import build_proposal
 
 DEFAULT_RPC_TIMEOUT = 600
 MIN_RPC_TIMEOUT = 120
@@ -179,8 +179,8 @@ class BaseClient:
     def _delegate(self, transport: Connection, request: Any) -> dict:
         """The server asked for a delegated proxy (PROTOCOL 4.4): sign its request with
         our proxy, send the chain as a bare string, return the server's next answer."""
-        from seproxy.security.delegation import sign_request
         from seproxy.security import locations
+        from seproxy.security.delegation import sign_request
 
         try:
             proxy = locations.proxy_location(self.proxyLocation).read_bytes()

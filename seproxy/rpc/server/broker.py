@@ -13,8 +13,8 @@ from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure, unwrap
-from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
 from seproxy.rpc.connection import Connection
+from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.request import authorize, instantiate, send

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from seproxy.config import Config
-from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.context import ActionServer
+from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.service import Service
 
 log = logging.getLogger("seproxy.rpc.reactor")

@@ -54,6 +54,8 @@ from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, SESSION_ACTION
 log = logging.getLogger("seproxy.rpc.service")
 
 REJECTOR_QUEUE = 64
+#: action types the framework serves itself; the others need a server in the action table
+FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
 REJECT_TIMEOUT = 2.0
 
 
@@ -91,8 +93,8 @@ class Service:
         #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
         self.sessions_enabled = bool(self.option("EnableSessions", True))
         #: the proposal types this service accepts (DIRAC's, minus those without a server)
-        self.action_types = tuple(t for t in DIRAC_ACTION_TYPES if t in ("RPC", "Connection", "Message")
-                                  or t in self.actions) + ((SESSION_ACTION,) if self.sessions_enabled else ())
+        self.action_types = tuple(t for t in DIRAC_ACTION_TYPES if t in FRAMEWORK_ACTIONS or t in self.actions) \
+            + ((SESSION_ACTION,) if self.sessions_enabled else ())
         self.handler_class: type[RequestHandler] | None = None
         self.context: ServiceContext | None = None
         self.listener: Any = None

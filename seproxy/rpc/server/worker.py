@@ -25,13 +25,12 @@ import time
 
 from seproxy.errors import ProtocolError, SeproxyError, TransportError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
-from seproxy.rpc.server import session as sessions
 from seproxy.rpc.connection import ServerConnection
+from seproxy.rpc.server import session as sessions
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler, finalize_result
 from seproxy.rpc.server.request import authorize, framework_error, instantiate, send
 from seproxy.rpc.wire.proposal import (
-    DIRAC_ACTION_TYPES,
     INVALID_PROPOSAL,
     PROPOSAL_MAX_SIZE,
     SESSION_ACTION,
@@ -42,11 +41,7 @@ from seproxy.rpc.wire.proposal import (
 
 log = logging.getLogger("seproxy.rpc.service")
 
-#: action types the framework serves itself; the others need an entry in the action table
-FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
-ACTION_TYPES = DIRAC_ACTION_TYPES + (SESSION_ACTION,)
 ACTION_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake (table actions: transfers)
-TRANSFER_TIMEOUT = ACTION_TIMEOUT
 
 
 def receive_proposal(service: ServingService, transport: ServerConnection) -> Proposal | None:

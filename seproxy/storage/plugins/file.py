@@ -25,8 +25,8 @@ import stat
 from typing import Any
 
 from seproxy.errors import PathError
-from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.localfs import BLOCK_SIZE, atomic_copy, checksum_of, is_temp_name
+from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.storage.plugin_api import DISK_STATUS, ItemFailed, StorageBase, WithFailures, metadata
 from seproxy.storage.utils import is_within
 

@@ -27,8 +27,8 @@ from typing import Any
 from urllib.parse import quote
 
 from seproxy.errors import StorageError
-from seproxy.returnvalues import DReturnType
 from seproxy.localfs import is_temp_name, temp_name_for
+from seproxy.returnvalues import DReturnType
 from seproxy.storage.plugin_api import (
     DISK_STATUS,
     ItemFailed,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from seproxy.storage import StorageElement
 from seproxy.localfs import XATTR_NAME, get_checksum_xattr
+from seproxy.storage import StorageElement
 from seproxy.storage.plugins.file import FileStorage
 from tests.storage.helpers import file_section, make_config, se_tree
 

@@ -47,6 +47,14 @@ _DIRAC9_SERVER = (
 )
 
 
+def base_interpreter() -> str:
+    """The interpreter a venv made by this one is based on: this one, or the base of the
+    virtualenv it runs in (so a test venv reuses the cached DIRAC venvs)."""
+    if sys.prefix == sys.base_prefix:
+        return sys.executable
+    return str(Path(sys.base_prefix) / "bin" / Path(sys.executable).name)
+
+
 @dataclass(frozen=True)
 class VenvSpec:
     """What goes into one DIRAC venv; ``key`` names its cache directory."""
@@ -60,7 +68,7 @@ class VenvSpec:
     @property
     def key(self) -> str:
         material = json.dumps([self.name, self.dirac_version, self.packages, M2CRYPTO,
-                               sys.version, sys.executable])
+                               sys.version, base_interpreter()])
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

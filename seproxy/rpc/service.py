@@ -44,6 +44,8 @@ from seproxy.rpc.auth import AuthManager
 from seproxy.rpc.connections import ConnectionRegistry, MethodLimits
 from seproxy.rpc.handler import RequestHandler
 from seproxy.rpc.loader import load_handler
+from seproxy.rpc.version import DIRAC_9_1, DiracCompat, service_compat
+from seproxy.rpc.wire import codec
 
 log = logging.getLogger("seproxy.rpc.service")
 
@@ -65,6 +67,7 @@ class ServiceContext:
     msg_broker: Any = None
     monitor: Any = None
     stats: dict = field(default_factory=lambda: {"accepted": 0, "rejected": 0, "banned": 0, "served": 0})
+    compat: DiracCompat = DIRAC_9_1
 
 
 class Service:
@@ -85,7 +88,9 @@ class Service:
         self.request_timeout = float(self.option("RequestTimeout", 60.0))
         self.session_idle_timeout = float(self.option("SessionIdleTimeout", 60.0))
         self.max_sessions = int(self.option("MaxSessions", 256))
-        self.encoding: str | None = self.option("Encoding", "") or None
+        #: the DIRAC release whose framework answers this service gives (``DIRACVersion``)
+        self.compat = service_compat(cfg, self.section)
+        self._encoding: str | None = self.option("Encoding", "") or None
         #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
         self.sessions_enabled = bool(self.option("EnableSessions", True))
         self.handler_class: type[RequestHandler] | None = None
@@ -110,6 +115,12 @@ class Service:
 
     def _thread_limit(self, action_type: str, name: str) -> int:
         return self.option(f"ThreadLimit/{action_type}/{name}", MethodLimits.DEFAULT)
+
+    @property
+    def encoding(self) -> str:
+        """The encoding of the next answer: the ``Encoding`` option, else what the release
+        of ``DIRACVersion`` sends (read from ``DIRAC_USE_JSON_ENCODE`` at every answer)."""
+        return self._encoding or codec.default_encoding(self.compat.unset_encoding)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:
@@ -154,6 +165,7 @@ class Service:
             cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
             limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
+            compat=self.compat,
         )
         from seproxy.rpc.messages import MessageBroker
         self.context.msg_broker = MessageBroker(self)

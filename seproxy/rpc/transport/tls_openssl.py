@@ -37,6 +37,9 @@ _RECORD = 16384
 _ZERO_COPY_READ = hasattr(SSL.Connection, "_raise_ssl_error")
 _WANT_READ_CODE = _lib.SSL_ERROR_WANT_READ
 _WANT_WRITE_CODE = _lib.SSL_ERROR_WANT_WRITE
+#: Plaintext per guarded write (see ``OpenSSLTransport.expect_early_answers``): the memory
+#: BIO grows by reallocation, so a few records at a time cost least.
+_GUARDED_WRITE = 64 * 1024
 #: TLS 1.3 suites, fastest first on CPUs with AES instructions (AES-128-GCM moves
 #: about 25 % more bytes per CPU second than AES-256-GCM, ChaCha20 about half);
 #: the server's order wins (``OP_CIPHER_SERVER_PREFERENCE``).
@@ -168,6 +171,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
     def _send_guarded(self, view: memoryview) -> int:
         if self._unsent and (state := self._flush()) != 1:
             return state  # the records of the previous write go first
+        view = view[:_GUARDED_WRITE]
         ssl = self._conn._ssl
         bio = _lib.BIO_new(_lib.BIO_s_mem())
         if bio == _ffi.NULL:
@@ -180,13 +184,16 @@ class OpenSSLTransport(tlsbase.TLSTransport):
             code = _lib.SSL_ERROR_NONE if result > 0 else _lib.SSL_get_error(ssl, result)
             data = _ffi.new("char **")
             size = _lib.BIO_get_mem_data(bio, data)
-            records = _ffi.buffer(data[0], size)[:] if size > 0 else b""
+            if size > 0:  # what the socket takes now goes straight from the BIO, the rest is kept
+                self._unsent = memoryview(_ffi.buffer(data[0], size))
+                try:
+                    self._flush()
+                finally:  # never keep a view of the BIO, which is freed below
+                    if self._unsent:
+                        self._unsent = memoryview(bytes(self._unsent))
         finally:
             _lib.SSL_set_fd(ssl, self._fd)  # reads come from the socket again (BIO freed)
-        if records:
-            self._unsent = memoryview(records)
         if result > 0:
-            self._flush()  # as much as the socket takes now; the rest before the send returns
             return result
         if code in (_WANT_READ_CODE, _WANT_WRITE_CODE):  # pragma: no cover - not after the handshake
             return WANT_READ if code == _WANT_READ_CODE else WANT_WRITE

@@ -321,6 +321,7 @@ class FileHelper:
         sender = self._sender()
         source = pipeline.ChunkSource(readinto, lambda chunk: self._encode(sender, chunk),
                                       self.options.chunk_size, threaded=self.options.window > 1)
+        self._expect_early_answers(True)
         try:
             parts, count = self._next_chunk(source, sender)
             while count:
@@ -350,6 +351,7 @@ class FileHelper:
             self.bFinishedTransmission = True
             return sender.sent
         finally:
+            self._expect_early_answers(False)
             source.close()
             self._bytes = sender.sent
             self._hash = sender.sums.md5_hex()
@@ -370,6 +372,16 @@ class FileHelper:
             self._send(sender.error_message(message))
             self.bFinishedTransmission = True
             raise TransferError(message) from exc
+
+    def _expect_early_answers(self, enabled: bool) -> None:
+        """A DIRAC receiver refusing a stop-and-wait stream answers and closes while a
+        chunk is on the way: the transport keeps that answer readable (see
+        ``Transport.expect_early_answers``). A seproxy peer (extension) never closes
+        early: it drains to the terminator."""
+        if not self.options.extended:
+            expect = getattr(self.oTransport, "expect_early_answers", None)
+            if expect is not None:
+                expect(enabled)
 
     def _answer_before_close(self) -> None:
         """A write failed: a receiver that answered early and closed (DIRAC does) may have
@@ -423,7 +435,11 @@ class FileHelper:
                     self._sent_sums = stream.Checksums(adler32=self.options.adler32)
                 self._sent_sums.update(data)
                 self._hash, self._adler = self._sent_sums.md5_hex(), self._sent_sums.adler
-            self.oTransport.send_frame(codec.encode_chunk_parts(data, self._chunk_encoding))
+            self._expect_early_answers(True)
+            try:
+                self.oTransport.send_frame(codec.encode_chunk_parts(data, self._chunk_encoding))
+            finally:
+                self._expect_early_answers(False)
             self._bytes += len(data)
             return self.oTransport.receive_data()
         except SeproxyError as exc:

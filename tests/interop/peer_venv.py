@@ -47,6 +47,14 @@ _DIRAC9_SERVER = (
 )
 
 
+def base_interpreter() -> str:
+    """The interpreter a venv made by this one is based on: this one, or the base of the
+    virtualenv it runs in (so a test venv reuses the cached DIRAC venvs)."""
+    if sys.prefix == sys.base_prefix:
+        return sys.executable
+    return str(Path(sys.base_prefix) / "bin" / Path(sys.executable).name)
+
+
 @dataclass(frozen=True)
 class VenvSpec:
     """What goes into one DIRAC venv; ``key`` names its cache directory."""
@@ -56,12 +64,16 @@ class VenvSpec:
     packages: tuple[str, ...]
     #: run by the venv's python once built (not part of the cache key)
     smoke_test: str = "import DIRAC, M2Crypto.SSL; print(DIRAC.version)"
+    #: a tool venv (not DIRAC): no M2Crypto wheel, pip resolves the packages' dependencies
+    tool: bool = False
 
     @property
     def key(self) -> str:
-        material = json.dumps([self.name, self.dirac_version, self.packages, M2CRYPTO,
-                               sys.version, sys.executable])
-        return hashlib.sha256(material.encode()).hexdigest()[:16]
+        parts: list[Any] = [self.name, self.dirac_version, self.packages, M2CRYPTO,
+                            sys.version, base_interpreter()]
+        if self.tool:
+            parts.append("tool")
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 DIRAC9 = VenvSpec("dirac9", "9.1.22", ("DIRAC==9.1.22", "DIRACCommon==9.1.22", *_COMMON, *_DIRAC9_SERVER))
@@ -219,7 +231,7 @@ def ensure_venv(spec: VenvSpec, cache: Path | None = None, *,
         if ready.is_file():  # another process built it while we waited
             return DiracVenv(spec, final)
         print(f"seproxy-interop: building the {spec.name} venv in {final}", file=sys.stderr, flush=True)
-        wheel = _m2crypto_wheel(cache, env)
+        wheel = None if spec.tool else _m2crypto_wheel(cache, env)
         build = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=final.parent
                                       if final.parent.is_dir() else _mkdir(final.parent)))
         venv_dir = build / "venv"
@@ -227,12 +239,14 @@ def ensure_venv(spec: VenvSpec, cache: Path | None = None, *,
             # --without-pip + the running pip's --python: ensurepip alone takes ~40 s on a busy 2-core box
             _run_build_step([sys.executable, "-m", "venv", "--without-pip", venv_dir],
                             f"creating the {spec.name} venv")
+            what = spec.name if spec.tool else "DIRAC"
             _run_build_step([sys.executable, "-m", "pip", "--python", venv_dir / "bin" / "python",
-                             "install", "--no-deps", *_PIP_FLAGS,
-                             *spec.packages, wheel], f"pip install of DIRAC {spec.dirac_version}", _NETWORK_HINT,
-                            env)
+                             "install", *([] if spec.tool else ["--no-deps"]), *_PIP_FLAGS,
+                             *spec.packages, *([wheel] if wheel else [])],
+                            f"pip install of {what} {spec.dirac_version}", _NETWORK_HINT, env)
             (venv_dir / ready.name).write_text(json.dumps(
-                {"spec": spec.packages, "m2crypto": wheel.name, "python": sys.version}, indent=1))
+                {"spec": spec.packages, "m2crypto": wheel.name if wheel else None,
+                 "python": sys.version}, indent=1))
             if final.exists():  # a broken leftover without the ready marker
                 shutil.rmtree(final)
             os.rename(venv_dir, final)

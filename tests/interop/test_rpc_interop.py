@@ -8,6 +8,8 @@ A real DIRAC client (and then seproxy's RPCClient) runs the battery of
 secondsLeft).  Identities: dirac_user proxy (full battery), dirac_admin proxy,
 limited proxy, host certificate, and a TrustedHost forwarding a user's identity.
 A DIRAC 8.0 client (DEncode, 8.0 proposal with a Setup) runs the full battery too.
+Both with ``DIRACVersion = 9.1`` against DIRAC 9.1.22 and with ``DIRACVersion = 8.0``
+against a real DIRAC 8.0.86 service (``servers_80``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,23 @@ def servers(request, seproxy_service_module, dirac_services, tmp_path_factory) -
     encoding = request.param
     ours = seproxy_service_module(
         InteropHandler, name="Test/Interop", protocol="dips", encoding=encoding,
-        options={"StoragePath": str(tmp_path_factory.mktemp("seproxy-interop-store"))},
+        options={"StoragePath": str(tmp_path_factory.mktemp("seproxy-interop-store")),
+                 "DIRACVersion": "9.1"},
         authorization={"Default": "authenticated"})
     theirs = dirac_services.interop(encoding=encoding)
+    return {"encoding": encoding, "seproxy": ours.url, "dirac": theirs.url}
+
+
+@pytest.fixture(scope="module", params=ENCODINGS, ids=[f"server80-{e}" for e in ENCODINGS])
+def servers_80(request, seproxy_service_module, dirac_services, tmp_path_factory) -> dict[str, str]:
+    """seproxy with ``DIRACVersion = 8.0`` and a DIRAC 8.0.86 service, InteropHandler on both."""
+    encoding = request.param
+    ours = seproxy_service_module(
+        InteropHandler, name="Test/Interop", protocol="dips", encoding=encoding,
+        options={"StoragePath": str(tmp_path_factory.mktemp("seproxy-interop-store80")),
+                 "DIRACVersion": "8.0"},
+        authorization={"Default": "authenticated"})
+    theirs = dirac_services.interop(encoding=encoding, version=8)
     return {"encoding": encoding, "seproxy": ours.url, "dirac": theirs.url}
 
 
@@ -134,6 +150,29 @@ def test_dirac8_client_full_battery_same_answers(dirac8_client, identities, serv
                                battery.CALLS, *urls)
     assert not problems, "seproxy (A) vs DIRAC 9 (B), DIRAC 8.0 client:\n" + "\n".join(problems)
     assert answers[(urls[1], "whoami")]["Value"]["username"] == "testuser"
+
+
+def test_dirac8_client_battery_in_80_mode(dirac8_client, identities, servers_80):
+    """DIRACVersion = 8.0 against a real DIRAC 8.0.86 service: every answer of the battery."""
+    urls = [servers_80["seproxy"], servers_80["dirac"]]
+    answers = dirac_answers(dirac8_client, identities["user"], urls, battery.CALLS, "dencode")
+    problems = compare_answers(lambda n: answers[(urls[0], n)], lambda n: answers[(urls[1], n)],
+                               battery.CALLS, *urls)
+    assert not problems, "seproxy 8.0 (A) vs DIRAC 8.0.86 (B), DIRAC 8.0 client:\n" + "\n".join(problems)
+    dirac = {name: answers[(urls[1], name)] for name, _, _ in battery.CALLS}
+    assert "URL" not in dirac["ping"]["Value"] and "VO" not in dirac["whoami"]["Value"]
+    assert dirac["whoami"]["Value"]["username"] == "testuser"
+
+
+@pytest.mark.parametrize("identity", ["admin", "limited", "host", "forwarded"])
+def test_dirac8_client_identities_in_80_mode(dirac8_client, identities, servers_80, identity):
+    urls = [servers_80["seproxy"], servers_80["dirac"]]
+    answers = dirac_answers(dirac8_client, identities[identity], urls, battery.IDENTITY_CALLS,
+                            "dencode")
+    problems = compare_answers(lambda n: answers[(urls[0], n)], lambda n: answers[(urls[1], n)],
+                               battery.IDENTITY_CALLS, *urls)
+    assert not problems, f"seproxy 8.0 (A) vs DIRAC 8.0.86 (B) as {identity}:\n" + "\n".join(problems)
+    assert answers[(urls[1], "whoami")]["OK"]
 
 
 @pytest.mark.parametrize("identity", ["admin", "limited", "host", "forwarded"])

@@ -19,6 +19,7 @@ from seproxy.rpc.connection import Connection
 from seproxy.rpc.server.auth import AuthManager
 from seproxy.rpc.server.connections import ConnectionRegistry, MethodLimits
 from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.version import DIRAC_9_1, DiracCompat
 
 #: Serves one accepted action of a table type (``FileTransfer``):
 #: ``(handler, action name, connection, service encoding) -> final S_OK/S_ERROR answer``.
@@ -39,6 +40,7 @@ class ServiceContext:
     msg_broker: Any = None
     monitor: Any = None
     stats: dict = field(default_factory=lambda: {"accepted": 0, "rejected": 0, "banned": 0, "served": 0})
+    compat: DiracCompat = DIRAC_9_1
 
 
 class ServingService(Protocol):

@@ -28,7 +28,7 @@ from typing import Any
 
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
 from seproxy.rpc.server.logger import DiracLogger
-from seproxy.rpc.version import DIRAC_VERSION
+from seproxy.rpc.version import DIRAC_9_1
 
 #: The handler instance serving the current request (built-ins that DIRAC declares static).
 _CURRENT: contextvars.ContextVar[RequestHandler | None] = contextvars.ContextVar("seproxy_handler", default=None)
@@ -325,26 +325,29 @@ class RequestHandler:
     def export_ping(self) -> dict:
         # DIRAC's keys, in DIRAC's order; only the clocks are read per call
         info = self.serviceInfoDict
+        compat = getattr(self._rh_context, "compat", DIRAC_9_1)  # DIRACVersion (rpc.version)
         now = _utcnow()
         started = info.get("serviceStartTime") or now
         times = os.times()
-        return {"OK": True, "Value": {
-            "version": DIRAC_VERSION,
+        value = {
+            "version": compat.release,
             "time": now,
             "host uptime": _host_uptime(),
             "service start time": started,
             "service uptime": int((now - started).total_seconds()),
             "load": _load_text(),
             "name": info["serviceName"],
-            "URL": info.get("URL", ""),
-            "cpu times": {
-                "user time": times[0],
-                "system time": times[1],
-                "children user time": times[2],
-                "children system time": times[3],
-                "elapsed real time": times[4],
-            },
-        }}
+        }
+        if compat.ping_has_url:
+            value["URL"] = info.get("URL", "")
+        value["cpu times"] = {
+            "user time": times[0],
+            "system time": times[1],
+            "children user time": times[2],
+            "children system time": times[3],
+            "elapsed real time": times[4],
+        }
+        return {"OK": True, "Value": value}
 
     types_whoami: list = []
     auth_whoami = ["all"]

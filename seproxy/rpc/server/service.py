@@ -49,6 +49,8 @@ from seproxy.rpc.server.context import ActionServer, ServiceContext
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.loader import load_handler
 from seproxy.rpc.server.session import ReuseSession
+from seproxy.rpc.version import service_compat
+from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, SESSION_ACTION
 
 log = logging.getLogger("seproxy.rpc.service")
@@ -89,7 +91,9 @@ class Service:
         self.request_timeout = float(self.option("RequestTimeout", 60.0))
         self.session_idle_timeout = float(self.option("SessionIdleTimeout", 60.0))
         self.max_sessions = int(self.option("MaxSessions", 256))
-        self.encoding: str | None = self.option("Encoding", "") or None
+        #: the DIRAC release whose framework answers this service gives (``DIRACVersion``)
+        self.compat = service_compat(cfg, self.section)
+        self._encoding: str | None = self.option("Encoding", "") or None
         #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
         self.sessions_enabled = bool(self.option("EnableSessions", True))
         #: the proposal types this service accepts (DIRAC's, minus those without a server)
@@ -117,6 +121,12 @@ class Service:
 
     def _thread_limit(self, action_type: str, name: str) -> int:
         return self.option(f"ThreadLimit/{action_type}/{name}", MethodLimits.DEFAULT)
+
+    @property
+    def encoding(self) -> str:
+        """The encoding of the next answer: the ``Encoding`` option, else what the release
+        of ``DIRACVersion`` sends (read from ``DIRAC_USE_JSON_ENCODE`` at every answer)."""
+        return self._encoding or codec.default_encoding(self.compat.unset_encoding)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:
@@ -160,6 +170,7 @@ class Service:
             cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
             limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
+            compat=self.compat,
         )
         from seproxy.rpc.server.broker import MessageBroker
         self.context.msg_broker = MessageBroker(self)

@@ -65,7 +65,7 @@ def serve_new(service: ServingService, transport: ServerConnection) -> None:
     context = service.context
     try:
         transport.handshake(timeout=service.handshake_timeout)
-        credentials = dict(transport.peer_credentials())
+        credentials = service.compat.credentials(dict(transport.peer_credentials()))
     except Exception as exc:  # noqa: BLE001 - bad clients must not reach the worker loop
         log.info("Handshake with %s failed: %s", transport.remote_address, exc)
         transport.close()

@@ -149,6 +149,14 @@ class Transport:
         returned yet (a poll on the socket would not see them)."""
         return False
 
+    #: bytes a backend took from a frame but has not written to the socket yet (see
+    #: :meth:`expect_early_answers`); every send pushes them out before it returns
+    _unsent: memoryview | None = None
+
+    def _flush(self) -> int:
+        """Write :attr:`_unsent`: 1 once nothing is left, else WANT_WRITE, or 0 (closed)."""
+        return 1
+
     # -- public interface ---------------------------------------------------------------
     def fileno(self) -> int:
         return self._fd
@@ -170,6 +178,16 @@ class Transport:
     def gettimeout(self) -> float | None:
         return self._timeout
 
+    def expect_early_answers(self, enabled: bool) -> None:
+        """While ``enabled``, the peer may answer and close in the middle of a frame we
+        write (a DIRAC receiver refusing a stop-and-wait stream does): the write then
+        fails with :class:`PeerClosed` and the answer must still be readable.
+
+        A plain socket keeps that answer readable by itself; a TLS backend whose
+        connection object refuses every read after a failed write (OpenSSL 4.0)
+        writes the records to the socket itself while enabled.
+        """
+
     def wait_readable(self, seconds: float) -> bool:
         """True if data arrives (or is already buffered) within ``seconds``."""
         if not self._parser.at_boundary or self._buffered():
@@ -188,7 +206,8 @@ class Transport:
                     self._check_sendable()
                 with self._io_lock:
                     sent = self._send(memoryview(data))
-                if sent != len(data):  # partial, would block, closed, error: the full loop
+                if sent != len(data) or self._unsent:  # partial, would block, closed, error,
+                    # or records still to write (early-answer mode): the full loop
                     self._send_all(memoryview(data)[max(sent, 0):])
                 self._last_activity = time.monotonic()
             self._answer_pending = True
@@ -443,9 +462,9 @@ class Transport:
 
     def _send_all(self, view: memoryview) -> None:
         deadline = self._deadline()
-        while view:
+        while view or self._unsent:
             with self._io_lock:
-                sent = self._send(view[:WRITE_SLICE])
+                sent = self._send(view[:WRITE_SLICE]) if view else self._flush()
             if sent > 0:
                 view = view[sent:]
                 deadline = self._deadline()

@@ -37,6 +37,9 @@ _RECORD = 16384
 _ZERO_COPY_READ = hasattr(SSL.Connection, "_raise_ssl_error")
 _WANT_READ_CODE = _lib.SSL_ERROR_WANT_READ
 _WANT_WRITE_CODE = _lib.SSL_ERROR_WANT_WRITE
+#: Plaintext per guarded write (see ``OpenSSLTransport.expect_early_answers``): the memory
+#: BIO grows by reallocation, so a few records at a time cost least.
+_GUARDED_WRITE = 64 * 1024
 #: TLS 1.3 suites, fastest first on CPUs with AES instructions (AES-128-GCM moves
 #: about 25 % more bytes per CPU second than AES-256-GCM, ChaCha20 about half);
 #: the server's order wins (``OP_CIPHER_SERVER_PREFERENCE``).
@@ -153,6 +156,71 @@ class OpenSSLBackend(tlsbase.Backend):
 
 class OpenSSLTransport(tlsbase.TLSTransport):
     _conn: SSL.Connection
+    #: OpenSSL 4.0 marks the connection failed when a write fails, and every later
+    #: SSL_read fails too (openssl/openssl#30631, "won't fix"): the answer a peer sent
+    #: before it closed would be lost. 3.x still reads it.
+    write_failure_is_fatal = SSL.OPENSSL_VERSION_NUMBER >= 0x40000000
+    _guarded = False
+
+    def expect_early_answers(self, enabled: bool) -> None:
+        # while enabled and needed, OpenSSL encrypts into a memory BIO and _flush writes
+        # the records to the socket: a broken socket is then this transport's error, the
+        # SSL object never sees it and still reads what the peer sent before closing
+        self._guarded = enabled and self.write_failure_is_fatal
+
+    def _send_guarded(self, view: memoryview) -> int:
+        if self._unsent and (state := self._flush()) != 1:
+            return state  # the records of the previous write go first
+        view = view[:_GUARDED_WRITE]
+        ssl = self._conn._ssl
+        bio = _lib.BIO_new(_lib.BIO_s_mem())
+        if bio == _ffi.NULL:
+            raise TransportError(f"{self._WRITE_ERROR}: cannot allocate a memory BIO")
+        _lib.BIO_set_mem_eof_return(bio, -1)  # reads from it: "retry", never end of stream
+        _lib.SSL_set_bio(ssl, bio, bio)  # the SSL object owns it (and frees the socket BIO)
+        try:
+            with _ffi.from_buffer(view) as source:
+                result = _lib.SSL_write(ssl, source, min(len(view), 0x7FFFFFFF))
+            code = _lib.SSL_ERROR_NONE if result > 0 else _lib.SSL_get_error(ssl, result)
+            data = _ffi.new("char **")
+            size = _lib.BIO_get_mem_data(bio, data)
+            if size > 0:  # what the socket takes now goes straight from the BIO, the rest is kept
+                self._unsent = memoryview(_ffi.buffer(data[0], size))
+                try:
+                    self._flush()
+                finally:  # never keep a view of the BIO, which is freed below
+                    if self._unsent:
+                        self._unsent = memoryview(bytes(self._unsent))
+        finally:
+            _lib.SSL_set_fd(ssl, self._fd)  # reads come from the socket again (BIO freed)
+        if result > 0:
+            return result
+        if code in (_WANT_READ_CODE, _WANT_WRITE_CODE):  # pragma: no cover - not after the handshake
+            return WANT_READ if code == _WANT_READ_CODE else WANT_WRITE
+        try:
+            self._conn._raise_ssl_error(ssl, result)
+        except SSL.Error as exc:
+            return self._io_error(exc, self._WRITE_ERROR)
+        return result  # pragma: no cover - _raise_ssl_error always raises
+
+    def _flush(self) -> int:
+        unsent = self._unsent
+        while unsent:
+            try:
+                sent = self._sock.send(unsent)
+            except BlockingIOError:
+                self._unsent = unsent
+                return WANT_WRITE
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            except OSError as exc:
+                self._unsent = unsent
+                if exc.errno in _CLOSED_ERRNOS:
+                    return 0
+                raise TransportError(f"{self._WRITE_ERROR}: {exc.strerror or exc}") from None
+            unsent = unsent[sent:]
+        self._unsent = None
+        return 1
 
     def _io_error(self, exc: SSL.Error, prefix: str) -> int:
         if isinstance(exc, SSL.WantReadError):
@@ -224,6 +292,10 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         return _lib.SSL_pending(self._conn._ssl) > 0
 
     def _send(self, view: memoryview) -> int:
+        if self._guarded:
+            return self._send_guarded(view)
+        if self._unsent and (state := self._flush()) != 1:
+            return state
         conn = self._conn
         try:
             if not _ZERO_COPY_READ:

@@ -55,15 +55,16 @@ _ENV_KEY: Any = os.environ.encodekey(ENV_VARIABLE) if hasattr(os.environ, "encod
 _JSON_WORDS = frozenset((b"yes", b"true", "yes", "true"))
 
 
-def default_encoding() -> Encoding:
-    """The encoding DIRAC 9 would send now, from ``DIRAC_USE_JSON_ENCODE``."""
+def default_encoding(unset: Encoding = "json") -> Encoding:
+    """The encoding DIRAC would send now, from ``DIRAC_USE_JSON_ENCODE``; ``unset``: what
+    it sends while the variable is unset (9.x: JSON, 8.0: DEncode)."""
     if type(_ENVIRON_DATA) is dict and _ENV_KEY is not None:
         value = _ENVIRON_DATA.get(_ENV_KEY)
     else:  # pragma: no cover - CPython's os.environ has both
         value = os.environ.get(ENV_VARIABLE)
-    if value is None or value.lower() in _JSON_WORDS:
-        return "json"
-    return "dencode"
+    if value is None:
+        return unset
+    return "json" if value.lower() in _JSON_WORDS else "dencode"
 
 
 def resolve_encoding(encoding: str | None) -> Encoding:

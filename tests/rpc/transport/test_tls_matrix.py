@@ -8,6 +8,7 @@ a good client.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import socket
 import ssl
@@ -401,11 +402,9 @@ def test_handshake_timeout_is_bounded(pki, main_server, backend, registry_cfg):
         assert conn.closed
 
 
-def test_early_answer_readable_after_failed_write(pki, registry_cfg, backend):
+def early_answer_exchange(pki, cfg):
     """A server that answers and closes while the client still writes (DIRAC does that on
     errors): the client's write fails with PeerClosed, and the answer can still be read."""
-    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
-                  backend=backend)
     with transport.listen("dips", "127.0.0.1", 0, cfg=cfg) as listener:
         def serve():
             conn = listener.accept(timeout=10)
@@ -419,11 +418,44 @@ def test_early_answer_readable_after_failed_write(pki, registry_cfg, backend):
         with transport.connect("dips", "127.0.0.1", listener.port, cfg=cfg, timeout=5,
                                proxy_location=str(pki.proxy())) as conn:
             conn.settimeout(10)
+            conn.expect_early_answers(True)  # what a DIRAC-mode stream sender sets
             with pytest.raises(SeproxyError, match="Connection closed by peer"):
                 for _ in range(200):
                     conn.send_frame(bytes(1024 * 1024))
             assert conn.receive_frame() == b"stop: too big"
         thread.join(5)
+
+
+def test_early_answer_readable_after_failed_write(pki, registry_cfg, backend):
+    early_answer_exchange(pki, tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key,
+                                       ca_dir=pki.ca_dir, backend=backend))
+
+
+def test_guarded_writes_on_any_openssl(pki, registry_cfg, echo_server, monkeypatch):
+    """pyOpenSSL's guarded writes (records encrypted into memory and written by the
+    transport: the early-answer path on OpenSSL >= 4.0) also on the OpenSSL this runs
+    on: frames of every size arrive intact, and the early answer stays readable."""
+    from seproxy.rpc.transport.tls_openssl import OpenSSLTransport
+
+    monkeypatch.setattr(OpenSSLTransport, "write_failure_is_fatal", True)
+    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
+                  backend="pyopenssl")
+    server = echo_server("dips", cfg)
+    payloads = [b"x", bytes(range(256)) * 300, os.urandom(3 * 1024 * 1024 + 5), b"end"]
+    with transport.connect("dips", "127.0.0.1", server.port, cfg=cfg, timeout=5,
+                           proxy_location=str(pki.proxy())) as conn:
+        conn.expect_early_answers(True)
+        assert conn._guarded
+        for payload in payloads:
+            conn.send_frame(payload)
+            assert conn.receive_frame() == payload
+            assert not conn._unsent
+        conn.expect_early_answers(False)
+        assert not conn._guarded
+        conn.send_frame(b"unguarded")
+        assert conn.receive_frame() == b"unguarded"
+    assert server.outcome().ok
+    early_answer_exchange(pki, cfg)
 
 
 def test_failed_context_reload_keeps_serving(pki, registry_cfg, backend, echo_server, tmp_path):

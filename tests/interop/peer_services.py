@@ -14,7 +14,7 @@ import dataclasses
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,12 +197,17 @@ def _wait_listening(process: subprocess.Popen, port_file: Path, ports: set[int],
 
 def start_dirac_service(venv: DiracVenv, services: Mapping[str, Mapping[str, Any]], *, pki: Any,
                         registry: str, workdir: Path, encoding: str | None = None,
-                        extra_cfg: str = "", timeout: float = 90.0) -> DiracService:
+                        extra_cfg: str | Callable[[Mapping[str, int]], str] = "",
+                        env: Mapping[str, str] | None = None, timeout: float = 90.0) -> DiracService:
     """Run ``services`` ({"System/Service": options}) in one DIRAC process on 127.0.0.1.
 
     Each service gets ``Port`` (a free port) and ``Protocol = dips`` unless given.
+    ``extra_cfg`` may be a function of the chosen ports (``{"System/Service": port}``),
+    for configurations that name the service's own URL; ``env`` adds variables to the
+    DIRAC process's environment (``DIRAC_ROOT_PATH`` ...).
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    env_extra = env
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port may be taken by someone else in between
         ports: dict[str, int] = {}
@@ -213,14 +218,16 @@ def start_dirac_service(venv: DiracVenv, services: Mapping[str, Mapping[str, Any
             ports[name] = int(opts["Port"])
             sections.append(service_cfg(venv.major, name, opts))
         systems = [name.split("/")[0] for name in services]
+        extra = extra_cfg(ports) if callable(extra_cfg) else extra_cfg
         cfg_text = merge_cfg(dirac_cfg(venv.major, registry=registry, systems=systems),
-                             _security_cfg(pki), *sections, extra_cfg)
+                             _security_cfg(pki), *sections, extra)
         cfg_path = workdir / "dirac.cfg"
         cfg_path.write_text(cfg_text)
         port_file = workdir / "bound-ports"
         port_file.unlink(missing_ok=True)
         log_path = workdir / "service.log"
-        env = {"DIRACSYSCONFIG": str(cfg_path), "SEPROXY_INTEROP_PORT_FILE": str(port_file)}
+        env = {**(env_extra or {}), "DIRACSYSCONFIG": str(cfg_path),
+               "SEPROXY_INTEROP_PORT_FILE": str(port_file)}
         if encoding is not None:
             env["DIRAC_USE_JSON_ENCODE"] = "Yes" if encoding == "json" else "No"
         with log_path.open("wb") as log:

@@ -78,6 +78,18 @@ class VenvSpec:
 
 DIRAC9 = VenvSpec("dirac9", "9.1.22", ("DIRAC==9.1.22", "DIRACCommon==9.1.22", *_COMMON, *_DIRAC9_SERVER))
 DIRAC8 = VenvSpec("dirac8", "8.0.86", ("DIRAC==8.0.86", *_COMMON))
+#: DIRAC 9 with the MySQL driver, for services that keep a database (ProxyManager's ProxyDB).
+#: A separate spec so that the plain dirac9 venv's cache stays valid; mysqlclient builds
+#: against libmariadb-dev + pkg-config (.ci/run installs them).
+#: ProxyManagerHandler imports diracx.cli (token exchange): typer, rich, yaml, git... (found by trial).
+DIRAC9_SERVER = VenvSpec("dirac9-server", "9.1.22", (
+    *DIRAC9.packages, "mysqlclient==2.3.2", "diracx-cli==0.7.0", "diracx-api==0.7.0",
+    "typer==0.29.2", "click==8.5.1", "rich==15.0.0", "shellingham==1.5.4", "markdown-it-py==4.3.0",
+    "mdurl==0.1.2", "pygments==2.21.0", "pyyaml==6.0.4", "annotated-doc==0.0.7",
+    "email-validator==2.4.0", "dnspython==2.9.2", "sh==2.4.0", "gitpython==3.2.1", "gitdb==4.0.12",
+    "smmap==5.0.3"),
+    smoke_test="import DIRAC, M2Crypto.SSL, MySQLdb;"
+               " import DIRAC.FrameworkSystem.Service.ProxyManagerHandler; print(DIRAC.version)")
 
 
 class InteropSetupError(RuntimeError):

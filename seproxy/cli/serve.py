@@ -12,6 +12,12 @@ development site under the data directory (``--data-dir``, default ``~/.seproxy`
 then prints the service URLs and the exact commands to try next. With a site
 configuration (``-c site.cfg``) whose ``/DIRAC/Security`` points elsewhere nothing
 is generated.
+
+When the configuration names Configuration Servers (``/DIRAC/Configuration/Servers``),
+the rest of the configuration comes from them (:mod:`seproxy.dirac.configuration`):
+fetched before the service starts (the local copy, ``/DIRAC/Configuration/LocalCopy``,
+default ``<data dir>/configuration-copy.cfg``, if no server answers; neither: one
+``ERROR`` line, exit 2), refreshed every ``RefreshTime`` and by ``refreshConfiguration``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seproxy.cli.common import (
     DEV_CFG,
@@ -34,6 +41,9 @@ from seproxy.cli.common import (
     load_config,
 )
 from seproxy.config import Config, set_config
+
+if TYPE_CHECKING:
+    from seproxy.dirac.configuration import ConfigurationRefresher
 
 log = logging.getLogger("seproxy.serve")
 
@@ -135,11 +145,26 @@ def _next_commands(args: argparse.Namespace, url: str, http: str, proxy: Path) -
     return lines
 
 
+def start_configuration(cfg: Config, directory: Path) -> ConfigurationRefresher | None:
+    """Join the site's Configuration Servers if the configuration names any: the
+    refresher, started (initial fetch done); None otherwise. ConfigError if neither a
+    server nor the local copy gives a configuration."""
+    from seproxy.dirac.configuration import LOCAL_COPY_OPTION, ConfigurationRefresher, uses_configuration_server
+
+    if not uses_configuration_server(cfg):
+        return None
+    copy = cfg.getOption(LOCAL_COPY_OPTION) or str(directory / "configuration-copy.cfg")
+    refresher = ConfigurationRefresher(cfg, local_copy=copy)
+    refresher.initial()
+    return refresher.start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from seproxy.cli import wiring
 
     cfg = load_config(args)
     directory = data_dir(args)
+    refresher = start_configuration(cfg, directory)
     made = ensure_dev_site(directory, cfg)
     set_config(cfg)
     service = wiring.service(cfg, SERVICE).start()
@@ -173,6 +198,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         service.stop(timeout=10)
         if state is not None:
             state.stop()
+        if refresher is not None:
+            refresher.stop()
     return 0
 
 

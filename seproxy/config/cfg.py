@@ -9,6 +9,13 @@ never loses a value set at run time.
 Reads are lock-free (the merged ``diraccfg.CFG`` is swapped atomically on every
 change); changes take a lock.
 
+Remote data (a Configuration Server's CFG, fed by ``seproxy.dirac.configuration``,
+which this layer does not import): ``set_remote(text)`` puts it between the embedded
+default and the site files, so local files win as in DIRAC; it bumps ``generation``
+only when the text changed. ``add_reload_hook(fn)``: ``fn()`` runs after every
+``reload()`` (outside the lock), which is how ``refreshConfiguration`` reaches the
+Configuration Server without the framework knowing about it.
+
 Placeholders: a value may contain ``@NAME@`` (the embedded default uses
 ``@DATADIR@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
 while a placeholder is unset, an option whose value still contains it reads as
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -133,6 +140,10 @@ class Config:
         self._changes: list[tuple[str, str]] = [parse_override(o) for o in overrides]
         self._placeholders: dict[str, str] = {}
         self._texts: list[str] = []
+        self._file_trees: list[CFG] = []
+        self._remote: CFG | None = None
+        self._remote_text: str | None = None
+        self._reload_hooks: list[Callable[[], None]] = []
         #: incremented at every change; caches (Registry) compare it.
         self.generation = 0
         self._tree = CFG()
@@ -158,16 +169,63 @@ class Config:
         return ([default_config_path()] if self._use_default else []) + list(self._files)
 
     def reload(self) -> None:
-        """Re-read every file, then re-apply overrides and run-time changes."""
+        """Re-read every file, then re-apply overrides and run-time changes; then run the
+        reload hooks (a Configuration Server refresh)."""
         with self._lock:
-            tree = CFG()
-            for path in self.files:
-                tree = tree.mergeWith(_load_cfg_file(path))
-            for text in self._texts:
-                tree = tree.mergeWith(CFG().loadFromBuffer(text))
-            for path, value in self._changes:
-                _set_in(tree, path, value)
-            self._commit(tree)
+            self._file_trees = [_load_cfg_file(path) for path in self.files]
+            self._rebuild()
+        for hook in list(self._reload_hooks):
+            hook()
+
+    def _rebuild(self) -> None:
+        """Merge default < remote < site files < texts < changes (files as last read)."""
+        trees = list(self._file_trees)
+        if self._remote is not None:
+            trees.insert(1 if self._use_default else 0, self._remote)
+        tree = CFG()
+        for layer in trees:
+            tree = tree.mergeWith(layer)
+        for text in self._texts:
+            tree = tree.mergeWith(CFG().loadFromBuffer(text))
+        for path, value in self._changes:
+            _set_in(tree, path, value)
+        self._commit(tree)
+
+    def set_remote(self, text: str | None) -> bool:
+        """Install a Configuration Server's CFG text below the site files (None: drop it).
+
+        True if the configuration changed (``generation`` bumped); ConfigError if malformed.
+        """
+        try:
+            tree = None if text is None else CFG().loadFromBuffer(text)
+        except Exception as exc:  # diraccfg raises ValueError/KeyError on malformed text
+            raise ConfigError(f"Malformed configuration data: {exc}") from exc
+        with self._lock:
+            if text == self._remote_text:
+                return False
+            old = self._remote, self._remote_text
+            self._remote, self._remote_text = tree, text
+            try:
+                self._rebuild()
+            except Exception as exc:  # diraccfg: an option where the local files have a section
+                self._remote, self._remote_text = old
+                raise ConfigError(f"Configuration data does not merge with the local files: {exc}") from exc
+        return True
+
+    @property
+    def remote_text(self) -> str | None:
+        """The Configuration Server data in use (None when there is none)."""
+        return self._remote_text
+
+    def add_reload_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` after every ``reload()`` (outside the lock)."""
+        with self._lock:
+            self._reload_hooks.append(hook)
+
+    def remove_reload_hook(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            if hook in self._reload_hooks:
+                self._reload_hooks.remove(hook)
 
     def merge_file(self, path: str | Path) -> None:
         """Merge one more file on top (it is re-read by ``reload``)."""
@@ -175,6 +233,7 @@ class Config:
             path = Path(path)
             extra = _load_cfg_file(path)
             self._files.append(path)
+            self._file_trees.append(extra)
             self._commit(self._tree.mergeWith(extra))
             self._reapply_changes()
 

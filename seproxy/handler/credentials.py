@@ -14,6 +14,10 @@ source         storage access as
 ``delegation`` the proxy the client delegated during the proposal (PROTOCOL
                4.4, :mod:`seproxy.security.delegation`); held by the request's
                handler only, written to a 0600 scratch file for the call
+``proxymanager`` the caller's (DN, group) proxy from the site's ProxyManager
+               (:mod:`seproxy.dirac.proxymanager`), cached in memory; handed to
+               the plugins in memory, written to a private 0600 file only if a
+               plugin asks for a file, removed when the call ends
 =============  ===============================================================
 """
 
@@ -25,13 +29,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seproxy.errors import AuthError, ConfigError
 from seproxy.staging.namespace import check_name
-from seproxy.storage.credentials import StorageCredentials
+from seproxy.storage.credentials import LazyProxyFile, StorageCredentials
 
-SOURCES = ("host", "proxydir", "delegation")
+if TYPE_CHECKING:
+    from seproxy.dirac.proxymanager import ProxyManagerSource
+
+SOURCES = ("host", "proxydir", "delegation", "proxymanager")
 
 
 class CredentialSource:
@@ -39,12 +46,16 @@ class CredentialSource:
 
     def __init__(self, kind: str, *, host_cert: str | None = None, host_key: str | None = None,
                  proxy_dir: str | os.PathLike[str] | None = None,
-                 scratch_dir: str | os.PathLike[str] | None = None) -> None:
+                 scratch_dir: str | os.PathLike[str] | None = None,
+                 proxy_manager: ProxyManagerSource | None = None) -> None:
         kind = (kind or "host").lower()
         if kind not in SOURCES:
             raise ConfigError(f"CredentialSource must be one of {', '.join(SOURCES)}, not {kind!r}")
         if kind == "proxydir" and not proxy_dir:
             raise ConfigError("CredentialSource = proxydir needs ProxyDir")
+        if kind == "proxymanager" and proxy_manager is None:
+            raise ConfigError("CredentialSource = proxymanager needs a ProxyManager client")
+        self.proxy_manager = proxy_manager
         self.kind = kind
         self.host_cert, self.host_key = host_cert, host_key
         self.proxy_dir = Path(proxy_dir) if proxy_dir else None
@@ -59,6 +70,11 @@ class CredentialSource:
             yield StorageCredentials(cert=self.host_cert, key=self.host_key, vo=vo, group=group)
         elif self.kind == "proxydir":
             yield StorageCredentials(proxy_path=self._proxy_file(cred), vo=vo, group=group)
+        elif self.kind == "proxymanager":
+            assert self.proxy_manager is not None
+            proxy = self.proxy_manager.proxy(cred.get("DN", ""), group or "")
+            with LazyProxyFile(proxy.pem, self.scratch_dir) as lazy:
+                yield StorageCredentials(proxy_pem=proxy.pem, proxy_file=lazy.path, vo=vo, group=group)
         else:
             with self._delegated_file(delegated) as path:
                 yield StorageCredentials(proxy_path=path, vo=vo, group=group)

@@ -98,8 +98,17 @@ class ProxyState:
             with contextlib.suppress(SeproxyError, OSError):
                 cert, key = (str(p) for p in host_credentials(self.cfg))
         proxy_dir = self.option("ProxyDir", "") or os.path.join(self.base_path, "proxies")
+        proxy_manager = None
+        if str(kind).lower() == "proxymanager":
+            from seproxy.dirac import proxymanager as pm
+
+            proxy_manager = pm.ProxyManagerSource(
+                self.cfg, lifetime=self.option("ProxyLifetime", pm.DEFAULT_LIFETIME),
+                renew_margin=self.option("ProxyRenewMargin", pm.DEFAULT_RENEW_MARGIN),
+                cache_size=self.option("ProxyCacheSize", pm.DEFAULT_CACHE_SIZE),
+                voms=self.option("ProxyVOMS", False))
         return CredentialSource(kind, host_cert=cert, host_key=key, proxy_dir=proxy_dir,
-                                scratch_dir=self.cache.tmp)
+                                scratch_dir=self.cache.tmp, proxy_manager=proxy_manager)
 
     # -- HTTP ------------------------------------------------------------------------------
     def start_http(self) -> None:

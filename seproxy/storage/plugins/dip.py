@@ -11,7 +11,7 @@ maps everything after its name below its ``BasePath``. Calls go through
 seproxy's ``RPCClient`` (``exists``, ``getMetadata``, ``remove``,
 ``createDirectory``, ``listDirectory``, ``removeDirectory``) and
 ``TransferClient`` (``sendFile``/``receiveFile``), with the caller's proxy
-(``StorageCredentials.proxy_path``) or host certificate.
+(``StorageCredentials.proxy_location()``) or host certificate.
 
 Differences from DIRAC's DIP plugin, chosen so that every plugin answers the
 same (see the conformance suite): ``listDirectory`` keys are LFN-style paths,
@@ -61,8 +61,8 @@ class DIPStorage(StorageBase):
         if self.retry_delay:
             kwargs["retryDelay"] = float(self.retry_delay)
         creds = self.credentials
-        if creds.proxy_path:
-            kwargs["proxyLocation"] = str(creds.proxy_path)
+        if creds.has_proxy:
+            kwargs["proxyLocation"] = creds.proxy_location()
         elif creds.cert:
             kwargs["useCertificates"] = True
         return kwargs

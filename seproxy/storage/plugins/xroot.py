@@ -10,7 +10,7 @@ interrupted upload leaves nothing under the final name) and verify the adler32
 end to end; downloads go to a temporary local name renamed once complete and
 verified. Checksums come from the server's ``adler32`` query.
 
-Credentials: a ``StorageCredentials.proxy_path`` is passed in the URL
+Credentials: a ``StorageCredentials.proxy_location()`` is passed in the URL
 (``xrd.gsiusrpxy``) together with a per-proxy virtual user, never through the
 environment. (Tested only against a server without authentication.)
 
@@ -67,7 +67,7 @@ class XROOTStorage(StorageBase):
         super().__init__(storageName, parameters, **kwargs)
         self.timeout = int(float(parameters.get("Timeout") or 30))
         host = self.protocolParameters["Host"]
-        proxy = self.credentials.proxy_path
+        proxy = self.credentials.proxy_location()
         self._opaque = ""
         if proxy:
             user = os.path.basename(str(proxy)).replace(".", "")

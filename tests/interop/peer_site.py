@@ -128,15 +128,22 @@ def start_mariadb(base: Path, timeout: float = 60.0) -> MariaDB:
 # ----------------------------------------------------------------------------- CS content
 
 
-def site_registry(pki: Any, users: Mapping[str, str], *, host_properties: Sequence[str] = (
-        "TrustedHost", "CSAdministrator", "FullDelegation", "ProxyManagement")) -> dict[str, Any]:
-    """The Registry tree: ``users`` ({name: DN}) in ``dirac_user``; testuser also admin."""
+HOST_PROPERTIES = ("TrustedHost", "CSAdministrator", "FullDelegation", "ProxyManagement")
+
+
+def site_registry(pki: Any, users: Mapping[str, str], *,
+                  host_properties: Sequence[str] = HOST_PROPERTIES) -> dict[str, Any]:
+    """The Registry tree: ``users`` ({name: DN}) in ``dirac_user`` and ``dirac_prod`` (a
+    group with a VOMS role); testuser also in ``dirac_admin``; this host (the ``pki``
+    host certificate, shared by the DIRAC services and seproxy) with ``host_properties``."""
     all_users = {"testuser": pki.user_dn, **users}
     return {
         "DefaultGroup": "dirac_user",
         "Users": {name: {"DN": dn} for name, dn in all_users.items()},
         "Groups": {
             "dirac_user": {"Users": ", ".join(all_users), "Properties": "NormalUser", "VO": "dirac"},
+            "dirac_prod": {"Users": ", ".join(users), "Properties": "NormalUser", "VO": "dirac",
+                           "VOMSRole": "/dirac/Role=production"},
             "dirac_admin": {"Users": "testuser", "Properties": "CSAdministrator, NormalUser, ProxyManagement",
                             "VO": "dirac"},
         },
@@ -145,12 +152,13 @@ def site_registry(pki: Any, users: Mapping[str, str], *, host_properties: Sequen
     }
 
 
-def site_data(pki: Any, users: Mapping[str, str], extra: Mapping[str, Any] | None = None) -> str:
+def site_data(pki: Any, users: Mapping[str, str], extra: Mapping[str, Any] | None = None, *,
+              host_properties: Sequence[str] = HOST_PROPERTIES) -> str:
     """The Configuration Server's data: Registry, Operations, plus ``extra`` (a tree merged
     on top: Resources, Systems ...), as CFG text."""
     tree: dict[str, Any] = {
         "DIRAC": {"VirtualOrganization": "dirac"},
-        "Registry": site_registry(pki, users),
+        "Registry": site_registry(pki, users, host_properties=host_properties),
         "Operations": {"Defaults": {"EnableSecurityLogging": "False",
                                     "MonitoringBackends": {"Default": ""}}},
     }
@@ -207,12 +215,17 @@ def start_configuration_server(venv: DiracVenv, pki: Any, workdir: Path, data: s
 def start_proxy_manager(venv: DiracVenv, pki: Any, workdir: Path, cs_urls: Sequence[str],
                         db: MariaDB, db_password: str, *, db_user: str = "Dirac",
                         db_name: str = "ProxyDB") -> DiracService:
-    """DIRAC's ``Framework/ProxyManager`` with ProxyDB on ``db``, configured from ``cs_urls``."""
-    local = merge_cfg(
-        cfg_text({"DIRAC": {"Hostname": "127.0.0.1", "Configuration": {"Servers": ", ".join(cs_urls)}}}),
-        cfg_text({"Systems": {"Framework": {"Databases": {"ProxyDB": {
-            "Host": "127.0.0.1", "Port": db.port, "User": db_user, "Password": db_password,
-            "DBName": db_name}}}}}))
+    """DIRAC's ``Framework/ProxyManager`` with ProxyDB on ``db``, configured from ``cs_urls``
+    (plus its own URL: DIRAC 9.1's getVOMSProxy calls the ProxyManager by name)."""
+
+    def local(ports: Mapping[str, int]) -> str:
+        url = f"dips://127.0.0.1:{ports['Framework/ProxyManager']}/Framework/ProxyManager"
+        return merge_cfg(
+            cfg_text({"DIRAC": {"Hostname": "127.0.0.1", "Configuration": {"Servers": ", ".join(cs_urls)}}}),
+            cfg_text({"Systems": {"Framework": {"URLs": {"ProxyManager": url}, "Databases": {"ProxyDB": {
+                "Host": "127.0.0.1", "Port": db.port, "User": db_user, "Password": db_password,
+                "DBName": db_name}}}}}))
+
     return start_dirac_service(venv, {"Framework/ProxyManager": {}}, pki=pki, registry="",
                                workdir=workdir, extra_cfg=local,
                                env={"DIRAC_ROOT_PATH": str(workdir / "root")})
@@ -264,6 +277,22 @@ class DiracSite:
         servers = ", ".join(self.cs_urls if urls is None else urls)
         return cfg_text({"DIRAC": {"Configuration": {"Servers": servers}}})
 
+    def seproxy_cfg(self, local_copy: Path | None = None, **more: Any) -> str:
+        """A seproxy site.cfg that only names the CS servers and this host's credentials
+        (``more``: extra options under /DIRAC/Configuration)."""
+        configuration: dict[str, Any] = {"Servers": ", ".join(self.cs_urls), **more}
+        if local_copy is not None:
+            configuration["LocalCopy"] = local_copy
+        return cfg_text({"DIRAC": {"Configuration": configuration, "Security": {
+            "CertFile": self.pki.host_cert, "KeyFile": self.pki.host_key, "CALocation": self.pki.ca_dir}}})
+
+    def proxy_downloads(self, dn: str) -> int:
+        """How many proxies of ``dn`` the ProxyManager handed out (its ProxyDB_Log)."""
+        assert self.db is not None
+        out = self.db.sql("SELECT COUNT(*) FROM ProxyDB.ProxyDB_Log WHERE Action LIKE 'download%' "
+                          f"AND TargetDN = '{dn}'")
+        return int(out.strip())
+
     def client(self, proxy: Path, **changes: Any) -> DiracClient:
         """A DIRAC 9 client whose configuration comes from this site's CS."""
         return DiracClient(self.venv, proxy, self.pki.ca_dir, cfg_extra=self.client_cfg()).with_(**changes)
@@ -304,7 +333,8 @@ class DiracSite:
 
 
 def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
-              proxy_manager: bool = True, extra: Mapping[str, Any] | None = None) -> DiracSite:
+              proxy_manager: bool = True, extra: Mapping[str, Any] | None = None,
+              host_properties: Sequence[str] = HOST_PROPERTIES) -> DiracSite:
     """Start the CS servers (and MariaDB + ProxyManager) of a test site under ``base``;
     ``extra``: more CS content (a tree merged over :func:`site_data`)."""
     users = {}
@@ -314,7 +344,7 @@ def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
     base.mkdir(parents=True, exist_ok=True)
     site = DiracSite(venv, pki, base, users)
     try:
-        data = site_data(pki, users, extra)
+        data = site_data(pki, users, extra, host_properties=host_properties)
         for index in range(servers):
             site.servers.append(start_configuration_server(
                 venv, pki, Path(tempfile.mkdtemp(prefix=f"cs{index}-", dir=base)), data))
@@ -324,6 +354,12 @@ def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
             site.proxy_manager = start_proxy_manager(
                 venv, pki, Path(tempfile.mkdtemp(prefix="proxymanager-", dir=base)), site.cs_urls,
                 site.db, site.db_password)
+            # registered in the CS, as a DIRAC installation does: clients find it by name
+            for index in range(servers):
+                result = site.commit([("/Systems/Framework/URLs/ProxyManager", site.proxy_manager.url)],
+                                     server=index)
+                if not result.get("OK"):
+                    raise InteropSetupError(f"cannot register the ProxyManager in CS {index}: {result}")
     except BaseException:
         site.stop()
         raise

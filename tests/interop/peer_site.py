@@ -313,6 +313,14 @@ class DiracSite:
         client = DiracClient(self.venv, proxy, self.pki.ca_dir, cfg_extra=cfg)
         return client.run({"exec": _CSAPI_SNIPPET, "args": [[list(c) for c in changes]]})[0].unwrap()
 
+    def commit_all(self, changes: Sequence[tuple[str, str | None]]) -> None:
+        """The same change through every (running) master, keeping them in step as a
+        master and its slaves are; AssertionError if one refuses."""
+        for index, server in enumerate(self.servers):
+            if server.running():
+                result = self.commit(changes, server=index)
+                assert result.get("OK"), f"commit to CS {index} failed: {result}"
+
     def upload_proxy(self, user: str) -> dict:
         """Upload a group-less proxy of ``user`` with DIRAC's ``ProxyManagerClient.uploadProxy``."""
         proxy = self.user_proxy(user, None)

@@ -8,6 +8,8 @@ import os
 import threading
 from typing import Any
 
+from cryptography import x509
+
 from seproxy.security.x509 import X509Chain
 from seproxy.storage.plugins.file import FileStorage
 
@@ -27,9 +29,10 @@ class RecordingStorage(FileStorage):
                                  "thread": threading.get_ident(), "in_memory": creds.proxy_pem is not None,
                                  "proxy_path": str(creds.proxy_path) if creds.proxy_path else None}
         if creds.proxy_pem:
-            chain = X509Chain.from_pem(creds.proxy_pem)
+            # certificates only (loading the RSA key costs more than the storage call)
+            chain = X509Chain.from_certificates(x509.load_pem_x509_certificates(creds.proxy_pem))
             entry.update(dn=chain.identity_dn, group=chain.dirac_group, seconds_left=chain.seconds_left,
-                         has_key=chain.private_key is not None,
+                         has_key=b"PRIVATE KEY-----" in creds.proxy_pem,
                          environ_proxy=os.environ.get("X509_USER_PROXY"))
         if self._record_file:
             with open(self._record_file, "a", encoding="utf-8") as fh:

@@ -259,7 +259,7 @@ class ConfigurationRefresher:
         while not self._stop.wait(self.refresh_time()):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - the refresher must survive anything
+            except Exception:  # the refresher must survive anything
                 log.exception("Configuration refresh failed")
 
     def stop(self) -> None:
@@ -305,5 +305,12 @@ class ConfigurationRefresher:
         return answer if isinstance(answer, dict) else {"OK": False, "Message": "invalid answer"}
 
 
-__all__ = ["ConfigurationRefresher", "FetchError", "configuration_servers", "uses_configuration_server",
-           "version_of", "LOCAL_COPY_OPTION", "DEFAULT_REFRESH_TIME"]
+__all__ = [
+    "DEFAULT_REFRESH_TIME",
+    "LOCAL_COPY_OPTION",
+    "ConfigurationRefresher",
+    "FetchError",
+    "configuration_servers",
+    "uses_configuration_server",
+    "version_of",
+]

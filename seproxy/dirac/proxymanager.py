@@ -206,5 +206,11 @@ class ProxyManagerSource:
         return getattr(client, method)(*args)
 
 
-__all__ = ["ProxyManagerSource", "DownloadedProxy", "make_request", "DEFAULT_LIFETIME",
-           "DEFAULT_RENEW_MARGIN", "DEFAULT_CACHE_SIZE"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_LIFETIME",
+    "DEFAULT_RENEW_MARGIN",
+    "DownloadedProxy",
+    "ProxyManagerSource",
+    "make_request",
+]

@@ -111,4 +111,4 @@ class LazyProxyFile:
             self._dir = self._path = None
 
 
-__all__ = ["StorageCredentials", "LazyProxyFile"]
+__all__ = ["LazyProxyFile", "StorageCredentials"]

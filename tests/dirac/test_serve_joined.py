@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def cs_site(dirac_site_factory, tmp_path):
 
 
 def test_users_bans_and_storage_elements_follow_the_cs_and_outages_are_ridden_out(cs_site, pki, tmp_path):
-    site, storage = cs_site
+    site, _storage = cs_site
     proc, url, copy, log = _serve(site, tmp_path)
     try:
         alice = site.client(site.user_proxy("alice"))
@@ -131,15 +133,14 @@ def test_no_server_and_no_copy_refuses_to_start_with_one_line(pki, tmp_path):
         "Configuration": {"Servers": "dips://127.0.0.1:1/Configuration/Server",
                           "LocalCopy": tmp_path / "none.cfg"},
         "Security": {"CertFile": pki.host_cert, "KeyFile": pki.host_key, "CALocation": pki.ca_dir}}}))
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-m", "seproxy", "serve", "--data-dir", str(tmp_path / "d"),
-                           "-c", str(site_cfg)], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+                           "-c", str(site_cfg)], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=REPO_ROOT)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR ")]
-    assert errors == [f"ERROR No Configuration Server answered (dips://127.0.0.1:1/Configuration/Server)"
-                      f" and no local copy at {tmp_path / 'none.cfg'}"]
+    expected = ("ERROR No Configuration Server answered (dips://127.0.0.1:1/Configuration/Server)"
+                f" and no local copy at {tmp_path / 'none.cfg'}")
+    assert errors == [expected]
     assert "Traceback" not in done.stderr
 
 
@@ -217,7 +218,7 @@ def test_storage_calls_act_with_the_callers_own_proxy_from_the_proxy_manager(pm_
 
 
 def test_two_users_in_parallel_never_get_each_others_proxy(pm_site, pki, tmp_path):
-    site, storage, record = pm_site
+    site, _storage, record = pm_site
     for user in ("alice", "bob"):
         assert site.upload_proxy(user)["OK"]
     proc, url, _copy, _log = _serve(site, tmp_path)

@@ -22,7 +22,6 @@ The fixtures are in ``tests/fixtures/dirac.py`` (``dirac_site``); docs/INTEROP.m
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
 import subprocess
@@ -35,7 +34,14 @@ from typing import Any
 from seproxy.security.x509 import X509Chain
 from tests.conftest import wait_for
 from tests.fixtures.cfgtext import cfg_text
-from tests.interop.peer_services import DiracClient, DiracService, merge_cfg, start_dirac_service
+from tests.interop.peer_services import (
+    DiracClient,
+    DiracService,
+    file_tail,
+    merge_cfg,
+    start_dirac_service,
+    stop_process,
+)
 from tests.interop.peer_venv import DiracVenv, InteropSetupError
 
 CS_HANDLER = "DIRAC/ConfigurationSystem/Service/ConfigurationHandler.py"
@@ -60,7 +66,7 @@ class MariaDB:
     def sql(self, statement: str) -> str:
         """Run ``statement`` with the ``mariadb`` client as root over the socket; its output."""
         proc = subprocess.run(["mariadb", "--no-defaults", "-S", str(self.socket), "-uroot", "-N",
-                               "-e", statement], capture_output=True, text=True, timeout=60)
+                               "-e", statement], check=False, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise InteropSetupError(f"mariadb: {statement!r} failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -73,18 +79,10 @@ class MariaDB:
         return password
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return file_tail(self.log, lines)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout=30)
 
 
 def start_mariadb(base: Path, timeout: float = 60.0) -> MariaDB:
@@ -98,7 +96,7 @@ def start_mariadb(base: Path, timeout: float = 60.0) -> MariaDB:
     install = subprocess.run(
         ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
          "--auth-root-authentication-method=normal", "--skip-test-db"],
-        capture_output=True, text=True, timeout=300)
+        check=False, capture_output=True, text=True, timeout=300)
     if install.returncode != 0:
         raise InteropSetupError(f"mariadb-install-db failed: {(install.stdout + install.stderr)[-2000:]}")
     sock, log = base / "mysqld.sock", base / "mysqld.log"
@@ -115,9 +113,7 @@ def start_mariadb(base: Path, timeout: float = 60.0) -> MariaDB:
     try:
         port, process = start_on_free_port(launch, "mariadbd")
     except RuntimeError as exc:
-        raise InteropSetupError(f"mariadbd did not start: {exc}\n"
-                                + "\n".join(log.read_text(errors='replace').splitlines()[-20:])
-                                if log.exists() else f"mariadbd did not start: {exc}") from exc
+        raise InteropSetupError(f"mariadbd did not start: {exc}\n{file_tail(log, 20)}") from exc
     db = MariaDB(process, port, sock, datadir, log)
     if not wait_for(lambda: sock.exists(), timeout, 0.05):
         db.stop()

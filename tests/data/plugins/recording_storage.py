@@ -19,7 +19,7 @@ class RecordingStorage(FileStorage):
 
     pluginName = "Recording"
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(storageName, parameters, **kwargs)
         self._record_file = parameters.get("RecordFile", "")
 

@@ -57,3 +57,23 @@ def test_fetch_commit_failover_and_outage(dirac_site_factory, pki, tmp_path):
     again.initial()
     assert again.version == refresher.version
     assert Registry(restarted).username_for_dn("/C=ch/O=DIRAC/CN=dave") == "dave"
+
+
+def test_dirac8_configuration_server_and_the_8_0_layout(dirac_site_factory, pki, tmp_path):
+    """A DIRAC 8.0.86 master (DEncode answers) serving the 8.0 layout: seproxy finds its
+    service section under the instance named by /DIRAC/Setups/<Setup>/DataManagement."""
+    section = {"Port": 9139, "CredentialSource": "ProxyManager"}
+    site = dirac_site_factory(version=8, servers=1, proxy_manager=False, extra={
+        "DIRAC": {"Setups": {"Production": {"DataManagement": "Prod"}}},
+        "Systems": {"DataManagement": {"Prod": {"Services": {"StorageElementProxy": section}}}}})
+    cfg = _local(site, pki, site.cs_urls)
+    cfg.setOption("/DIRAC/Setup", "Production")  # the setup is local, as on a DIRAC 8.0 host
+    refresher = ConfigurationRefresher(cfg, local_copy=tmp_path / "copy.cfg")
+    refresher.initial()
+    path = cfg.service_section("DataManagement/StorageElementProxy")
+    assert path == "/Systems/DataManagement/Prod/Services/StorageElementProxy"
+    assert cfg.getValue(f"{path}/CredentialSource") == "ProxyManager"
+    assert Registry(cfg).username_for_dn(site.users["bob"]) == "bob"
+    assert site.commit([(f"{path}/CredentialSource", "host")])["OK"]
+    assert refresher.refresh()
+    assert cfg.getValue(f"{path}/CredentialSource") == "host"

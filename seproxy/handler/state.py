@@ -80,8 +80,6 @@ class ProxyState:
         self.credentials = self._credential_source()
         catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")
         self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
-        fallback = self.option("CatalogueFallbackSEs", []) or cfg.getSections("/Resources/StorageElements")
-        self.fallback_ses = list(fallback)
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -89,6 +87,12 @@ class ProxyState:
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.cfg.getValue(f"{self.section}/{name}", default)
+
+    @property
+    def fallback_ses(self) -> list[str]:
+        """``CatalogueFallbackSEs``, else every configured SE - read at each call, so SEs
+        added by a configuration refresh are asked too."""
+        return list(self.option("CatalogueFallbackSEs", []) or self.cfg.getSections("/Resources/StorageElements"))
 
     def _credential_source(self) -> CredentialSource:
         kind = self.option("CredentialSource", "host")

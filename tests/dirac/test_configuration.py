@@ -152,3 +152,76 @@ def test_reload_runs_a_refresh(tmp_path):
         assert cfg.getValue("/Registry/DefaultGroup") == "fresh"
     finally:
         refresher.stop()
+
+
+# ----------------------------------------------------------------------------- https://
+
+
+class _TornadoLikeCS:
+    """An HTTPS server answering like DIRAC 9's Tornado Configuration Server (POST form
+    ``method`` + JSON ``args``, JSON answer, base64 ``data``); requires a client
+    certificate from the test CA. A stand-in: DIRAC's own Tornado server needs
+    DIRACGrid's tornado fork, which is not on PyPI."""
+
+    def __init__(self, pki, text: str) -> None:
+        import http.server
+        import json
+        import ssl
+        import threading
+        import urllib.parse
+        from base64 import b64encode
+
+        self.text, self.requests = text, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                form = urllib.parse.parse_qs(body)
+                version = json.loads(form["args"][0])[0]
+                peer = dict(x[0] for x in self.connection.getpeercert()["subject"])
+                outer.requests.append((self.path, form["method"][0], version, peer.get("commonName")))
+                newest = outer.text.split("Version = ", 1)[1].split("\n", 1)[0]
+                value = {"newestVersion": newest}
+                if version < newest:
+                    value["data"] = b64encode(zlib.compress(outer.text.encode())).decode()
+                payload = json.dumps({"OK": True, "Value": value}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(pki.host_cert), str(pki.host_key))
+        context.load_verify_locations(capath=str(pki.ca_dir))
+        context.verify_mode = ssl.CERT_REQUIRED
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/Configuration/Server"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_https_server_url_is_asked_like_dirac_tornado(pki, tmp_path):
+    server = _TornadoLikeCS(pki, _data("2026-02-02 00:00:00"))
+    try:
+        cfg = _cfg(server.url)
+        cfg.merge_text(f"DIRAC\n{{\n  Security\n  {{\n    CertFile = {pki.host_cert}\n"
+                       f"    KeyFile = {pki.host_key}\n    CALocation = {pki.ca_dir}\n  }}\n}}\n")
+        refresher = ConfigurationRefresher(cfg, local_copy=tmp_path / "copy.cfg")
+        refresher.initial()
+        assert refresher.refresh()
+    finally:
+        server.stop()
+    assert Registry(cfg).username_for_dn("/CN=alice") == "alice"
+    assert server.requests == [
+        ("/Configuration/Server", "getCompressedDataIfNewer", "0", "localhost"),  # host certificate
+        ("/Configuration/Server", "getCompressedDataIfNewer", "2026-02-02 00:00:00", "localhost")]

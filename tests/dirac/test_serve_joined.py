@@ -108,21 +108,31 @@ def test_users_bans_and_storage_elements_follow_the_cs_and_outages_are_ridden_ou
 
 
 def test_refresh_configuration_forces_a_refresh(dirac_site_factory, pki, tmp_path):
+    """RefreshTime is an hour: only refreshConfiguration brings the ban and the new group
+    property (prepareFile needs ProdManager by the service's CS Authorization section)."""
     site = dirac_site_factory(servers=1, proxy_manager=False, extra={
-        "DIRAC": {"Configuration": {"RefreshTime": 3600}}})
+        "DIRAC": {"Configuration": {"RefreshTime": 3600}},
+        "Systems": {"DataManagement": {"Services": {"StorageElementProxy": {
+            "Authorization": {"prepareFile": "ProdManager"}}}}}})
     proc, url, copy, _log = _serve(site, tmp_path)
     try:
         carol = site.client(site.user_proxy("carol"))
+        bob = site.client(site.user_proxy("bob"))
         admin = site.client(pki.proxy("dirac_admin"))
         call = _rpc(url, _exists("SE-NONE", "/dirac/c"))  # authenticated-only ("whoami" is for all)
-        before = _value(carol.run(call)[0])
-        assert before["Message"] != UNAUTHORIZED  # authorised; the SE does not exist
-        site.commit_all([("/Registry/Users/carol/Suspended", "dirac")])
+        prepare = _rpc(url, {"method": "prepareFile", "args": ["SE-NONE", "/dirac/b"]})
+        before, = carol.run(call)
+        assert _value(before)["Message"].startswith("SE.isValid: Failed to create")  # authorised, no SE
+        assert _value(bob.run(prepare)[0])["Message"] == UNAUTHORIZED  # no ProdManager yet
+        site.commit_all([("/Registry/Users/carol/Suspended", "dirac"),
+                         ("/Registry/Groups/dirac_user/Properties", "NormalUser, ProdManager")])
         refreshed = admin.rpc(url, "refreshConfiguration", False)
         assert refreshed["OK"], refreshed
         assert "Suspended = dirac" in copy.read_text()
         banned = _value(carol.run(call)[0])
         assert not banned["OK"] and banned["Message"] == UNAUTHORIZED
+        allowed = _value(bob.run(prepare)[0])
+        assert not allowed["OK"] and allowed["Message"].startswith("SE.isValid: Failed to create"), allowed
     finally:
         stop_serve(proc)
 

@@ -12,8 +12,8 @@ change); changes take a lock.
 Remote data (a Configuration Server's CFG, fed by ``seproxy.dirac.configuration``,
 which this layer does not import): ``set_remote(text)`` puts it between the embedded
 default and the site files, so local files win as in DIRAC; it bumps ``generation``
-only when the text changed. ``add_reload_hook(fn)``: ``fn()`` runs after every
-``reload()`` (outside the lock), which is how ``refreshConfiguration`` reaches the
+only when the text changed. ``add_reload_hook(fn)``: ``fn(from_master=...)`` runs after
+every ``reload()`` (outside the lock), which is how ``refreshConfiguration`` reaches the
 Configuration Server without the framework knowing about it.
 
 Placeholders: a value may contain ``@NAME@`` (the embedded default uses
@@ -143,7 +143,7 @@ class Config:
         self._file_trees: list[CFG] = []
         self._remote: CFG | None = None
         self._remote_text: str | None = None
-        self._reload_hooks: list[Callable[[], None]] = []
+        self._reload_hooks: list[Callable[..., None]] = []
         #: incremented at every change; caches (Registry) compare it.
         self.generation = 0
         self._tree = CFG()
@@ -168,14 +168,15 @@ class Config:
         """The configuration files in merge order (embedded default first if used)."""
         return ([default_config_path()] if self._use_default else []) + list(self._files)
 
-    def reload(self) -> None:
+    def reload(self, *, from_master: bool = False) -> None:
         """Re-read every file, then re-apply overrides and run-time changes; then run the
-        reload hooks (a Configuration Server refresh)."""
+        reload hooks (a Configuration Server refresh; ``from_master``: DIRAC's
+        ``refreshConfiguration(fromMaster)``), whose errors propagate."""
         with self._lock:
             self._file_trees = [_load_cfg_file(path) for path in self.files]
             self._rebuild()
         for hook in list(self._reload_hooks):
-            hook()
+            hook(from_master=from_master)
 
     def _rebuild(self) -> None:
         """Merge default < remote < site files < texts < changes (files as last read)."""
@@ -217,12 +218,12 @@ class Config:
         """The Configuration Server data in use (None when there is none)."""
         return self._remote_text
 
-    def add_reload_hook(self, hook: Callable[[], None]) -> None:
-        """Run ``hook()`` after every ``reload()`` (outside the lock)."""
+    def add_reload_hook(self, hook: Callable[..., None]) -> None:
+        """Run ``hook(from_master=...)`` after every ``reload()`` (outside the lock)."""
         with self._lock:
             self._reload_hooks.append(hook)
 
-    def remove_reload_hook(self, hook: Callable[[], None]) -> None:
+    def remove_reload_hook(self, hook: Callable[..., None]) -> None:
         with self._lock:
             if hook in self._reload_hooks:
                 self._reload_hooks.remove(hook)

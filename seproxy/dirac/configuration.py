@@ -17,9 +17,10 @@ service:
 * at start (:meth:`initial`): a server's data, else the local copy, else ConfigError
   (``serve`` prints it as one ``ERROR`` line and exits 2);
 * every ``/DIRAC/Configuration/RefreshTime`` seconds (default 300) in a daemon thread,
-  and at every ``Config.reload()`` (the ``refreshConfiguration`` RPC) through a reload
-  hook; when no server answers, the configuration in use stays and the outage is
-  logged once (and its end once).
+  and at every ``Config.reload()`` (the ``refreshConfiguration`` RPC, ``fromMaster``:
+  the ``MasterServer`` only) through a reload hook, which answers DIRAC's ``Reason(s):``
+  error when no server does; when no server answers, the configuration in use stays
+  and the outage is logged once (and its end once).
 
 ``https://`` server URLs (DIRAC 9's Tornado Configuration Server) are asked the same
 method as an HTTPS POST (``method`` + JSON ``args`` form fields, the host certificate
@@ -143,10 +144,12 @@ class ConfigurationRefresher:
         self.last_errors: list[str] = []
 
     # -- one refresh --------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Ask the servers in order until one answers; True if one did (new data or not)."""
+    def refresh(self, *, from_master: bool = False) -> bool:
+        """Ask the servers in order until one answers; True if one did (new data or not).
+        ``from_master``: only ``/DIRAC/Configuration/MasterServer`` (when known)."""
         with self._lock:
-            servers = configuration_servers(self.cfg)
+            master = self.cfg.getOption("/DIRAC/Configuration/MasterServer") if from_master else None
+            servers = [master] if master else configuration_servers(self.cfg)
             errors = []
             for url in servers:
                 try:
@@ -252,8 +255,11 @@ class ConfigurationRefresher:
         self._thread.start()
         return self
 
-    def _on_reload(self) -> None:
-        self.refresh()
+    def _on_reload(self, from_master: bool = False) -> None:
+        """``refreshConfiguration``: DIRAC's ``Reason(s):`` error when no server answers."""
+        if not self.refresh(from_master=from_master):
+            reasons = list(dict.fromkeys(self.last_errors)) or ["no Configuration Server configured"]
+            raise ConfigError("Reason(s):\n\t" + "\n\t".join(reasons))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh_time()):

@@ -54,6 +54,7 @@ def test_remote_that_conflicts_with_local_files_is_refused_whole():
 def test_reload_runs_hooks():
     cfg = Config.from_text("")
     seen = []
-    cfg.add_reload_hook(lambda: seen.append(cfg.generation))
+    cfg.add_reload_hook(lambda from_master: seen.append(from_master))
     cfg.reload()
-    assert len(seen) == 1
+    cfg.reload(from_master=True)
+    assert seen == [False, True]

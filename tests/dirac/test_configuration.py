@@ -150,6 +150,14 @@ def test_reload_runs_a_refresh(tmp_path):
         servers.texts[A] = _data("v2", "  DefaultGroup = fresh\n")
         cfg.reload()  # what refreshConfiguration does
         assert cfg.getValue("/Registry/DefaultGroup") == "fresh"
+        servers.texts[A] = None
+        with pytest.raises(ConfigError) as info:
+            cfg.reload()
+        assert str(info.value) == f"Reason(s):\n\t{A}: Can't connect"  # DIRAC's form
+        cfg.setOption("/DIRAC/Configuration/MasterServer", B)
+        servers.texts[B] = _data("v3", "  DefaultGroup = master\n")
+        cfg.reload(from_master=True)  # refreshConfiguration(fromMaster=True)
+        assert servers.calls[-1] == (B, "v2") and cfg.getValue("/Registry/DefaultGroup") == "master"
     finally:
         refresher.stop()
 

@@ -133,6 +133,10 @@ def test_refresh_configuration_forces_a_refresh(dirac_site_factory, pki, tmp_pat
         assert not banned["OK"] and banned["Message"] == UNAUTHORIZED
         allowed = _value(bob.run(prepare)[0])
         assert not allowed["OK"] and allowed["Message"].startswith("SE.isValid: Failed to create"), allowed
+        site.servers[0].stop()  # a forced refresh with no server: DIRAC's answer, still serving
+        failed = admin.rpc(url, "refreshConfiguration", False)
+        assert not failed["OK"] and failed["Message"].startswith(f"Reason(s):\n\t{site.cs_urls[0]}: ")
+        assert _value(carol.run(call)[0])["Message"] == UNAUTHORIZED
     finally:
         stop_serve(proc)
 

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
 from seproxy.rpc.server.logger import DiracLogger
 from seproxy.rpc.version import DIRAC_9_1
@@ -366,11 +367,15 @@ class RequestHandler:
 
     @staticmethod
     def export_refreshConfiguration(fromMaster: bool) -> dict:  # noqa: N802,N803
-        """Re-read the configuration files of this process (no central server here)."""
+        """Re-read the configuration files of this process and refresh from the
+        Configuration Servers when it has any (DIRAC's ``Reason(s): ...`` if none answers)."""
         handler = _CURRENT.get()
         if handler is None or handler._rh_context is None:
             return S_ERROR("No configuration to refresh")
         started = time.monotonic()
-        handler._rh_context.cfg.reload()
+        try:  # local files re-read; a Configuration Server (if any) asked through the reload hooks
+            handler._rh_context.cfg.reload(from_master=bool(fromMaster))
+        except SeproxyError as exc:
+            return S_ERROR(str(exc))
         handler.log.info("Configuration reloaded", f"in {time.monotonic() - started:.3f}s (fromMaster={fromMaster})")
         return S_OK()

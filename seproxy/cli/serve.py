@@ -179,6 +179,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print("seproxy StorageElementProxy is running", file=out)
     for item in made:
         print(f"  created   {item}", file=out)
+    if refresher is not None:
+        origin = refresher.source or f"the local copy {refresher.local_copy}"
+        print(f"  CS        version {refresher.version} from {origin}", file=out)
     print(f"  DISET     {service.url}", file=out)
     print(f"  HTTP      {http or 'off (HttpAccess = no)'}", file=out)
     if state is not None:

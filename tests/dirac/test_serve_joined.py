@@ -40,6 +40,8 @@ def _serve(site, tmp_path: Path, *args: str):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(PLUGINS)])}
     proc, lines = start_serve(tmp_path / "data", "-c", str(site_cfg), *args, env=env, log=log)
     url = next(line.split()[1] for line in lines if line.strip().startswith("DISET"))
+    cs_line = next(line for line in lines if line.strip().startswith("CS "))
+    assert any(cs_line.endswith(f"from {server}") for server in site.cs_urls), lines
     return proc, url, copy, log
 
 

@@ -10,6 +10,7 @@ from seproxy.dirac.configuration import ConfigurationRefresher
 from seproxy.dirac.proxymanager import ProxyManagerSource
 from seproxy.errors import AuthError
 from seproxy.security.x509 import X509Chain
+from tests.interop.peer_services import SETUP_8
 
 pytestmark = pytest.mark.interop
 
@@ -63,3 +64,25 @@ def test_host_without_a_delegation_property_gets_dirac_s_refusal(dirac_site_fact
     source = ProxyManagerSource(_joined(site, tmp_path))
     with pytest.raises(AuthError, match="^You can't get proxies!$"):
         source.proxy(site.users["alice"], "dirac_user")
+
+
+def test_dirac8_proxy_manager_8_0_layout_and_its_voms_error(dirac_site_factory, tmp_path):
+    """DIRAC 8.0.86's ProxyManager (what DIRAC 8.0's StorageElementProxy downloaded from),
+    8.0 layout: found under /Systems/Framework/<Instance>/URLs; its getVOMSProxy has no
+    DiracX step and fails where VOMS is missing (no voms-proxy-init/VOMS server here)."""
+    site = dirac_site_factory(version=8, servers=1)
+    assert site.upload_proxy("alice")["OK"]
+    alice = site.users["alice"]
+    cfg = Config.from_text(site.seproxy_cfg())
+    cfg.setOption("/DIRAC/Setup", SETUP_8)  # the setup is local, as on a DIRAC 8.0 host
+    ConfigurationRefresher(cfg, local_copy=tmp_path / "copy.cfg").initial()
+    proxy = ProxyManagerSource(cfg).proxy(alice, "dirac_user")
+    chain = X509Chain.from_pem(proxy.pem)
+    assert chain.identity_dn == alice and chain.dirac_group == "dirac_user"
+    assert site.proxy_downloads(alice) == 1
+    with pytest.raises(AuthError) as info:
+        ProxyManagerSource(cfg, voms=True).proxy(alice, "dirac_prod")
+    # DIRAC's own message (here: "... StdErr: /bin/sh: 1: voms-proxy-init: not found")
+    assert str(info.value).startswith("VOMS Error ( 1121 : Failed to set VOMS attributes. Command: "
+                                      "['voms-proxy-init'")
+    assert "'-voms', 'dirac:/dirac/Role=production'" in str(info.value)

@@ -35,6 +35,8 @@ from seproxy.security.x509 import X509Chain
 from tests.conftest import wait_for
 from tests.fixtures.cfgtext import cfg_text
 from tests.interop.peer_services import (
+    INSTANCE_8,
+    SETUP_8,
     DiracClient,
     DiracService,
     file_tail,
@@ -149,11 +151,15 @@ def site_registry(pki: Any, users: Mapping[str, str], *,
 
 
 def site_data(pki: Any, users: Mapping[str, str], extra: Mapping[str, Any] | None = None, *,
-              host_properties: Sequence[str] = HOST_PROPERTIES) -> str:
-    """The Configuration Server's data: Registry, Operations, plus ``extra`` (a tree merged
-    on top: Resources, Systems ...), as CFG text."""
+              host_properties: Sequence[str] = HOST_PROPERTIES, major: int = 9) -> str:
+    """The Configuration Server's data: Registry, Operations (8.0: the setup's instances),
+    plus ``extra`` (a tree merged on top: Resources, Systems ...), as CFG text."""
+    dirac: dict[str, Any] = {"VirtualOrganization": "dirac"}
+    if major < 9:
+        dirac["Setups"] = {SETUP_8: {system: INSTANCE_8 for system in ("Configuration", "Framework",
+                                                                        "DataManagement", "Test")}}
     tree: dict[str, Any] = {
-        "DIRAC": {"VirtualOrganization": "dirac"},
+        "DIRAC": dirac,
         "Registry": site_registry(pki, users, host_properties=host_properties),
         "Operations": {"Defaults": {"EnableSecurityLogging": "False",
                                     "MonitoringBackends": {"Default": ""}}},
@@ -216,11 +222,14 @@ def start_proxy_manager(venv: DiracVenv, pki: Any, workdir: Path, cs_urls: Seque
 
     def local(ports: Mapping[str, int]) -> str:
         url = f"dips://127.0.0.1:{ports['Framework/ProxyManager']}/Framework/ProxyManager"
+        framework = {"URLs": {"ProxyManager": url}, "Databases": {"ProxyDB": {
+            "Host": "127.0.0.1", "Port": db.port, "User": db_user, "Password": db_password,
+            "DBName": db_name}}}
+        if venv.major < 9:
+            framework = {INSTANCE_8: framework}
         return merge_cfg(
             cfg_text({"DIRAC": {"Hostname": "127.0.0.1", "Configuration": {"Servers": ", ".join(cs_urls)}}}),
-            cfg_text({"Systems": {"Framework": {"URLs": {"ProxyManager": url}, "Databases": {"ProxyDB": {
-                "Host": "127.0.0.1", "Port": db.port, "User": db_user, "Password": db_password,
-                "DBName": db_name}}}}}))
+            cfg_text({"Systems": {"Framework": framework}}))
 
     return start_dirac_service(venv, {"Framework/ProxyManager": {}}, pki=pki, registry="",
                                workdir=workdir, extra_cfg=local,
@@ -282,6 +291,11 @@ class DiracSite:
         return cfg_text({"DIRAC": {"Configuration": configuration, "Security": {
             "CertFile": self.pki.host_cert, "KeyFile": self.pki.host_key, "CALocation": self.pki.ca_dir}}})
 
+    def framework_path(self, rest: str) -> str:
+        """``/Systems/Framework[/<Instance>]/<rest>`` for this site's DIRAC version."""
+        instance = "" if self.venv.major >= 9 else f"/{INSTANCE_8}"
+        return f"/Systems/Framework{instance}/{rest}"
+
     def proxy_downloads(self, dn: str) -> int:
         """How many proxies of ``dn`` the ProxyManager handed out (its ProxyDB_Log)."""
         assert self.db is not None
@@ -325,7 +339,10 @@ class DiracSite:
 
     def _pm_url_cfg(self) -> str:
         assert self.proxy_manager is not None
-        return cfg_text({"Systems": {"Framework": {"URLs": {"ProxyManager": self.proxy_manager.url}}}})
+        framework: dict[str, Any] = {"URLs": {"ProxyManager": self.proxy_manager.url}}
+        if self.venv.major < 9:
+            framework = {INSTANCE_8: framework}
+        return cfg_text({"Systems": {"Framework": framework}})
 
     def stop(self) -> None:
         if self.proxy_manager is not None:
@@ -348,7 +365,7 @@ def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
     base.mkdir(parents=True, exist_ok=True)
     site = DiracSite(venv, pki, base, users)
     try:
-        data = site_data(pki, users, extra, host_properties=host_properties)
+        data = site_data(pki, users, extra, host_properties=host_properties, major=venv.major)
         for index in range(servers):
             site.servers.append(start_configuration_server(
                 venv, pki, Path(tempfile.mkdtemp(prefix=f"cs{index}-", dir=base)), data))
@@ -360,7 +377,7 @@ def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
                 site.db, site.db_password)
             # registered in the CS, as a DIRAC installation does: clients find it by name
             for index in range(servers):
-                result = site.commit([("/Systems/Framework/URLs/ProxyManager", site.proxy_manager.url)],
+                result = site.commit([(site.framework_path("URLs/ProxyManager"), site.proxy_manager.url)],
                                      server=index)
                 if not result.get("OK"):
                     raise InteropSetupError(f"cannot register the ProxyManager in CS {index}: {result}")

@@ -90,6 +90,11 @@ DIRAC9_SERVER = VenvSpec("dirac9-server", "9.1.22", (
     "smmap==5.0.3"),
     smoke_test="import DIRAC, M2Crypto.SSL, MySQLdb;"
                " import DIRAC.FrameworkSystem.Service.ProxyManagerHandler; print(DIRAC.version)")
+#: DIRAC 8.0 with the MySQL driver: the ProxyManager DIRAC 8.0's StorageElementProxy used.
+DIRAC8_SERVER = VenvSpec("dirac8-server", "8.0.86", (*DIRAC8.packages, "mysqlclient==2.3.2"),
+                         smoke_test="import DIRAC, M2Crypto.SSL, MySQLdb;"
+                                    " import DIRAC.FrameworkSystem.Service.ProxyManagerHandler;"
+                                    " print(DIRAC.version)")
 
 
 class InteropSetupError(RuntimeError):

@@ -56,6 +56,8 @@ log = logging.getLogger("seproxy.dirac.configuration")
 SERVICE = "Configuration/Server"
 DEFAULT_REFRESH_TIME = 300
 CONNECT_TIMEOUT = 30.0
+#: Largest configuration accepted once decompressed (a large DIRAC CS is a few MB).
+MAX_DATA_SIZE = 256 * 1024 * 1024
 #: Option naming the local copy of the last good Configuration Server data.
 LOCAL_COPY_OPTION = "/DIRAC/Configuration/LocalCopy"
 
@@ -116,8 +118,12 @@ def _decode_data(data: Any, base64_text: bool) -> str:
         data = base64.b64decode(data, validate=True) if base64_text else data.encode("utf-8", "surrogateescape")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FetchError(f"unexpected data type {type(data).__name__}")
+    inflater = zlib.decompressobj()
     try:
-        return zlib.decompress(bytes(data)).decode("utf-8")
+        text = inflater.decompress(bytes(data), MAX_DATA_SIZE)
+        if inflater.unconsumed_tail:
+            raise FetchError(f"configuration data larger than {MAX_DATA_SIZE} bytes")
+        return text.decode("utf-8")
     except (zlib.error, UnicodeDecodeError) as exc:
         raise FetchError(f"undecodable configuration data: {exc}") from exc
 

@@ -119,6 +119,22 @@ def test_bad_data_is_refused_and_the_next_server_asked(tmp_path):
         assert refresher.version == "v2" and refresher.source == B
 
 
+def test_oversized_or_garbled_data_is_refused(tmp_path, monkeypatch):
+    import seproxy.dirac.configuration as module
+
+    monkeypatch.setattr(module, "MAX_DATA_SIZE", 1000)
+    big = _data("v2", "  Note = " + "x" * 5000 + "\n")
+    for data, expected in ((zlib.compress(big.encode()), "configuration data larger than 1000 bytes"),
+                           (b"not zlib", "undecodable configuration data")):
+        def query(url: str, version: str, data=data) -> dict:
+            return {"OK": True, "Value": {"newestVersion": "v2", "data": data}}
+
+        refresher = ConfigurationRefresher(_cfg(A), query=query)
+        assert not refresher.refresh()
+        assert refresher.last_errors[0].startswith(f"{A}: {expected}")
+        assert refresher.cfg.remote_text is None
+
+
 def test_no_server_no_copy_is_one_clear_error(tmp_path):
     cfg = _cfg(f"{A}, {B}")
     refresher = ConfigurationRefresher(cfg, local_copy=tmp_path / "copy.cfg", query=Servers())

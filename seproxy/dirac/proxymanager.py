@@ -110,13 +110,17 @@ class ProxyManagerSource:
             cached = self._cached(key)  # another thread of the same user may have fetched it
             if cached is not None:
                 return cached
-            proxy = self._download(dn, group, voms_attr)
+            try:
+                proxy = self._download(dn, group, voms_attr)
+            finally:  # waiting threads hold the lock object; new ones find the cache (or retry)
+                with self._lock:
+                    self._key_locks.pop(key, None)
             with self._lock:
+                self.downloads += 1
                 self._cache[key] = proxy
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
-                self._key_locks.pop(key, None)
             return proxy
 
     def forget(self, dn: str | None = None) -> None:
@@ -151,7 +155,7 @@ class ProxyManagerSource:
 
     def _download(self, dn: str, group: str, voms_attr: str | None) -> DownloadedProxy:
         strength = self._call("getStoredProxyStrength", dn, group, None)
-        bits = strength.get("Value") if strength.get("OK") else None
+        bits = strength.get("Value") if isinstance(strength, dict) and strength.get("OK") else None
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1024 <= bits <= 8192:
             bits = DEFAULT_STRENGTH
         request, key = make_request(bits)
@@ -159,12 +163,12 @@ class ProxyManagerSource:
             answer = self._call("getVOMSProxy", dn, group, request, self.lifetime, voms_attr)
         else:
             answer = self._call("getProxy", dn, group, request, self.lifetime)
-        if not answer.get("OK"):
-            message = str(answer.get("Message", "ProxyManager refused"))
+        if not isinstance(answer, dict) or not answer.get("OK"):
+            message = str(answer.get("Message", "ProxyManager refused")) if isinstance(answer, dict) \
+                else f"Invalid ProxyManager answer {answer!r:.80}"
             log.info("ProxyManager refused the proxy of %s (%s): %s", dn, group, message)
             raise AuthError(message)
         chain = self._check(answer.get("Value"), key, dn, group)
-        self.downloads += 1
         not_after = chain.leaf.not_valid_after_utc.timestamp()
         for cert in chain.certificates[1:]:
             not_after = min(not_after, cert.not_valid_after_utc.timestamp())

@@ -140,3 +140,13 @@ def test_credential_source_in_memory_and_file_only_on_demand(cfg, stored, pki, t
         assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
         assert X509Chain.from_file(path).identity_dn == pki.user_dn
     assert list(tmp_path.iterdir()) == []  # removed after the call
+
+
+def test_refusals_are_not_cached_and_leave_nothing_behind(cfg, stored, pki):
+    fake = FakeProxyManager(stored)
+    source = ProxyManagerSource(cfg, call=fake)
+    for _ in range(3):
+        with pytest.raises(AuthError):
+            source.proxy("/CN=nobody", "dirac_user")
+    assert fake.downloads() == 3 and source.downloads == 0  # asked each time, as DIRAC does
+    assert len(source) == 0 and source._key_locks == {}

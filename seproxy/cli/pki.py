@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from seproxy.cli.common import add_common_options, data_dir, load_config
+from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
 from seproxy.security import pki as devpki
@@ -40,7 +41,7 @@ def parse_valid(text: str) -> int:
 def _pki_dir(args: argparse.Namespace) -> Path:
     if args.dir:
         return Path(args.dir)
-    configured = load_config(args).getOption("/DIRAC/Security/Grid-Security")
+    configured = schema.value(load_config(args), "/DIRAC/Security/Grid-Security")
     return Path(configured) if configured else data_dir(args) / "pki"
 
 

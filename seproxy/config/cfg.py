@@ -1,6 +1,7 @@
 """The configuration tree: ``Config``, a thin layer over ``diraccfg.CFG``.
 
-``Config`` owns the merged view of the embedded ``default.cfg``, any number of
+``Config`` owns the merged view of the embedded development site ``dev-site.cfg``
+(unless ``use_default=False``: a site configuration never includes it), any number of
 site ``.cfg`` files (later wins) and command-line style overrides
 (``/Section/Option=value``, later wins).  ``reload()`` re-reads every file and
 re-applies the overrides and every ``setOption`` made since loading, so a reload
@@ -9,8 +10,8 @@ never loses a value set at run time.
 Reads are lock-free (the merged ``diraccfg.CFG`` is swapped atomically on every
 change); changes take a lock.
 
-Placeholders: a value may contain ``@NAME@`` (the embedded default uses
-``@DATADIR@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
+Placeholders: a value may contain ``@NAME@`` (the development site uses
+``@DATADIR@``, ``@DEVUSERDN@``, ``@DEVHOSTDN@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
 while a placeholder is unset, an option whose value still contains it reads as
 *absent*, so code falls back to its own default instead of using a bogus path.
 
@@ -38,8 +39,8 @@ _TRUE_WORDS = frozenset({"y", "yes", "true", "1"})
 
 
 def default_config_path() -> Path:
-    """Path of the embedded ``default.cfg`` (package data)."""
-    return Path(str(resources.files("seproxy.config").joinpath("default.cfg")))
+    """Path of the embedded development site ``dev-site.cfg`` (package data)."""
+    return Path(str(resources.files("seproxy.config").joinpath("dev-site.cfg")))
 
 
 def split_path(path: str) -> list[str]:

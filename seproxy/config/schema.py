@@ -128,6 +128,9 @@ class Option:
     def default_text(self) -> str:
         """The default as a CFG value."""
         value = self.default
+        if self.kind == "size" and value:
+            unit = next(u for u in "TGMK " if u == " " or value % _UNITS[u] == 0)
+            return str(value) if unit == " " else f"{value // _UNITS[unit]}{unit}"
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, (list, tuple)):
@@ -447,8 +450,9 @@ def markdown_table(section: Section) -> str:
         text = option.default_text()
         shown = f"`{text}`" if text else "empty"
         allowed = option.allowed()
+        meaning = option.help.replace("<", "&lt;")
         lines.append(f"| `{option.path}` | {_TYPE_WORDS[option.kind]} | {shown} | "
-                     f"{allowed or '-'} | {option.help} |")
+                     f"{allowed or '-'} | {meaning} |")
     return "\n".join(lines)
 
 

@@ -113,8 +113,7 @@ def check_syntax(text: str) -> None:
         equal = stripped.find("=")
         head = stripped if equal < 0 else stripped[:equal]
         if equal >= 0 and not any(c in head for c in "{}"):
-            name = head[:-1] if head.endswith("+") else head
-            if not name.strip():
+            if not head.removesuffix("+").strip():
                 raise ValueError(f"line {number}: option without a name")
             continue
         rest = stripped

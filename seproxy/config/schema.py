@@ -241,40 +241,40 @@ def bad_value(cfg: Any, path: str, raw: str, reason: str) -> ConfigError:
 # ---------------------------------------------------------------------------------------
 # The declarations
 # ---------------------------------------------------------------------------------------
-O = Option  # noqa: E741 - short local alias keeps the tables readable
+Opt = Option  # short alias: keeps the tables readable
 
 #: Options of every DISET service section (the framework's; PROTOCOL.md 9.2).
 SERVICE = Section("service", "Any DISET service section (framework)", "<service section>", (
-    O("Port", "int", 9139, "DISET port (0: any free port; DIRAC's StorageElementProxy port is 9139)",
+    Opt("Port", "int", 9139, "DISET port (0: any free port; DIRAC's StorageElementProxy port is 9139)",
       0, 65535),
-    O("Protocol", "choice", "dips", "dips (TLS) or dip (plain, no identities: every call is anonymous)",
+    Opt("Protocol", "choice", "dips", "dips (TLS) or dip (plain, no identities: every call is anonymous)",
       choices=("dips", "dip")),
-    O("BindAddress", "str", "", "listening address of the DISET port; empty = all interfaces (DIRAC)"),
-    O("URL", "str", "", "URL the service announces (empty: built from /DIRAC/Hostname and Port)"),
-    O("Encoding", "choice", "", "encoding of the answers: dencode (DIRAC 8.0's, raw file chunks) or "
+    Opt("BindAddress", "str", "", "listening address of the DISET port; empty = all interfaces (DIRAC)"),
+    Opt("URL", "str", "", "URL the service announces (empty: built from /DIRAC/Hostname and Port)"),
+    Opt("Encoding", "choice", "", "encoding of the answers: dencode (DIRAC 8.0's, raw file chunks) or "
       "json (DIRAC 9's, base64 chunks); empty = DIRAC's default; clients of both read both",
       choices=("dencode", "json"), empty_ok=True),
-    O("MaxThreads", "int", 15, "worker threads serving connections (DIRAC meaning)", 1, 10000),
-    O("MaxWaitingPetitions", "int", 100, "connections queued when every worker is busy; more are "
+    Opt("MaxThreads", "int", 15, "worker threads serving connections (DIRAC meaning)", 1, 10000),
+    Opt("MaxWaitingPetitions", "int", 100, "connections queued when every worker is busy; more are "
       "refused with DIRAC's overload answer", 1, 1000000),
-    O("SocketBacklog", "int", 128, "listen() backlog of the DISET port", 1, 65535),
-    O("HandshakeTimeout", "float", 10.0, "seconds for a client's TLS handshake", 0.001),
-    O("RequestTimeout", "float", 60.0, "seconds per read of a proposal or RPC arguments", 0.001),
-    O("EnableSessions", "bool", True, "allow seproxy's connection-reuse extension (no: refused as "
+    Opt("SocketBacklog", "int", 128, "listen() backlog of the DISET port", 1, 65535),
+    Opt("HandshakeTimeout", "float", 10.0, "seconds for a client's TLS handshake", 0.001),
+    Opt("RequestTimeout", "float", 60.0, "seconds per read of a proposal or RPC arguments", 0.001),
+    Opt("EnableSessions", "bool", True, "allow seproxy's connection-reuse extension (no: refused as "
       "DIRAC does)"),
-    O("SessionIdleTimeout", "float", 60.0, "seconds an idle reuse session is kept", 0.001),
-    O("MaxSessions", "int", 256, "parked reuse sessions kept at most", 0, 1000000),
-    O("MaxMessagingConnections", "int", 20, "message connections (Connection/new) kept at most",
+    Opt("SessionIdleTimeout", "float", 60.0, "seconds an idle reuse session is kept", 0.001),
+    Opt("MaxSessions", "int", 256, "parked reuse sessions kept at most", 0, 1000000),
+    Opt("MaxMessagingConnections", "int", 20, "message connections (Connection/new) kept at most",
       0, 1000000),
-    O("TransferStreamExtension", "bool", True, "offer seproxy's windowed transfer extension to "
+    Opt("TransferStreamExtension", "bool", True, "offer seproxy's windowed transfer extension to "
       "seproxy clients (DIRAC clients never ask for it)"),
-    O("HandlerPath", "str", "", "handler module path (DIRAC meaning; empty: the service's own)"),
-    O("Module", "str", "", "load the handler of another service name (DIRAC meaning)"),
-    O("ThreadLimit/*/*", "int", 15, "ThreadLimit/<ActionType>/<method>: concurrent calls of one "
+    Opt("HandlerPath", "str", "", "handler module path (DIRAC meaning; empty: the service's own)"),
+    Opt("Module", "str", "", "load the handler of another service name (DIRAC meaning)"),
+    Opt("ThreadLimit/*/*", "int", 15, "ThreadLimit/<ActionType>/<method>: concurrent calls of one "
       "action (DIRAC meaning)", 1, 1000000),
-    O("Authorization/*", "list", [], "Authorization/<method>: properties, group:<g> or vo:<v> "
+    Opt("Authorization/*", "list", [], "Authorization/<method>: properties, group:<g> or vo:<v> "
       "allowed to call it (DIRAC AuthManager rules)"),
-    O("Authorization/*/*", "list", [], "Authorization/<ActionType>/<name>: the same for "
+    Opt("Authorization/*/*", "list", [], "Authorization/<ActionType>/<name>: the same for "
       "FileTransfer/..., Message/..., Connection/..."),
 ), owned=True)
 
@@ -283,79 +283,79 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
     "seproxy", "StorageElementProxy service section",
     BindAddress="127.0.0.1", Encoding="dencode",
 ).extended("seproxy", "StorageElementProxy service section", (
-    O("Authorization/Default", "list", ["authenticated"], "who may call methods without their own "
+    Opt("Authorization/Default", "list", ["authenticated"], "who may call methods without their own "
       "rule (never allow-all by default, in either DIRAC layout)"),
-    O("Authorization/FileTransfer/Default", "list", ["authenticated"], "who may transfer files"),
-    O("BasePath", "str", "@DATADIR@/cache", "cache root: staging namespaces, partial uploads, HTTP "
+    Opt("Authorization/FileTransfer/Default", "list", ["authenticated"], "who may transfer files"),
+    Opt("BasePath", "str", "@DATADIR@/cache", "cache root: staging namespaces, partial uploads, HTTP "
       "keys, catalogue (required)"),
-    O("StorageThreads", "int", 0, "threads running storage calls under the time limits (0: "
+    Opt("StorageThreads", "int", 0, "threads running storage calls under the time limits (0: "
       "MaxThreads, at least 2); MaxThreads sizes only the DISET workers", 0, 10000),
-    O("HttpAccess", "bool", False, "run the HTTP download server"),
-    O("HttpPort", "int", 9180, "HTTP port (0: any free port)", 0, 65535),
-    O("HttpHost", "str", "127.0.0.1", "HTTP listening address; empty = all interfaces (DIRAC)"),
-    O("HttpURLHost", "str", "", "host name put into HttpURL (empty: /DIRAC/Hostname, else the FQDN)"),
-    O("HttpsAccess", "bool", False, "serve HTTP over TLS with the host certificate (https:// URLs)"),
-    O("HttpKeyLifetime", "float", 1800.0, "seconds a download key lives (DIRAC: 1800)", 0.001),
-    O("HttpMultiUse", "bool", False, "keep a key after a complete download (DIRAC: single-use)"),
-    O("HttpMaxConnections", "int", 64, "concurrent HTTP connections; more get 503 at once", 1, 100000),
-    O("HttpPurgeInterval", "float", 30.0, "seconds between background purges of expired keys and "
+    Opt("HttpAccess", "bool", False, "run the HTTP download server"),
+    Opt("HttpPort", "int", 9180, "HTTP port (0: any free port)", 0, 65535),
+    Opt("HttpHost", "str", "127.0.0.1", "HTTP listening address; empty = all interfaces (DIRAC)"),
+    Opt("HttpURLHost", "str", "", "host name put into HttpURL (empty: /DIRAC/Hostname, else the FQDN)"),
+    Opt("HttpsAccess", "bool", False, "serve HTTP over TLS with the host certificate (https:// URLs)"),
+    Opt("HttpKeyLifetime", "float", 1800.0, "seconds a download key lives (DIRAC: 1800)", 0.001),
+    Opt("HttpMultiUse", "bool", False, "keep a key after a complete download (DIRAC: single-use)"),
+    Opt("HttpMaxConnections", "int", 64, "concurrent HTTP connections; more get 503 at once", 1, 100000),
+    Opt("HttpPurgeInterval", "float", 30.0, "seconds between background purges of expired keys and "
       "stagings (0: no purger)", 0),
-    O("HttpCache", "str", "", "key directories (empty: <BasePath>/httpCache/<InstanceName>)"),
-    O("CredentialSource", "choice", "host", "identity used towards storage: host, proxydir or "
+    Opt("HttpCache", "str", "", "key directories (empty: <BasePath>/httpCache/<InstanceName>)"),
+    Opt("CredentialSource", "choice", "host", "identity used towards storage: host, proxydir or "
       "delegation", choices=("host", "proxydir", "delegation")),
-    O("ProxyDir", "str", "", "proxies for CredentialSource = proxydir (empty: <BasePath>/proxies)"),
-    O("MaxFileSize", "size", 0, "largest accepted upload in bytes or K/M/G/T, 0 = no limit (DIRAC "
+    Opt("ProxyDir", "str", "", "proxies for CredentialSource = proxydir (empty: <BasePath>/proxies)"),
+    Opt("MaxFileSize", "size", 0, "largest accepted upload in bytes or K/M/G/T, 0 = no limit (DIRAC "
       "had a fixed 1 GiB cap)", 0),
-    O("MinFreeSpace", "size", 64 << 20, "space always left free on the cache filesystem", 0),
-    O("CacheHighWatermark", "size", 0, "cache size above which staged files are evicted, 0 = no "
+    Opt("MinFreeSpace", "size", 64 << 20, "space always left free on the cache filesystem", 0),
+    Opt("CacheHighWatermark", "size", 0, "cache size above which staged files are evicted, 0 = no "
       "limit", 0),
-    O("CacheLowWatermark", "size", 0, "eviction goes down to this (0: 80% of the high watermark)", 0),
-    O("InstanceName", "str", "", "this instance's name (empty: the host name), see \"Several "
+    Opt("CacheLowWatermark", "size", 0, "eviction goes down to this (0: 80% of the high watermark)", 0),
+    Opt("InstanceName", "str", "", "this instance's name (empty: the host name), see \"Several "
       "instances\""),
-    O("CatalogueFile", "str", "", "SQLite replica catalogue (empty: <BasePath>/catalogue.sqlite)"),
-    O("CatalogueFallbackSEs", "list", [], "SEs asked in order for LFNs not in the catalogue "
+    Opt("CatalogueFile", "str", "", "SQLite replica catalogue (empty: <BasePath>/catalogue.sqlite)"),
+    Opt("CatalogueFallbackSEs", "list", [], "SEs asked in order for LFNs not in the catalogue "
       "(empty: all configured SEs)"),
-    O("CallTimeout", "float", 200.0, "seconds for callProxyMethod (DIRAC: 200)", 0.001),
-    O("TransferTimeout", "float", 300.0, "seconds for uploadFile, prepareFile, prepareFileForHTTP "
+    Opt("CallTimeout", "float", 200.0, "seconds for callProxyMethod (DIRAC: 200)", 0.001),
+    Opt("TransferTimeout", "float", 300.0, "seconds for uploadFile, prepareFile, prepareFileForHTTP "
       "(DIRAC: 300)", 0.001),
 ))
 
 #: ``/DIRAC``: the options seproxy reads there.
 DIRAC = Section("dirac", "/DIRAC", "/DIRAC", (
-    O("Setup", "str", "", "DIRAC 8.0 setup name: service sections then live under "
+    Opt("Setup", "str", "", "DIRAC 8.0 setup name: service sections then live under "
       "/Systems/<System>/<Instance>/ (/DIRAC/Setups/<Setup>/<System> = <Instance>)"),
-    O("NoSetup", "bool", False, "ignore /DIRAC/Setup (DIRAC 9 layout even if a Setup is set)"),
-    O("Hostname", "str", "", "host name in the URLs the service announces (empty: the FQDN)"),
-    O("VirtualOrganization", "str", "", "the VO of a single-VO installation"),
+    Opt("NoSetup", "bool", False, "ignore /DIRAC/Setup (DIRAC 9 layout even if a Setup is set)"),
+    Opt("Hostname", "str", "", "host name in the URLs the service announces (empty: the FQDN)"),
+    Opt("VirtualOrganization", "str", "", "the VO of a single-VO installation"),
 ))
 
 #: ``/DIRAC/Security``.
 SECURITY = Section("security", "/DIRAC/Security", "/DIRAC/Security", (
-    O("UseServerCertificate", "bool", False, "clients present the host certificate instead of a proxy"),
-    O("SkipCAChecks", "bool", False, "clients do not verify the server's chain (DIRAC meaning)"),
-    O("CertFile", "str", "", "host certificate (empty: DIRAC's look-up in Grid-Security, "
+    Opt("UseServerCertificate", "bool", False, "clients present the host certificate instead of a proxy"),
+    Opt("SkipCAChecks", "bool", False, "clients do not verify the server's chain (DIRAC meaning)"),
+    Opt("CertFile", "str", "", "host certificate (empty: DIRAC's look-up in Grid-Security, "
       "$DIRAC/etc/grid-security)"),
-    O("KeyFile", "str", "", "host key (same look-up)"),
-    O("CALocation", "str", "", "hashed CA directory (empty: Grid-Security/certificates, "
+    Opt("KeyFile", "str", "", "host key (same look-up)"),
+    Opt("CALocation", "str", "", "hashed CA directory (empty: Grid-Security/certificates, "
       "$X509_CERT_DIR, /etc/grid-security/certificates)"),
-    O("Grid-Security", "str", "", "directory holding hostcert.pem, hostkey.pem, certificates/, vomsdir/"),
-    O("CheckCRLs", "choice", "auto", "check CRLs: yes, no, or auto (when the CA directory has any)",
+    Opt("Grid-Security", "str", "", "directory holding hostcert.pem, hostkey.pem, certificates/, vomsdir/"),
+    Opt("CheckCRLs", "choice", "auto", "check CRLs: yes, no, or auto (when the CA directory has any)",
       choices=("auto", "yes", "no", "true", "false", "on", "off", "1", "0")),
-    O("TLSBackend", "choice", "pyopenssl", "TLS implementation: pyopenssl or m2crypto (extra)",
+    Opt("TLSBackend", "choice", "pyopenssl", "TLS implementation: pyopenssl or m2crypto (extra)",
       choices=("pyopenssl", "openssl", "m2crypto")),
-    O("ContextLifeTime", "float", 21600.0, "seconds a TLS context (credentials, CAs) is reused", 0),
-    O("SessionTimeout", "int", 3600, "seconds a server's TLS session can be resumed", 1, 10 ** 7),
-    O("SessionCacheSize", "int", 4096, "TLS sessions a server keeps at most", 1, 10 ** 7),
+    Opt("ContextLifeTime", "float", 21600.0, "seconds a TLS context (credentials, CAs) is reused", 0),
+    Opt("SessionTimeout", "int", 3600, "seconds a server's TLS session can be resumed", 1, 10 ** 7),
+    Opt("SessionCacheSize", "int", 4096, "TLS sessions a server keeps at most", 1, 10 ** 7),
 ))
 
 #: ``/Resources/StorageElements`` options that are not a storage element.
 STORAGE_ELEMENTS = Section("resources", "/Resources/StorageElements", "/Resources/StorageElements", (
-    O("ChecksumType", "str", "ADLER32", "checksum type of the storage elements (ADLER32, MD5, ...)"),
+    Opt("ChecksumType", "str", "ADLER32", "checksum type of the storage elements (ADLER32, MD5, ...)"),
 ))
 
 #: ``/LocalSite``.
 LOCAL_SITE = Section("localsite", "/LocalSite", "/LocalSite", (
-    O("Site", "str", "", "this site's name (storage elements local to it are preferred)"),
+    Opt("Site", "str", "", "this site's name (storage elements local to it are preferred)"),
 ))
 
 GLOBAL_SECTIONS: tuple[Section, ...] = (DIRAC, SECURITY, STORAGE_ELEMENTS, LOCAL_SITE)

@@ -14,7 +14,7 @@ TOOL = REPO_ROOT / "tools" / "options_doc.py"
 def test_operations_doc_matches_the_schema():
     text = (REPO_ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     assert schema.markdown_reference() in text
-    done = subprocess.run([sys.executable, str(TOOL), "--check"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(TOOL), "--check"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

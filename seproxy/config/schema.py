@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -117,8 +117,9 @@ class Option:
             return " or ".join(self.choices) + (" or empty" if self.empty_ok else "")
         if self.kind in ("str", "list"):
             return ""
-        low = _number_text(self.minimum)
-        high = _number_text(self.maximum)
+        text = _size_text if self.kind == "size" else _number_text
+        low = text(self.minimum)
+        high = text(self.maximum)
         if low and high:
             return f"{low} to {high}"
         if low:
@@ -128,14 +129,22 @@ class Option:
     def default_text(self) -> str:
         """The default as a CFG value."""
         value = self.default
-        if self.kind == "size" and value:
-            unit = next(u for u in "TGMK " if u == " " or value % _UNITS[u] == 0)
-            return str(value) if unit == " " else f"{value // _UNITS[unit]}{unit}"
+        if self.kind == "size":
+            return _size_text(value)
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, (list, tuple)):
             return ", ".join(value)
         return _number_text(value) if isinstance(value, (int, float)) else str(value)
+
+
+def _size_text(value: float | None) -> str:
+    """``67108864`` -> ``64M`` (the largest binary unit that divides it)."""
+    if not value:
+        return _number_text(value)
+    number = int(value)
+    unit = next((u for u in "TGMK" if number % _UNITS[u] == 0), "")
+    return f"{number // _UNITS[unit]}{unit}" if unit else str(number)
 
 
 def _number_text(value: float | None) -> str:
@@ -358,6 +367,36 @@ LOCAL_SITE = Section("localsite", "/LocalSite", "/LocalSite", (
     Opt("Site", "str", "", "this site's name (storage elements local to it are preferred)"),
 ))
 
+#: Options of a storage element's protocol section read by seproxy's plugins (by
+#: ``PluginName``). The common DIRAC options (``Protocol``, ``Host``, ``Port``, ``Path``,
+#: ``Access``, ...) are the storage factory's; an empty value here is the default.
+_PROTOCOL_SECTION = "/Resources/StorageElements/<SE>/<protocol section>"
+PLUGINS: dict[str, Section] = {section.key: section for section in (
+    Section("File", "File plugin", _PROTOCOL_SECTION, (
+        Opt("BlockSize", "size", 0, "bytes per read and write while copying (0: 4M, the copy helper's)", 0),
+    )),
+    Section("S3", "S3 plugin", _PROTOCOL_SECTION, (
+        Opt("SecureConnection", "bool", True, "https (yes) or http (no) to the endpoint"),
+        Opt("Port", "int", 0, "endpoint port (0: 443 with SecureConnection, else 80)", 0, 65535),
+        Opt("Region", "str", "us-east-1", "region name signed into requests"),
+        Opt("Aws_access_key_id", "str", "", "access key (empty: the caller's S3 keys or boto3's chain)"),
+        Opt("Aws_secret_access_key", "str", "", "secret key for Aws_access_key_id"),
+        Opt("Timeout", "float", 30.0, "seconds to connect and per read", 0.001),
+        Opt("Retries", "int", 2, "attempts of a failed request", 0, 100),
+        Opt("MultipartThreshold", "size", 64 << 20, "uploads above this size go in parts", 1),
+        Opt("MultipartChunkSize", "size", 16 << 20, "size of one part (and of a ranged GET)", 5 << 20),
+        Opt("MaxConcurrency", "int", 4, "parts or ranges in flight per file", 1, 64),
+    )),
+    Section("XROOT", "XROOT plugin", _PROTOCOL_SECTION, (
+        Opt("Timeout", "float", 30.0, "seconds per XRootD operation", 1),
+    )),
+    Section("DIP", "DIP plugin", _PROTOCOL_SECTION, (
+        Opt("CheckSum", "bool", True, "send checksums with the data (no: NoCheckSum, as DIRAC)"),
+        Opt("Timeout", "float", 120.0, "seconds per call to the StorageElement service", 0.001),
+        Opt("RetryDelay", "float", 0.0, "seconds between retries of a failed connection (0: DIRAC's)", 0),
+    )),
+)}
+
 GLOBAL_SECTIONS: tuple[Section, ...] = (DIRAC, SECURITY, STORAGE_ELEMENTS, LOCAL_SITE)
 SERVICE_SCHEMAS: dict[str, Section] = {SERVICE_NAME: STORAGE_ELEMENT_PROXY}
 
@@ -365,6 +404,23 @@ SERVICE_SCHEMAS: dict[str, Section] = {SERVICE_NAME: STORAGE_ELEMENT_PROXY}
 def service_schema(name: str) -> Section:
     """The section schema of service ``System/Service`` (the framework's if it has none)."""
     return SERVICE_SCHEMAS.get(name.strip("/"), SERVICE)
+
+
+def plugin_value(plugin: str, parameters: Mapping[str, Any], name: str, where: str) -> Any:
+    """Option ``name`` of a protocol section handed to ``plugin`` (absent or empty: default).
+
+    ``where`` names the section in an error (``/Resources/StorageElements/<SE>/...``).
+    """
+    if plugin not in PLUGINS:
+        raise ConfigError(f"plugin {plugin} has no options declared in seproxy.config.schema")
+    option = PLUGINS[plugin].option(name)
+    raw = parameters.get(name)
+    if raw is None or not str(raw).strip():
+        return option.default
+    try:
+        return option.convert(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"invalid value {str(raw).strip()!r} for {where}/{name}: {exc}") from None
 
 
 def _global(path: str) -> tuple[Section, str]:
@@ -410,6 +466,7 @@ def validate(cfg: Config, services: Iterable[str] = (SERVICE_NAME,)) -> list[str
     for section in GLOBAL_SECTIONS:
         for option in section.options:
             section.value(cfg, option.path)
+    _validate_storage_elements(cfg)
     for name in services:
         schema = service_schema(name)
         base = cfg.service_section(name)
@@ -427,6 +484,19 @@ def validate(cfg: Config, services: Iterable[str] = (SERVICE_NAME,)) -> list[str
             else:
                 warnings.append(_unknown(cfg, base, rel, "option"))
     return warnings
+
+
+def _validate_storage_elements(cfg: Config) -> None:
+    """Type-check the plugin options of every protocol section (empty values are defaults)."""
+    for root in ("/Resources/StorageElements", "/Resources/StorageElementBases"):
+        for se in cfg.getSections(root):
+            for protocol in cfg.getSections(f"{root}/{se}"):
+                base = f"{root}/{se}/{protocol}"
+                declared = PLUGINS.get(cfg.getOption(f"{base}/PluginName") or protocol)
+                for name in cfg.getOptions(base) if declared is not None else ():
+                    raw = cfg.getOption(f"{base}/{name}")
+                    if declared.declares(name) and raw is not None and raw.strip():
+                        declared.value(cfg, name, base)
 
 
 def _unknown(cfg: Config, base: str, rel: str, what: str) -> str:
@@ -468,4 +538,7 @@ def markdown_reference() -> str:
     ]
     for section in GLOBAL_SECTIONS:
         parts.append(f"### `{section.title}`\n\n" + markdown_table(section))
+    for section in PLUGINS.values():
+        parts.append(f"### {section.title}: `{section.path}` with `PluginName = {section.key}`\n\n"
+                     + markdown_table(section))
     return "\n\n".join(parts) + "\n"

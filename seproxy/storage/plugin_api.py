@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import ItemFailed, SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
 from seproxy.storage.credentials import StorageCredentials
@@ -154,6 +155,11 @@ class StorageBase:
         )
         self.basePath = parameters.get("Path", "")
         self.se: Any = None
+
+    def option(self, name: str) -> Any:
+        """Plugin option ``name`` of this protocol section, typed by ``seproxy.config.schema``."""
+        where = f"/Resources/StorageElements/{self.name}/{self.protocolSectionName or self.pluginName}"
+        return schema.plugin_value(self.pluginName, self._allProtocolParameters, name, where)
 
     def _protocol_list(
         self, parameters: dict[str, Any], option: str, attr: str, default: list[str]

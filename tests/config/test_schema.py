@@ -152,3 +152,23 @@ def test_origin(tmp_path):
     cfg = Config.load([first, second], use_default=False, overrides=["/A/D=4"])
     assert cfg.origin("/A/B") == str(second) and cfg.origin("/A/C") == str(first)
     assert cfg.origin("/A/D") == "override -o /A/D" and cfg.origin("/A/E") is None
+
+
+def test_plugin_options(tmp_path):
+    path = tmp_path / "se.cfg"
+    path.write_text("Resources\n{\n  StorageElements\n  {\n    SE-S3\n    {\n      S3\n      {\n"
+                    "        PluginName = S3\n        Port =\n        Timeout = soon\n      }\n    }\n  }\n}\n")
+    cfg = Config.load([path], use_default=False)
+    with pytest.raises(ConfigError) as info:
+        schema.validate(cfg)
+    assert str(info.value) == ("invalid value 'soon' for /Resources/StorageElements/SE-S3/S3/Timeout "
+                               f"in {path}: expected a number")
+    where = "/Resources/StorageElements/SE-S3/S3"
+    assert schema.plugin_value("S3", {"Port": "", "Timeout": "3"}, "Timeout", where) == 3.0
+    assert schema.plugin_value("S3", {"Port": ""}, "Port", where) == 0  # empty: the default
+    assert schema.plugin_value("S3", {}, "MultipartChunkSize", where) == 16 << 20
+    with pytest.raises(ConfigError, match=re.escape(f"invalid value '1K' for {where}/MultipartChunkSize: "
+                                                    "expected >= 5M")):
+        schema.plugin_value("S3", {"MultipartChunkSize": "1K"}, "MultipartChunkSize", where)
+    with pytest.raises(ConfigError, match="no options declared"):
+        schema.plugin_value("Nope", {}, "Timeout", where)

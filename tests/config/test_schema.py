@@ -172,3 +172,13 @@ def test_plugin_options(tmp_path):
         schema.plugin_value("S3", {"MultipartChunkSize": "1K"}, "MultipartChunkSize", where)
     with pytest.raises(ConfigError, match="no options declared"):
         schema.plugin_value("Nope", {}, "Timeout", where)
+
+
+def test_port_defaults_agree_everywhere():
+    """DIRAC's 9139: the schema (framework and service), the dev site's URL, the docs."""
+    assert SERVICE.option("Port").default == 9139 == STORAGE_ELEMENT_PROXY.option("Port").default
+    cfg = Config.load()
+    assert cfg.service_urls(schema.SERVICE_NAME) == [
+        "dips://localhost:9139/DataManagement/StorageElementProxy"]
+    assert schema.service_schema("Test/Service").value(Config.from_text("", use_default=False), "Port",
+                                                     "/Systems/Test/Services/Service") == 9139

@@ -3,7 +3,7 @@
 ``proxy-info`` shows a proxy (like ``dirac-proxy-info``). ``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
 be used as ``/DIRAC/Security/Grid-Security`` directly (default: ``<data dir>/pki``, the
 development PKI of ``seproxy serve``). Configuration as for every subcommand
-(``seproxy.cli.common``: embedded default, ``<data dir>/dev.cfg``, ``-c``, ``-o``);
+(``seproxy.cli.common``: the development site and ``<data dir>/dev.cfg``, or the ``-c`` files; ``-o``);
 ``proxy-init`` checks ``--group`` against its Registry. ``proxy-init`` makes a DIRAC
 RFC 3820 proxy (DIRAC group extension, optionally limited) from the user certificate
 and writes it, mode 0600, to ``--out`` or where DIRAC looks first

@@ -309,6 +309,10 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
     Opt("HttpMaxConnections", "int", 64, "concurrent HTTP connections; more get 503 at once", 1, 100000),
     Opt("HttpPurgeInterval", "float", 30.0, "seconds between background purges of expired keys and "
       "stagings (0: no purger)", 0),
+    Opt("HttpHeaderTimeout", "float", 10.0, "seconds for a client's TLS handshake and whole request "
+        "header on the HTTP port", 0.001),
+    Opt("HttpMaxPending", "int", 4096, "HTTP connections still sending their header, at most", 1, 10 ** 6),
+    Opt("HttpMaxPendingPerIP", "int", 256, "the same per client address", 1, 10 ** 6),
     Opt("HttpCache", "str", "", "key directories (empty: <BasePath>/httpCache/<InstanceName>)"),
     Opt("CredentialSource", "choice", "host", "identity used towards storage: host, proxydir or "
       "delegation", choices=("host", "proxydir", "delegation")),
@@ -319,6 +323,8 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
     Opt("CacheHighWatermark", "size", 0, "cache size above which staged files are evicted, 0 = no "
       "limit", 0),
     Opt("CacheLowWatermark", "size", 0, "eviction goes down to this (0: 80% of the high watermark)", 0),
+    Opt("StorageOrphanCleanup", "bool", True, "remove upload temporaries of dead writers from File "
+        "storage elements at start-up"),
     Opt("InstanceName", "str", "", "this instance's name (empty: the host name), see \"Several "
       "instances\""),
     Opt("CatalogueFile", "str", "", "SQLite replica catalogue (empty: <BasePath>/catalogue.sqlite)"),

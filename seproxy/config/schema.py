@@ -162,8 +162,8 @@ class Section:
     path: str
     options: tuple[Option, ...]
     owned: bool = False
-    #: glob patterns of relative paths with free names (``Authorization/*``): typed by
-    #: the option whose path is the pattern, never reported as unknown
+    #: lower-case path -> option; paths with ``*`` (free names, ``Authorization/*``) are
+    #: matched component by component in :meth:`option`
     _by_path: dict[str, Option] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -207,9 +207,8 @@ class Section:
         except ValueError as exc:
             raise bad_value(cfg, path, raw, str(exc)) from None
 
-    def with_defaults(self, key: str, title: str, **defaults: Any) -> Section:
-        """A copy with other defaults (``Authorization__Default`` for ``Authorization/Default``)."""
-        wanted = {name.replace("__", "/"): value for name, value in defaults.items()}
+    def with_defaults(self, key: str, title: str, **wanted: Any) -> Section:
+        """A copy with other defaults for some options (by path)."""
         unknown = set(wanted) - {o.path for o in self.options}
         if unknown:
             raise ConfigError(f"with_defaults: undeclared {sorted(unknown)}")

@@ -67,7 +67,7 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
-    #: an empty value is allowed (and kept) for a choice/str; numbers never are
+    #: an empty value is allowed: "" for a choice, None for a number (else an error)
     empty_ok: bool = False
 
     def convert(self, raw: str) -> Any:
@@ -85,10 +85,14 @@ class Option:
                 return False
             raise ValueError("expected yes or no")
         if self.kind == "choice":
-            word = text.lower()
-            if (word == "" and self.empty_ok) or word in self.choices:
-                return word
-            raise ValueError(f"expected one of {', '.join(self.choices)}")
+            if text == "" and self.empty_ok:
+                return ""
+            found = next((c for c in self.choices if c.lower() == text.lower()), None)
+            if found is None:
+                raise ValueError(f"expected one of {', '.join(self.choices)}")
+            return found
+        if text == "" and self.empty_ok:
+            return None  # a number left empty on purpose (e.g. MetricsPort: off)
         number: float
         if self.kind == "size":
             number = parse_size(text)
@@ -117,6 +121,8 @@ class Option:
             return " or ".join(self.choices) + (" or empty" if self.empty_ok else "")
         if self.kind in ("str", "list"):
             return ""
+        if self.empty_ok:
+            return f"{replace(self, empty_ok=False).allowed()} or empty"
         text = _size_text if self.kind == "size" else _number_text
         low = text(self.minimum)
         high = text(self.maximum)
@@ -129,6 +135,8 @@ class Option:
     def default_text(self) -> str:
         """The default as a CFG value."""
         value = self.default
+        if value is None:
+            return ""
         if self.kind == "size":
             return _size_text(value)
         if isinstance(value, bool):
@@ -148,7 +156,7 @@ def _size_text(value: float | None) -> str:
 
 
 def _number_text(value: float | None) -> str:
-    if value is None:
+    if value is None or value == "":
         return ""
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -322,6 +330,16 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
     Opt("CacheHighWatermark", "size", 0, "cache size above which staged files are evicted, 0 = no "
       "limit", 0),
     Opt("CacheLowWatermark", "size", 0, "eviction goes down to this (0: 80% of the high watermark)", 0),
+    Opt("StagedFileLifetime", "float", 3600.0, "seconds a staged getFile/putFile copy waits for its "
+        "client before the purger removes it (0: kept)", 0),
+    Opt("LogLevel", "choice", "INFO", "log level of serve (-d, --log-level win)",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    Opt("LogFormat", "choice", "text", "text, or json: one JSON object per line (--log-format wins)",
+        choices=("text", "json")),
+    Opt("LogFile", "str", "", "log file, reopened when logrotate moves it (empty: standard error)"),
+    Opt("MetricsPort", "int", None, "Prometheus metrics port (empty: off; 0: any free port)", 0, 65535,
+        empty_ok=True),
+    Opt("MetricsHost", "str", "127.0.0.1", "address the metrics port listens on"),
     Opt("StorageOrphanCleanup", "bool", True, "remove upload temporaries of dead writers from File "
         "storage elements at start-up"),
     Opt("InstanceName", "str", "", "this instance's name (empty: the host name), see \"Several "

@@ -182,3 +182,12 @@ def test_port_defaults_agree_everywhere():
         "dips://localhost:9139/DataManagement/StorageElementProxy"]
     assert schema.service_schema("Test/Service").value(Config.from_text("", use_default=False), "Port",
                                                      "/Systems/Test/Services/Service") == 9139
+
+
+def test_empty_on_purpose_and_canonical_choices():
+    port = STORAGE_ELEMENT_PROXY.option("MetricsPort")
+    assert port.convert("") is None and port.convert("0") == 0 and port.default is None
+    with pytest.raises(ValueError, match="expected 0 to 65535 or empty"):
+        port.convert("-1")
+    assert STORAGE_ELEMENT_PROXY.option("LogLevel").convert("debug") == "DEBUG"
+    assert STORAGE_ELEMENT_PROXY.option("Protocol").convert("DIPS") == "dips"

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from seproxy.cli import wiring
 from seproxy.config import Config
-from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
-from seproxy.rpc.client import RPCClient
-from seproxy.rpc.service import Service
+from seproxy.rpc.client.base import RPCClient
 from seproxy.transfer.client import TransferClient
 from tests.fixtures.cfgtext import cfg_text
 from tests.handler.conftest import NAME, se_cfg
@@ -52,7 +51,7 @@ def layout_service(request, pki, tmp_path):
     storage = tmp_path / "storage"
     storage.mkdir()
     cfg = Config.from_text(site_text(pki, tmp_path / "cache", storage, request.param), use_default=False)
-    service = Service(cfg, NAME, handler_class=StorageElementProxyHandler).start()
+    service = wiring.service(cfg, NAME).start()
     yield request.param, cfg, service
     service.stop(timeout=10)
     service.handler_class.state.stop()

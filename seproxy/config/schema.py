@@ -284,6 +284,9 @@ SERVICE = Section("service", "Any DISET service section (framework)", "<service 
       0, 1000000),
     Opt("TransferStreamExtension", "bool", True, "offer seproxy's windowed transfer extension to "
       "seproxy clients (DIRAC clients never ask for it)"),
+    Opt("DIRACVersion", "choice", "", "the DIRAC release whose framework answers the service gives "
+        "(ping, whoami, encoding when Encoding is empty); empty: /DIRAC/DIRACVersion, else 8.0 with a "
+        "/DIRAC/Setup, else 9.1", choices=("8.0", "9.1"), empty_ok=True),
     Opt("HandlerPath", "str", "", "handler module path (DIRAC meaning; empty: the service's own)"),
     Opt("Module", "str", "", "load the handler of another service name (DIRAC meaning)"),
     Opt("ThreadLimit/*/*", "int", 15, "ThreadLimit/<ActionType>/<method>: concurrent calls of one "
@@ -359,6 +362,8 @@ DIRAC = Section("dirac", "/DIRAC", "/DIRAC", (
     Opt("NoSetup", "bool", False, "ignore /DIRAC/Setup (DIRAC 9 layout even if a Setup is set)"),
     Opt("Hostname", "str", "", "host name in the URLs the service announces (empty: the FQDN)"),
     Opt("VirtualOrganization", "str", "", "the VO of a single-VO installation"),
+    Opt("DIRACVersion", "choice", "", "DIRACVersion of every service that does not set its own "
+        "(empty: 8.0 with a Setup, else 9.1)", choices=("8.0", "9.1"), empty_ok=True),
 ))
 
 #: ``/DIRAC/Security``.

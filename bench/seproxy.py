@@ -85,7 +85,7 @@ def curl_seconds(url: str) -> float:
 
 
 def run(size_mib: int, repeat: int) -> dict[str, float]:
-    from seproxy.cli.common import DEV_PROXY
+    from seproxy.cli.common import DEV_PROXY, fill_dev_placeholders
     from seproxy.config import Config
     from seproxy.rpc.client.base import RPCClient
     from seproxy.transfer.client import TransferClient
@@ -95,8 +95,8 @@ def run(size_mib: int, repeat: int) -> dict[str, float]:
     try:
         data = work / "data"
         serve, url = start_serve(data)
-        cfg = Config.load([data / "dev.cfg"])
-        cfg.set_placeholder("DATADIR", data)
+        cfg = Config.load()  # the development site `serve` runs, its PKI's DNs filled in
+        fill_dev_placeholders(cfg, data)
         kwargs = {"config": cfg, "proxyLocation": str(data / DEV_PROXY), "useCertificates": False,
                   "encoding": "dencode"}  # as `seproxy put/get` do
         rpc, transfer = RPCClient(url, **kwargs), TransferClient(url, **kwargs)

@@ -1,10 +1,15 @@
 """What ``seproxy serve`` and the client subcommands share: the data directory, the
 configuration they read, the proxy they present, and result/JSON helpers.
 
-The data directory (``--data-dir``, default ``~/.seproxy``) fills the ``@DATADIR@``
-placeholder of the embedded ``default.cfg``; ``serve`` creates a development PKI,
-a user proxy and a ``dev.cfg`` (the Registry entries of that PKI) there, which the
-client commands read back, so the commands ``serve`` prints work as printed.
+Two kinds of configuration (:func:`load_config`):
+
+* no ``-c``: the development site, the embedded ``seproxy/config/dev-site.cfg`` (plus
+  ``<data dir>/dev.cfg`` if the user wrote one); ``serve`` creates its PKI and a user
+  proxy under the data directory (``--data-dir``, default ``~/.seproxy``), and its
+  placeholders are filled from there, so the commands ``serve`` prints work as printed;
+* ``-c FILE``: a site configuration, those files alone over the defaults of
+  ``seproxy.config.schema``; nothing of the development site (SE-LOCAL, dev PKI,
+  its Registry entries) is merged in.
 """
 
 from __future__ import annotations
@@ -47,17 +52,39 @@ def data_dir(args: argparse.Namespace) -> Path:
         else default_data_dir()
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Embedded default + ``<data dir>/dev.cfg`` (if any) + ``-c`` files + ``-o`` overrides."""
-    directory = data_dir(args)
-    files: list[str | Path] = []
-    dev = directory / DEV_CFG
-    if dev.is_file():
-        files.append(dev)
-    files += list(getattr(args, "cfg_files", []) or []) + list(getattr(args, "sub_cfg_files", []) or [])
-    overrides = list(getattr(args, "options", []) or []) + list(getattr(args, "sub_options", []) or [])
-    cfg = Config.load(files, overrides=overrides)
+def site_files(args: argparse.Namespace) -> list[str]:
+    """The ``-c`` files (before and after the subcommand); none: the development site."""
+    return [str(f) for f in list(getattr(args, "cfg_files", []) or []) + list(getattr(args, "sub_cfg_files", []) or [])]
+
+
+def fill_dev_placeholders(cfg: Config, directory: Path) -> None:
+    """``@DATADIR@``, and the DNs of the development PKI under it once it exists."""
+    from seproxy.security.pki import DevPKI
+    from seproxy.security.x509 import X509Chain
+
     cfg.set_placeholder("DATADIR", directory)
+    dev = DevPKI(directory / "pki")
+    for name, path, attribute in (("DEVUSERDN", dev.user_cert, "identity_dn"),
+                                  ("DEVHOSTDN", dev.host_cert, "subject_dn")):
+        if path.is_file():
+            try:
+                cfg.set_placeholder(name, getattr(X509Chain.from_file(path), attribute))
+            except (SeproxyError, OSError, ValueError):
+                pass  # unreadable: the entry stays absent until `serve` remakes the PKI
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The development site (no ``-c``) or the site files; then the ``-o`` overrides."""
+    directory = data_dir(args)
+    files = site_files(args)
+    overrides = list(getattr(args, "options", []) or []) + list(getattr(args, "sub_options", []) or [])
+    if files:
+        cfg = Config.load(files, use_default=False, overrides=overrides)
+        cfg.set_placeholder("DATADIR", directory)
+    else:
+        dev = directory / DEV_CFG
+        cfg = Config.load([dev] if dev.is_file() else [], overrides=overrides)
+        fill_dev_placeholders(cfg, directory)
     if getattr(args, "debug", 0) or getattr(args, "sub_debug", 0):
         import logging
 

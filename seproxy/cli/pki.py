@@ -3,7 +3,7 @@
 ``proxy-info`` shows a proxy (like ``dirac-proxy-info``). ``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
 be used as ``/DIRAC/Security/Grid-Security`` directly (default: ``<data dir>/pki``, the
 development PKI of ``seproxy serve``). Configuration as for every subcommand
-(``seproxy.cli.common``: embedded default, ``<data dir>/dev.cfg``, ``-c``, ``-o``);
+(``seproxy.cli.common``: the development site and ``<data dir>/dev.cfg``, or the ``-c`` files; ``-o``);
 ``proxy-init`` checks ``--group`` against its Registry. ``proxy-init`` makes a DIRAC
 RFC 3820 proxy (DIRAC group extension, optionally limited) from the user certificate
 and writes it, mode 0600, to ``--out`` or where DIRAC looks first
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from seproxy.cli.common import add_common_options, data_dir, load_config
+from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
 from seproxy.security import pki as devpki
@@ -40,7 +41,7 @@ def parse_valid(text: str) -> int:
 def _pki_dir(args: argparse.Namespace) -> Path:
     if args.dir:
         return Path(args.dir)
-    configured = load_config(args).getOption("/DIRAC/Security/Grid-Security")
+    configured = schema.value(load_config(args), "/DIRAC/Security/Grid-Security")
     return Path(configured) if configured else data_dir(args) / "pki"
 
 

@@ -1,17 +1,21 @@
 """``seproxy serve``: run the StorageElementProxy (DISET + HTTP) until interrupted.
 
-With no configuration it runs the embedded ``default.cfg`` as a self-contained
-development site under the data directory (``--data-dir``, default ``~/.seproxy``):
+With no configuration (no ``-c``) it runs the embedded development site
+``seproxy/config/dev-site.cfg`` under the data directory (``--data-dir``, default
+``~/.seproxy``):
 
 * a development PKI (CA, host certificate for localhost and this host's FQDN, user
-  ``testuser``) in ``pki/``, made if missing;
-* ``dev.cfg`` registering that user (groups ``dirac_user``, ``dirac_admin``) and host;
+  ``testuser``) in ``pki/``, made if missing; the site's Registry entries take their
+  DNs from it;
 * ``proxy.pem``: a ``dirac_user`` proxy of that user (renewed when under an hour left);
 * the File storage element ``SE-LOCAL`` in ``storage/``, the cache in ``cache/``;
 
 then prints the service URLs and the exact commands to try next. With a site
-configuration (``-c site.cfg``) whose ``/DIRAC/Security`` points elsewhere nothing
-is generated.
+configuration (``-c site.cfg``) only those files count (over the schema's defaults):
+nothing is generated and the banner shows checks to run with the user's own proxy.
+Before anything starts the configuration is validated (``seproxy.config.schema``):
+a bad value stops here with one ``ERROR`` line (exit 2); unknown options in the
+service section are logged as warnings.
 
 When the configuration names Configuration Servers (``/DIRAC/Configuration/Servers``),
 the rest of the configuration comes from them (:mod:`seproxy.dirac.configuration`):
@@ -33,14 +37,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seproxy.cli.common import (
-    DEV_CFG,
     DEV_PROXY,
     SERVICE,
     add_common_options,
     data_dir,
+    fill_dev_placeholders,
     load_config,
+    site_files,
 )
-from seproxy.config import Config, set_config
+from seproxy.config import Config, schema, set_config
 
 if TYPE_CHECKING:
     from seproxy.dirac.configuration import ConfigurationRefresher
@@ -48,64 +53,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("seproxy.serve")
 
 DEV_USER = "testuser"
-
-
-def _dev_cfg_text(user_dn: str, host_dn: str, host: str) -> str:
-    return f"""# Written by `seproxy serve` for the development PKI in pki/ (edit freely).
-Registry
-{{
-  Users
-  {{
-    {DEV_USER}
-    {{
-      DN = {user_dn}
-    }}
-  }}
-  Groups
-  {{
-    dirac_user
-    {{
-      Users = {DEV_USER}
-    }}
-    dirac_admin
-    {{
-      Users = {DEV_USER}
-    }}
-  }}
-  Hosts
-  {{
-    {host}
-    {{
-      DN = {host_dn}
-      Properties = TrustedHost
-    }}
-  }}
-}}
-"""
+DEV_SE_PATH = "/Resources/StorageElements/SE-LOCAL/File/Path"
 
 
 def ensure_dev_site(directory: Path, cfg: Config) -> list[str]:
-    """Create what the embedded default needs under ``directory``; what was made."""
+    """Create what the development site needs under ``directory``; what was made.
+
+    The PKI (CA, host, ``testuser``), the user proxy and the SE-LOCAL directory; the
+    Registry entries are in ``dev-site.cfg`` and get their DNs from the PKI
+    (``fill_dev_placeholders``). Nothing is made for a site configuration.
+    """
     from seproxy.security import pki as devpki
     from seproxy.security.x509 import X509Chain
 
     made: list[str] = []
     pki_dir = directory / "pki"
-    cert_file = cfg.getOption("/DIRAC/Security/CertFile") or ""
+    cert_file = cfg.value("/DIRAC/Security/CertFile")
     if not cert_file.startswith(str(pki_dir)):
-        return made  # a site configuration: its own credentials
+        return made  # its own credentials
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     dev = devpki.DevPKI(pki_dir)
     if not dev.host_cert.exists() or not dev.ca_cert.exists():
         made.append(f"development PKI in {pki_dir}")
     dev.ensure(hostnames=("localhost", socket.getfqdn()), users=(DEV_USER,))
-    dev_cfg = directory / DEV_CFG
-    if not dev_cfg.exists():
-        user_dn = X509Chain.from_file(dev.user_cert).identity_dn
-        host_dn = X509Chain.from_file(dev.host_cert).subject_dn
-        dev_cfg.write_text(_dev_cfg_text(user_dn, host_dn, "localhost"), encoding="utf-8")
-        cfg.merge_file(dev_cfg)
-        made.append(f"Registry entries in {dev_cfg}")
+    fill_dev_placeholders(cfg, directory)
     proxy = directory / DEV_PROXY
     renew = True
     if proxy.exists():
@@ -116,19 +87,22 @@ def ensure_dev_site(directory: Path, cfg: Config) -> list[str]:
     if renew:
         dev.make_proxy(proxy, user=DEV_USER, group="dirac_user")
         made.append(f"user proxy {proxy}")
-    for option in ("/Resources/StorageElements/SE-LOCAL/File/Path",):
-        path = cfg.getOption(option)
-        if path:
-            Path(path).mkdir(parents=True, exist_ok=True)
+    path = cfg.getOption(DEV_SE_PATH)
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
     return made
+
+
+def _site_commands(args: argparse.Namespace, url: str) -> list[str]:
+    """What to try against a site configuration: checks with the user's own proxy."""
+    extra = " ".join(f"-c {shlex.quote(f)}" for f in site_files(args))
+    return [f"seproxy ping {url} {extra}", f"seproxy whoami {url} {extra}"]
 
 
 def _next_commands(args: argparse.Namespace, url: str, http: str, proxy: Path) -> list[str]:
     extra = []
     if getattr(args, "data_dir", None):
         extra += ["--data-dir", str(data_dir(args))]
-    for cfg_file in list(args.cfg_files) + list(args.sub_cfg_files):
-        extra += ["-c", str(cfg_file)]
     common = " ".join(shlex.quote(part) for part in extra + ["--proxy", str(proxy)])
     common = " " + common if common else ""
     sample, copy = data_dir(args) / "hello.txt", data_dir(args) / "hello.copy"
@@ -163,9 +137,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from seproxy.cli import wiring
 
     cfg = load_config(args)
+    dev_site = not site_files(args)
+    for warning in schema.validate(cfg):  # a bad value raises: ERROR <one line>, exit 2
+        log.warning("%s", warning)
     directory = data_dir(args)
     refresher = start_configuration(cfg, directory)
-    made = ensure_dev_site(directory, cfg)
+    made = ensure_dev_site(directory, cfg) if dev_site else []
     set_config(cfg)
     service = wiring.service(cfg, SERVICE).start()
     state = service.handler_class.state
@@ -186,12 +163,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  HTTP      {http or 'off (HttpAccess = no)'}", file=out)
     if state is not None:
         print(f"  cache     {state.base_path}", file=out)
-    storage = cfg.getOption("/Resources/StorageElements/SE-LOCAL/File/Path")
+    storage = cfg.getOption(DEV_SE_PATH) if dev_site else None
     if storage:
         print(f"  SE-LOCAL  {storage}", file=out)
     proxy = directory / DEV_PROXY
     print("Try next (from another shell):", file=out)
-    for line in _next_commands(args, service.url, http, proxy):
+    lines = _next_commands(args, service.url, http, proxy) if dev_site and proxy.is_file() \
+        else _site_commands(args, service.url)
+    for line in lines:
         print(f"  {line}", file=out)
     print("Stop with Ctrl-C.", file=out, flush=True)
     try:

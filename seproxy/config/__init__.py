@@ -1,4 +1,5 @@
-"""seproxy configuration: the CFG tree (``Config``) and the ``/Registry`` view (``Registry``).
+"""seproxy configuration: the CFG tree (``Config``), the ``/Registry`` view (``Registry``)
+and the declaration of every option seproxy reads (``seproxy.config.schema``).
 
 The primary API is an explicit ``Config`` object passed to whoever needs it.
 ``get_config()``/``set_config()`` hold a process-wide instance for DIRAC-style

@@ -1,6 +1,7 @@
 """The configuration tree: ``Config``, a thin layer over ``diraccfg.CFG``.
 
-``Config`` owns the merged view of the embedded ``default.cfg``, any number of
+``Config`` owns the merged view of the embedded development site ``dev-site.cfg``
+(unless ``use_default=False``: a site configuration never includes it), any number of
 site ``.cfg`` files (later wins) and command-line style overrides
 (``/Section/Option=value``, later wins).  ``reload()`` re-reads every file and
 re-applies the overrides and every ``setOption`` made since loading, so a reload
@@ -16,8 +17,8 @@ only when the text changed. ``add_reload_hook(fn)``: ``fn(from_master=...)`` run
 every ``reload()`` (outside the lock), which is how ``refreshConfiguration`` reaches the
 Configuration Server without the framework knowing about it.
 
-Placeholders: a value may contain ``@NAME@`` (the embedded default uses
-``@DATADIR@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
+Placeholders: a value may contain ``@NAME@`` (the development site uses
+``@DATADIR@``, ``@DEVUSERDN@``, ``@DEVHOSTDN@``).  ``set_placeholder("DATADIR", path)`` substitutes it everywhere;
 while a placeholder is unset, an option whose value still contains it reads as
 *absent*, so code falls back to its own default instead of using a bogus path.
 
@@ -45,8 +46,8 @@ _TRUE_WORDS = frozenset({"y", "yes", "true", "1"})
 
 
 def default_config_path() -> Path:
-    """Path of the embedded ``default.cfg`` (package data)."""
-    return Path(str(resources.files("seproxy.config").joinpath("default.cfg")))
+    """Path of the embedded development site ``dev-site.cfg`` (package data)."""
+    return Path(str(resources.files("seproxy.config").joinpath("dev-site.cfg")))
 
 
 def split_path(path: str) -> list[str]:
@@ -99,6 +100,67 @@ def parse_override(text: str) -> tuple[str, str]:
     return join_path(path), value.strip()
 
 
+def check_syntax(text: str) -> None:
+    """Raise ``ValueError("line N: ...")`` where ``text`` is not well-formed CFG.
+
+    diraccfg accepts almost anything (a stray word is dropped, text after ``}`` is
+    glued to the next name); this checks the statements it understands, one per line:
+    ``Name = value``, ``Name += value``, ``Name`` or ``Name {`` opening a section, ``{``,
+    ``}``, comments and blank lines.
+    """
+    opened: list[tuple[str, int]] = []
+    pending: tuple[str, int] | None = None  # a name waiting for its "{"
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if pending is not None and not stripped.startswith("{"):
+            raise ValueError(f"line {pending[1]}: {pending[0]!r} is neither an option "
+                             f"(Name = value) nor a section (Name followed by {{)")
+        equal = stripped.find("=")
+        head = stripped if equal < 0 else stripped[:equal]
+        if equal >= 0 and not any(c in head for c in "{}"):
+            if not head.removesuffix("+").strip():
+                raise ValueError(f"line {number}: option without a name")
+            continue
+        rest = stripped
+        while rest:
+            if rest.startswith("{"):
+                if pending is None:
+                    raise ValueError(f"line {number}: '{{' without a section name")
+                opened.append(pending)
+                pending = None
+                rest = rest[1:].strip()
+            elif rest.startswith("}"):
+                if pending is not None or not opened:
+                    raise ValueError(f"line {number}: '}}' closes no section")
+                opened.pop()
+                rest = rest[1:].strip()
+            elif pending is None:
+                cut = min([i for i in (rest.find("{"), rest.find("}")) if i >= 0], default=len(rest))
+                word = rest[:cut].strip()
+                if "=" in word or not word:
+                    raise ValueError(f"line {number}: put one statement per line")
+                pending = (word, number)
+                rest = rest[cut:].strip()
+            else:
+                raise ValueError(f"line {number}: put one statement per line")
+    if pending is not None:
+        raise ValueError(f"line {pending[1]}: {pending[0]!r} is neither an option "
+                         f"(Name = value) nor a section (Name followed by {{)")
+    if opened:
+        raise ValueError(f"line {opened[-1][1]}: section {opened[-1][0]!r} is never closed")
+
+
+def parse_text(text: str, source: str) -> CFG:
+    """Check and parse CFG ``text``; ``ConfigError`` naming ``source`` and the line."""
+    try:
+        check_syntax(text)
+        return CFG().loadFromBuffer(text)
+    except Exception as exc:  # diraccfg raises ValueError/KeyError on malformed text
+        raise ConfigError(f"Malformed configuration {source}, {exc}") from exc
+
+
 def _load_cfg_file(path: Path) -> CFG:
     try:
         text = path.read_text(encoding="utf-8")
@@ -106,10 +168,7 @@ def _load_cfg_file(path: Path) -> CFG:
         raise ConfigError(f"Cannot read configuration file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"Configuration file {path} is not UTF-8: {exc}") from exc
-    try:
-        return CFG().loadFromBuffer(text)
-    except Exception as exc:  # diraccfg raises ValueError/KeyError on malformed text
-        raise ConfigError(f"Malformed configuration file {path}: {exc}") from exc
+    return parse_text(text, f"file {path}")
 
 
 def _set_in(tree: CFG, path: str, value: str) -> None:
@@ -140,7 +199,7 @@ class Config:
         self._changes: list[tuple[str, str]] = [parse_override(o) for o in overrides]
         self._placeholders: dict[str, str] = {}
         self._texts: list[str] = []
-        self._file_trees: list[CFG] = []
+        self._file_trees: list[tuple[str, CFG]] = []  # (file name, tree)
         self._remote: CFG | None = None
         self._remote_text: str | None = None
         self._reload_hooks: list[Callable[..., None]] = []
@@ -173,24 +232,27 @@ class Config:
         reload hooks (a Configuration Server refresh; ``from_master``: DIRAC's
         ``refreshConfiguration(fromMaster)``), whose errors propagate."""
         with self._lock:
-            self._file_trees = [_load_cfg_file(path) for path in self.files]
+            self._file_trees = [(str(path), _load_cfg_file(path)) for path in self.files]
             self._rebuild()
         for hook in list(self._reload_hooks):
             hook(from_master=from_master)
 
     def _rebuild(self) -> None:
         """Merge default < remote < site files < texts < changes (files as last read)."""
-        trees = list(self._file_trees)
-        if self._remote is not None:
-            trees.insert(1 if self._use_default else 0, self._remote)
         tree = CFG()
-        for layer in trees:
+        for _source, layer in self._layers():
             tree = tree.mergeWith(layer)
-        for text in self._texts:
-            tree = tree.mergeWith(CFG().loadFromBuffer(text))
         for path, value in self._changes:
             _set_in(tree, path, value)
         self._commit(tree)
+
+    def _layers(self) -> list[tuple[str, CFG]]:
+        """(source, tree) in merge order: default < remote < site files < texts."""
+        layers = list(self._file_trees)
+        if self._remote is not None:
+            layers.insert(1 if self._use_default else 0, ("the Configuration Server", self._remote))
+        layers += [("configuration text", CFG().loadFromBuffer(text)) for text in self._texts]
+        return layers
 
     def set_remote(self, text: str | None) -> bool:
         """Install a Configuration Server's CFG text below the site files (None: drop it).
@@ -234,20 +296,36 @@ class Config:
             path = Path(path)
             extra = _load_cfg_file(path)
             self._files.append(path)
-            self._file_trees.append(extra)
+            self._file_trees.append((str(path), extra))
             self._commit(self._tree.mergeWith(extra))
             self._reapply_changes()
 
     def merge_text(self, text: str) -> None:
         """Merge CFG text on top (kept and re-applied by ``reload``)."""
-        try:
-            extra = CFG().loadFromBuffer(text)
-        except Exception as exc:
-            raise ConfigError(f"Malformed configuration text: {exc}") from exc
+        extra = parse_text(text, "text")
         with self._lock:
             self._texts.append(text)
             self._commit(self._tree.mergeWith(extra))
             self._reapply_changes()
+
+    def origin(self, path: str) -> str | None:
+        """Where the value of option ``path`` comes from: a file, an override, or None."""
+        full = join_path(path)
+        if any(changed == full for changed, _ in self._changes):
+            return f"override -o {full}"
+        for source, tree in reversed(self._layers()):
+            node: CFG | str = tree
+            for name in split_path(full):
+                if not isinstance(node, CFG):
+                    break
+                try:
+                    node = node[name]
+                except KeyError:
+                    break
+            else:
+                if isinstance(node, str):
+                    return source
+        return None
 
     def setOption(self, path: str, value: Any) -> None:  # noqa: N802 (DIRAC name)
         """Set one option (creating sections); survives ``reload``."""
@@ -295,6 +373,10 @@ class Config:
         text = _PLACEHOLDER_RE.sub(repl, raw)
         return None if missing else text
 
+    def expand(self, text: str) -> str | None:
+        """``text`` with its placeholders substituted; None while one of them is unset."""
+        return self._expand(text)
+
     def _node(self, path: str) -> CFG | str | None:
         node: CFG | str = self._tree
         for name in split_path(path):  # names never contain "/": a plain dict look-up
@@ -317,6 +399,12 @@ class Config:
         if raw is None:
             return default if not isinstance(default, type) else None
         return cast_value(raw, default)
+
+    def value(self, path: str) -> Any:
+        """The option at absolute ``path`` as declared in ``seproxy.config.schema``."""
+        from seproxy.config import schema  # the schema reads through this class
+
+        return schema.value(self, path)
 
     def isSection(self, path: str) -> bool:  # noqa: N802
         return isinstance(self._node(path), CFG)

@@ -48,13 +48,12 @@ from typing import Any, Protocol
 
 from diraccfg import CFG
 
-from seproxy.config import Config
+from seproxy.config import Config, schema
 from seproxy.errors import ConfigError, SeproxyError
 
 log = logging.getLogger("seproxy.dirac.configuration")
 
 SERVICE = "Configuration/Server"
-DEFAULT_REFRESH_TIME = 300
 CONNECT_TIMEOUT = 30.0
 #: Largest configuration accepted once decompressed (a large DIRAC CS is a few MB).
 MAX_DATA_SIZE = 256 * 1024 * 1024
@@ -74,15 +73,15 @@ class ServerQuery(Protocol):
 
 def configuration_servers(cfg: Config) -> list[str]:
     """The servers to try, in order (DIRAC's rules; see the module doc)."""
-    site = cfg.getOption("/LocalSite/Site")
+    site = schema.value(cfg, "/LocalSite/Site")
     gateways = cfg.getValue(f"/DIRAC/Gateways/{site}", []) if site else []
     if gateways:
         random.shuffle(gateways)
         return [url if urllib.parse.urlsplit(url).path.strip("/") else f"{url.rstrip('/')}/{SERVICE}"
                 for url in gateways]
-    servers = cfg.getValue("/DIRAC/Configuration/Servers", [])
+    servers = list(schema.value(cfg, "/DIRAC/Configuration/Servers"))
     patterns = []
-    for text in cfg.getValue("/DIRAC/PreferredURLPatterns", []):
+    for text in schema.value(cfg, "/DIRAC/PreferredURLPatterns"):
         try:
             patterns.append(re.compile(text))
         except re.error as exc:
@@ -134,7 +133,7 @@ class ConfigurationRefresher:
     def __init__(self, cfg: Config, *, local_copy: str | os.PathLike[str] | None = None,
                  query: ServerQuery | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
-        copy = local_copy or cfg.getOption(LOCAL_COPY_OPTION)
+        copy = local_copy or schema.value(cfg, LOCAL_COPY_OPTION)
         self.local_copy = Path(copy) if copy else None
         self._query = query or self._ask_server
         self._clock = clock
@@ -154,7 +153,7 @@ class ConfigurationRefresher:
         """Ask the servers in order until one answers; True if one did (new data or not).
         ``from_master``: only ``/DIRAC/Configuration/MasterServer`` (when known)."""
         with self._lock:
-            master = self.cfg.getOption("/DIRAC/Configuration/MasterServer") if from_master else None
+            master = (schema.value(self.cfg, "/DIRAC/Configuration/MasterServer") or None) if from_master else None
             servers = [master] if master else configuration_servers(self.cfg)
             errors = []
             for url in servers:
@@ -251,7 +250,7 @@ class ConfigurationRefresher:
 
     # -- background ---------------------------------------------------------------------------
     def refresh_time(self) -> float:
-        return max(1.0, float(self.cfg.getValue("/DIRAC/Configuration/RefreshTime", DEFAULT_REFRESH_TIME)))
+        return float(schema.value(self.cfg, "/DIRAC/Configuration/RefreshTime"))
 
     def start(self) -> ConfigurationRefresher:
         """Refresh every RefreshTime in a daemon thread; also at every ``cfg.reload()``."""
@@ -318,7 +317,6 @@ class ConfigurationRefresher:
 
 
 __all__ = [
-    "DEFAULT_REFRESH_TIME",
     "LOCAL_COPY_OPTION",
     "ConfigurationRefresher",
     "FetchError",

@@ -18,18 +18,16 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from seproxy.config import Config, Registry
+from seproxy.config import Config, Registry, schema
+from seproxy.config.schema import STORAGE_ELEMENT_PROXY
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.handler import catalog
 from seproxy.handler.credentials import CredentialSource
 from seproxy.returnvalues import S_ERROR
-from seproxy.staging.cache import CacheArea, ExpiringRegister, parse_size, purgeCacheDirectory
+from seproxy.staging.cache import CacheArea, ExpiringRegister, purgeCacheDirectory
 from seproxy.staging.namespace import check_name
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
-
-#: Seconds an HTTP download key stays valid unless ``HttpKeyLifetime`` says otherwise.
-HTTP_KEY_LIFETIME = 1800
 
 
 class HttpServer(Protocol):
@@ -56,61 +54,63 @@ class ProxyState:
         self.cfg = cfg
         self.section = section
         self._http_server = http_server
-        base = self.option("BasePath", "")
+        base = self.option("BasePath")
         if not base:
             raise ConfigError("Failed to get the base path")
-        self.http_flag = self.option("HttpAccess", False)
-        self.cache = CacheArea(base, http_cache=self.option("HttpCache", "") or None,
-                               high_watermark=parse_size(self.option("CacheHighWatermark", "0")),
-                               low_watermark=parse_size(self.option("CacheLowWatermark", "0")),
-                               instance=check_name(self.option("InstanceName", "") or socket.gethostname(),
+        self.http_flag = self.option("HttpAccess")
+        self.cache = CacheArea(base, http_cache=self.option("HttpCache") or None,
+                               high_watermark=self.option("CacheHighWatermark"),
+                               low_watermark=self.option("CacheLowWatermark"),
+                               instance=check_name(self.option("InstanceName") or socket.gethostname(),
                                                    "InstanceName"))
         self.base_path = str(self.cache.base)
-        self.max_file_size = parse_size(self.option("MaxFileSize", "0"))
-        self.min_free = parse_size(self.option("MinFreeSpace", "64M"))
-        self.call_timeout = self.option("CallTimeout", 200.0)
-        self.transfer_timeout = self.option("TransferTimeout", 300.0)
-        self.key_lifetime = self.option("HttpKeyLifetime", float(HTTP_KEY_LIFETIME))
+        self.max_file_size = self.option("MaxFileSize")
+        self.min_free = self.option("MinFreeSpace")
+        self.call_timeout = self.option("CallTimeout")
+        self.transfer_timeout = self.option("TransferTimeout")
+        self.key_lifetime = self.option("HttpKeyLifetime")
         self.registry = Registry(cfg)
         # one register per service (gRegister stays the default of a bare HttpThread)
         self.register = ExpiringRegister(purgeCacheDirectory)
-        if self.option("HttpPurgeInterval", 30.0) > 0:  # also without HTTP: stagings expire
-            self.register.start_purger(self.option("HttpPurgeInterval", 30.0))
+        if self.option("HttpPurgeInterval") > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(self.option("HttpPurgeInterval"))
         self.cache.clean_startup()
         self.credentials = self._credential_source()
-        catalogue_file = self.option("CatalogueFile", "") or os.path.join(self.base_path, "catalogue.sqlite")
+        catalogue_file = self.option("CatalogueFile") or os.path.join(self.base_path, "catalogue.sqlite")
         self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(2, int(self.option("MaxThreads", 15))), thread_name_prefix="seproxy-storage")
+            max_workers=self.option("StorageThreads") or max(2, self.option("MaxThreads")),
+            thread_name_prefix="seproxy-storage")
 
-    def option(self, name: str, default: Any = None) -> Any:
-        return self.cfg.getValue(f"{self.section}/{name}", default)
+    def option(self, name: str) -> Any:
+        """Option ``name`` of the service section, typed and defaulted by ``seproxy.config.schema``."""
+        return STORAGE_ELEMENT_PROXY.value(self.cfg, name, self.section)
 
     @property
     def fallback_ses(self) -> list[str]:
         """``CatalogueFallbackSEs``, else every configured SE - read at each call, so SEs
         added by a configuration refresh are asked too."""
-        return list(self.option("CatalogueFallbackSEs", []) or self.cfg.getSections("/Resources/StorageElements"))
+        return list(self.option("CatalogueFallbackSEs") or self.cfg.getSections("/Resources/StorageElements"))
 
     def _credential_source(self) -> CredentialSource:
-        kind = self.option("CredentialSource", "host")
+        kind = self.option("CredentialSource")
         cert = key = None
         if str(kind).lower() == "host":
             from seproxy.security.locations import host_credentials
             with contextlib.suppress(SeproxyError, OSError):
                 cert, key = (str(p) for p in host_credentials(self.cfg))
-        proxy_dir = self.option("ProxyDir", "") or os.path.join(self.base_path, "proxies")
+        proxy_dir = self.option("ProxyDir") or os.path.join(self.base_path, "proxies")
         proxy_manager = None
         if str(kind).lower() == "proxymanager":
             from seproxy.dirac import proxymanager as pm
 
             proxy_manager = pm.ProxyManagerSource(
-                self.cfg, lifetime=self.option("ProxyLifetime", pm.DEFAULT_LIFETIME),
-                renew_margin=self.option("ProxyRenewMargin", pm.DEFAULT_RENEW_MARGIN),
-                cache_size=self.option("ProxyCacheSize", pm.DEFAULT_CACHE_SIZE),
-                voms=self.option("ProxyVOMS", False))
+                self.cfg, lifetime=self.option("ProxyLifetime"),
+                renew_margin=self.option("ProxyRenewMargin"),
+                cache_size=self.option("ProxyCacheSize"),
+                voms=self.option("ProxyVOMS"))
         return CredentialSource(kind, host_cert=cert, host_key=key, proxy_dir=proxy_dir,
                                 scratch_dir=self.cache.tmp, proxy_manager=proxy_manager)
 
@@ -119,19 +119,19 @@ class ProxyState:
         if self._http_server is None:
             raise ConfigError("HttpAccess is on but this StorageElementProxy handler has no HTTP server "
                               "(serve seproxy.cli.wiring.StorageElementProxyHandler)")
-        port = int(self.option("HttpPort", 9180))
-        ssl_context = self._https_context() if self.option("HttpsAccess", False) else None
-        bind = self.option("HttpHost", "")
+        port = self.option("HttpPort")
+        ssl_context = self._https_context() if self.option("HttpsAccess") else None
+        bind = self.option("HttpHost")
         try:
             self.http_thread = self._http_server(
                 port, str(self.cache.http_cache), register=self.register, host=bind,
-                ssl_context=ssl_context, multi_use=self.option("HttpMultiUse", False),
-                max_connections=int(self.option("HttpMaxConnections", 64)),
-                purge_interval=self.option("HttpPurgeInterval", 30.0))
+                ssl_context=ssl_context, multi_use=self.option("HttpMultiUse"),
+                max_connections=self.option("HttpMaxConnections"),
+                purge_interval=self.option("HttpPurgeInterval"))
         except OSError as exc:
             raise ConfigError(f"Cannot listen for HTTP on {bind or '*'}:{port}: "
                               f"{exc.strerror or exc}") from exc
-        host = self.option("HttpURLHost", "") or self.cfg.getOption("/DIRAC/Hostname") or socket.getfqdn()
+        host = self.option("HttpURLHost") or schema.value(self.cfg, "/DIRAC/Hostname") or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         self.http_url_base = f"{self.http_thread.scheme}://{host}:{self.http_thread.port}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from seproxy.errors import ConfigError
+from seproxy.config import schema
 
 if TYPE_CHECKING:
     from seproxy.config import Config
@@ -64,7 +64,7 @@ COMPATS = {compat.version: compat for compat in (DIRAC_8_0, DIRAC_9_1)}
 
 def uses_setup_layout(cfg: Config) -> bool:
     """True when the configuration is DIRAC 8.0's kind: a ``/DIRAC/Setup`` in use."""
-    return bool(cfg.getOption("/DIRAC/Setup")) and not cfg.getValue("/DIRAC/NoSetup", False)
+    return bool(schema.value(cfg, "/DIRAC/Setup")) and not schema.value(cfg, "/DIRAC/NoSetup")
 
 
 def service_compat(cfg: Config, section: str) -> DiracCompat:
@@ -73,11 +73,7 @@ def service_compat(cfg: Config, section: str) -> DiracCompat:
     ``DIRACVersion`` in ``section``, else in ``/DIRAC``; unset: 8.0 for a configuration in
     the 8.0 layout (a ``/DIRAC/Setup``), else 9.1. Raises ``ConfigError`` for another value.
     """
-    for path in (f"{section}/{OPTION}", f"/DIRAC/{OPTION}"):
-        raw = cfg.getOption(path)
-        if raw is not None and raw.strip():
-            compat = COMPATS.get(raw.strip())
-            if compat is None:
-                raise ConfigError(f"{path} = {raw}: expected one of {', '.join(COMPATS)}")
-            return compat
+    chosen = schema.SERVICE.value(cfg, OPTION, section) or schema.value(cfg, f"/DIRAC/{OPTION}")
+    if chosen:
+        return COMPATS[chosen]
     return DIRAC_8_0 if uses_setup_layout(cfg) else DIRAC_9_1

@@ -50,8 +50,7 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
 def _option(cfg: Any, name: str) -> str | None:
     if cfg is None:
         return None
-    value = cfg.getOption(f"{SECURITY}/{name}")
-    return value or None
+    return cfg.value(f"{SECURITY}/{name}") or None  # typed by seproxy.config.schema
 
 
 def dirac_root(environ: Mapping[str, str] | None = None) -> Path:

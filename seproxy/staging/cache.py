@@ -39,23 +39,6 @@ from seproxy.errors import CacheFullError
 log = logging.getLogger("seproxy.handler.cache")  # the name operators configured before the move
 
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(value: object) -> int:
-    """Bytes from ``"1234"``, ``"64M"``, ``"10G"``, ``"1.5T"`` (binary units); 0 for empty."""
-    text = str(value or "0").strip().upper().removesuffix("IB").removesuffix("B") or "0"
-    unit = text[-1] if text[-1] in _UNITS else ""
-    number = text[: -1] if unit else text
-    try:
-        size = int(float(number) * _UNITS[unit])
-    except ValueError as exc:
-        raise ValueError(f"not a size: {value!r} (use e.g. 500M, 10G)") from exc
-    if size < 0:
-        raise ValueError(f"negative size: {value!r}")
-    return size
-
-
 def purgeCacheDirectory(path: str | os.PathLike[str]) -> None:  # noqa: N802 - DIRAC API
     """Remove a cache directory tree (DIRAC API); a missing directory is not an error."""
     shutil.rmtree(path, ignore_errors=True)

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import Any
 
-from seproxy.config import Config, get_config
+from seproxy.config import Config, get_config, schema
 from seproxy.errors import ConfigError, PathError, StorageError
 from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
 from seproxy.storage.credentials import StorageCredentials
@@ -122,7 +122,7 @@ class StorageElement(StorageElementInfo):
     ) -> None:
         self._cfg = config if config is not None else get_config()
         self.credentials = credentials or StorageCredentials()
-        self.vo = vo or self.credentials.vo or self._cfg.getValue("/DIRAC/VirtualOrganization", "")
+        self.vo = vo or self.credentials.vo or schema.value(self._cfg, "/DIRAC/VirtualOrganization")
         self.name = name
         self.valid = True
         self.errorReason = ""
@@ -208,7 +208,7 @@ class StorageElement(StorageElementInfo):
         return functools.partial(self._execute, method)
 
     def _is_local_se(self) -> bool:
-        site = self._cfg.getValue("/LocalSite/Site", "")
+        site = schema.value(self._cfg, "/LocalSite/Site")
         return self.name in site_storage_elements(self._cfg, site)
 
     def _filter_plugins(

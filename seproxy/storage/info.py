@@ -14,6 +14,7 @@ import logging
 import re
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
 from seproxy.storage.utils import checkArgumentFormat, pfnparse
 
@@ -88,7 +89,7 @@ class StorageElementInfo:
     def checksumType(self) -> str:  # noqa: N802
         if "ChecksumType" in self.options:
             return str(self.options["ChecksumType"]).upper()
-        return str(self._cfg.getValue("/Resources/StorageElements/ChecksumType", "ADLER32")).upper()
+        return str(schema.value(self._cfg, "/Resources/StorageElements/ChecksumType")).upper()
 
     def getChecksumType(self) -> DReturnType:  # noqa: N802
         return S_OK(self.checksumType())

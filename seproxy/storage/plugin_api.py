@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import ItemFailed, SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, DReturnType
 from seproxy.storage.credentials import StorageCredentials
@@ -154,6 +155,15 @@ class StorageBase:
         )
         self.basePath = parameters.get("Path", "")
         self.se: Any = None
+
+    def option(self, name: str) -> Any:
+        """Plugin option ``name`` of this protocol section, typed by ``seproxy.config.schema``
+        (a subclass plugin, e.g. one from an entry point, reads the options its declared
+        ancestor plugin declares)."""
+        where = f"/Resources/StorageElements/{self.name}/{self.protocolSectionName or self.pluginName}"
+        declared = (k.__dict__.get("pluginName") for k in type(self).__mro__)
+        plugin = next((p for p in declared if p in schema.PLUGINS), self.pluginName)
+        return schema.plugin_value(plugin, self._allProtocolParameters, name, where)
 
     def _protocol_list(
         self, parameters: dict[str, Any], option: str, attr: str, default: list[str]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, unwrap
 from seproxy.rpc.connection import Connection
@@ -60,7 +61,7 @@ def serve_transfer(handler: RequestHandler, direction: str, transport: Connectio
         return S_ERROR(f"Method {direction} for action FileTransfer does not return a S_OK/S_ERROR!")
     arity, helper_direction = DIRECTIONS.get(name, (0, "toClient"))
     file_info, offer = extension.split_header(list(header["Value"]), arity)
-    enabled = bool(_cs_option(handler, "TransferStreamExtension", True))
+    enabled = bool(_cs_option(handler, "TransferStreamExtension"))
     options, answer = extension.accept(offer, enabled=enabled)
     accepted = S_OK("Accepted")
     if answer is not None:
@@ -136,8 +137,10 @@ def _discard(helper: FileHelper, frames: int | None) -> None:
         transport.settimeout(previous)
 
 
-def _cs_option(handler: RequestHandler, name: str, default: Any) -> Any:
+def _cs_option(handler: RequestHandler, name: str) -> Any:
+    """A framework option of the handler's service (``seproxy.config.schema`` types it)."""
     getter = getattr(handler, "srv_getCSOption", None)
+    default = schema.SERVICE.option(name).default
     try:
         return getter(name, default) if getter is not None else default
     except Exception:  # noqa: BLE001 - a broken option falls back to the default

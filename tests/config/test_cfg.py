@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 
 from seproxy.config import Config, default_config_path, get_config, set_config
+from seproxy.config.schema import STORAGE_ELEMENT_PROXY
 from seproxy.errors import ConfigError
 
 SITE = """
@@ -31,6 +33,10 @@ Systems
         List += d
         Key = x = y
         Hash = abc # not a comment
+        Authorization
+        {
+          Default = authenticated
+        }
       }
     }
   }
@@ -48,16 +54,17 @@ def site_cfg(tmp_path: Path) -> Path:
 SEP = "/Systems/DataManagement/Services/StorageElementProxy"
 
 
-def test_default_cfg_is_package_data_and_has_service_section() -> None:
-    assert default_config_path().is_file()
+def test_dev_site_is_package_data_and_has_service_section() -> None:
+    assert default_config_path().is_file() and default_config_path().name == "dev-site.cfg"
     cfg = Config.load()
     assert cfg.service_section("DataManagement/StorageElementProxy") == SEP
-    assert cfg.getValue(f"{SEP}/Port", 0) == 9139
-    assert cfg.getValue(f"{SEP}/Protocol", "") == "dips"
-    assert cfg.getValue(f"{SEP}/HttpAccess", False) is True
-    assert cfg.getValue(f"{SEP}/HttpPort", 0) == 9180
-    assert cfg.getValue(f"{SEP}/Authorization/Default", []) == ["authenticated"]
-    assert cfg.getValue(f"{SEP}/Authorization/FileTransfer/Default", []) == ["authenticated"]
+    option = functools.partial(STORAGE_ELEMENT_PROXY.value, cfg, base=SEP)
+    assert option("Port") == 9139
+    assert option("Protocol") == "dips"
+    assert option("HttpAccess") is True  # the dev site's; the schema's default is no
+    assert option("HttpPort") == 9180
+    assert option("Authorization/Default") == ["authenticated"]
+    assert option("Authorization/FileTransfer/Default") == ["authenticated"]
     assert cfg.getOption("/DIRAC/Setup") is None
     assert "SE-LOCAL" in cfg.getSections("/Resources/StorageElements")
     assert cfg.getOption("/Resources/StorageElements/SE-LOCAL/File/Access") == "remote"
@@ -71,12 +78,15 @@ def test_default_cfg_is_package_data_and_has_service_section() -> None:
 def test_datadir_placeholder_reads_absent_until_set() -> None:
     cfg = Config.load()
     assert cfg.getOption("/DIRAC/Security/CertFile") is None
-    assert cfg.getValue(f"{SEP}/BasePath", "/fallback") == "/fallback"
+    se_path = "/Resources/StorageElements/SE-LOCAL/File/Path"
+    assert cfg.getValue(se_path, "/fallback") == "/fallback"
+    assert STORAGE_ELEMENT_PROXY.value(cfg, "BasePath", SEP) == ""  # schema default @DATADIR@/cache
     cfg.set_placeholder("DATADIR", "/srv/seproxy")
     assert cfg.getOption("/DIRAC/Security/CertFile") == "/srv/seproxy/pki/hostcert.pem"
-    assert cfg.getValue(f"{SEP}/BasePath", "") == "/srv/seproxy/cache"
+    assert cfg.getValue(se_path, "") == "/srv/seproxy/storage"
+    assert STORAGE_ELEMENT_PROXY.value(cfg, "BasePath", SEP) == "/srv/seproxy/cache"
     cfg.reload()
-    assert cfg.getValue(f"{SEP}/BasePath", "") == "/srv/seproxy/cache"
+    assert cfg.getValue(se_path, "") == "/srv/seproxy/storage"
 
 
 def test_type_casting(site_cfg: Path) -> None:
@@ -108,7 +118,7 @@ def test_accessors(site_cfg: Path) -> None:
     assert cfg.isOption(f"{SEP}/Port") and not cfg.isSection(f"{SEP}/Port")
     assert "Authorization" in cfg.getSections(SEP)
     opts = cfg.getOptions(SEP)
-    assert opts[:2] == ["Port", "Protocol"] and "Flag" in opts  # merge keeps first-file order
+    assert opts[:3] == ["HttpAccess", "HttpURLHost", "Port"] and "Flag" in opts  # merge keeps first-file order
     assert cfg.getOptionsDict(SEP)["List"] == "a, b ,, c, d"
     assert cfg.getOption("//Systems//DataManagement/Services/StorageElementProxy/Port") == "19139"
     assert cfg.getOptions("/Nope") == [] and cfg.getSections("/Nope") == []

@@ -41,7 +41,8 @@ def test_setting_and_default(text, expected):
 
 
 def test_unknown_version_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"^/DIRAC/DIRACVersion = 8\.1: expected one of 8\.0, 9\.1$"):
+    with pytest.raises(ConfigError, match=r"^invalid value '8\.1' for /DIRAC/DIRACVersion in configuration text: "
+                       r"expected one of 8\.0, 9\.1$"):
         compat("DIRAC\n{\n  DIRACVersion = 8.1\n}\n")
 
 

@@ -136,7 +136,7 @@ def test_proxy_init_checks_group_with_registry(tmp_path, gs, registry_file):
     good = run("-c", registry_file, "proxy-init", *user_args(gs), "--out", out)
     assert good.returncode == 0, good.stderr
     assert X509Chain.from_file(out).dirac_group == "dirac_user"  # the Registry default
-    # The data directory's dev.cfg (what `seproxy serve` writes) is read the same way.
+    # A dev.cfg in the data directory (merged over the development site) is read the same way.
     data = tmp_path / "data"
     data.mkdir()
     (data / "dev.cfg").write_text(registry_file.read_text())

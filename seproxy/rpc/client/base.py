@@ -26,7 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from seproxy.config import Config, Registry, get_config
+from seproxy.config import Config, Registry, get_config, schema
 from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
 from seproxy.rpc import transport as transports
@@ -77,7 +77,7 @@ def _expand_main_servers(cfg: Config, urls: list[str]) -> list[str]:
     """``$MAINSERVERS$`` in a URL: one URL per host of Operations ``MainServers``."""
     if not any("$MAINSERVERS$" in url for url in urls):
         return urls
-    vo = cfg.getValue("/DIRAC/VirtualOrganization", "")
+    vo = schema.value(cfg, "/DIRAC/VirtualOrganization")
     servers = (cfg.getValue(f"/Operations/{vo}/MainServers", []) if vo else []) or \
         cfg.getValue("/Operations/Defaults/MainServers", [])
     expanded: list[str] = []
@@ -108,14 +108,14 @@ class BaseClient:
         self.proxyLocation = kwargs.get("proxyLocation")
         use_certs = kwargs.get("useCertificates")
         if use_certs is None:
-            use_certs = self.cfg.getValue("/DIRAC/Security/UseServerCertificate", False)
+            use_certs = schema.value(self.cfg, "/DIRAC/Security/UseServerCertificate")
         self.useCertificates = bool(use_certs)
         skip = kwargs.get("skipCACheck")
         if skip is None:
-            skip = self.cfg.getValue("/DIRAC/Security/SkipCAChecks", False) and not self.useCertificates
+            skip = schema.value(self.cfg, "/DIRAC/Security/SkipCAChecks") and not self.useCertificates
         self.skipCACheck = bool(skip)
         self.setup = kwargs.get("setup", "None")
-        self.vo = kwargs.get("VO") or self.cfg.getValue("/DIRAC/VirtualOrganization", "unknown") or "unknown"
+        self.vo = kwargs.get("VO") or schema.value(self.cfg, "/DIRAC/VirtualOrganization") or "unknown"
         self.extraCredentials = self._extra_credentials(kwargs)
         # what DIRAC keeps (and shows in rpcStub): the caller's kwargs + the effective defaults
         self.kwargs = {k: v for k, v in kwargs.items() if k not in SEPROXY_KWARGS}

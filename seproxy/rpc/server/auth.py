@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from seproxy.config import Config, Registry
@@ -45,9 +46,13 @@ def _as_list(value: Any) -> list[str]:
 class AuthManager:
     """Authorisation rules of one service (``authSection`` = ``<service>/Authorization``)."""
 
-    def __init__(self, cfg: Config, section: str, registry: Registry | None = None) -> None:
+    def __init__(self, cfg: Config, section: str, registry: Registry | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.authSection = section.rstrip("/")  # noqa: N815 (DIRAC name)
+        #: rules used where the section has none (``Default``, ``FileTransfer/Default``: the
+        #: schema's, so they apply in whichever DIRAC layout the section lives)
+        self.defaults = {name: _as_list(value) for name, value in (defaults or {}).items()}
         self.registry = registry or Registry(cfg)
         self._cache: dict[tuple, tuple[bool, dict]] = {}
         self._cache_lock = threading.Lock()
@@ -60,11 +65,8 @@ class AuthManager:
             return list(props)
         if defaultProperties:
             return _as_list(defaultProperties)
-        if "/" in method:
-            fallback = f"{self.authSection}/{method.split('/', 1)[0]}/Default"
-        else:
-            fallback = f"{self.authSection}/Default"
-        return list(self.cfg.getValue(fallback, []))
+        fallback = f"{method.split('/', 1)[0]}/Default" if "/" in method else "Default"
+        return list(self.cfg.getValue(f"{self.authSection}/{fallback}", []) or self.defaults.get(fallback, []))
 
     def _split_groups(self, props: list[str]) -> tuple[list[str], set[str]]:
         """Separate ``group:``/``vo:`` entries (allowed groups) from properties."""

@@ -72,7 +72,7 @@ class MessageBroker(MessageEndpoint):
 
     # -- Connection/new --------------------------------------------------------------------
     def serve_connection(self, handler: RequestHandler, transport: Connection, trid: str, method: str) -> bool:
-        limit = self.service.option("MaxMessagingConnections", 20)
+        limit = self.service.option("MaxMessagingConnections")
         if len(self._conns) >= limit:
             log.warning("Maximum number of message connections (%d) reached", limit)
             return False

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure
 from seproxy.rpc.server.logger import DiracLogger
@@ -246,7 +247,12 @@ class RequestHandler:
         cfg = context.cfg
         if optionName.startswith("/"):
             return cfg.getValue(optionName, defaultValue)
-        for section in context.service_info.get("csPaths", []):
+        sections = context.service_info.get("csPaths", [])
+        declared = schema.service_schema(context.service_info.get("serviceName", ""))
+        if declared.declares(optionName):  # typed, and the schema's default when absent
+            found = next((s for s in sections if cfg.isOption(f"{s}/{optionName}")), None)
+            return declared.value(cfg, optionName, found or context.service_info.get("serviceSectionPath"))
+        for section in sections:
             path = f"{section}/{optionName}"
             if cfg.isOption(path):
                 return cfg.getValue(path, defaultValue)

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import ConfigError
 from seproxy.rpc.server.handler import RequestHandler
 
@@ -97,11 +98,12 @@ def load_handler(cfg: Any, service_name: str, builtins: Mapping[str, type[Reques
         raise ConfigError(f"Invalid or circular handler reference {service_name!r}")
     system, service = service_name.split("/", 1)
     section = cfg.service_section(service_name)
-    handler_path = cfg.getOption(f"{section}/HandlerPath")
+    declared = schema.service_schema(service_name)
+    handler_path = declared.value(cfg, "HandlerPath", section)
     if handler_path:
         cls, module = _from_handler_path(handler_path, service, cfg)
         return cls, module, service_name
-    load_name = cfg.getOption(f"{section}/Module") or service_name
+    load_name = declared.value(cfg, "Module", section) or service_name
     if "/" not in load_name:
         load_name = f"{system}/{load_name}"
     if load_name != service_name:

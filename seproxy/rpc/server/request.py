@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import LocalProtocolError, SeproxyError
 from seproxy.returnvalues import S_ERROR
 from seproxy.rpc.connection import Connection
@@ -80,7 +81,7 @@ def handler_init(service: ServingService, proposal: Proposal | None, transport: 
     if proposal is not None:
         init["clientVersion"] = proposal.client_version
         init["clientSetup"] = proposal.setup
-        init["clientVO"] = proposal.vo if proposal.vo is not None else service.cfg.getValue(
-            "/DIRAC/VirtualOrganization", "unknown")
+        init["clientVO"] = proposal.vo if proposal.vo is not None else (
+            schema.value(service.cfg, "/DIRAC/VirtualOrganization") or "unknown")
     init["clientAddress"] = tuple(transport.remote_address)
     return init

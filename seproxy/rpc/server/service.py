@@ -15,6 +15,7 @@ Nothing is unbounded: the queue, the rejector's queue, the parked sessions
 (``MaxSessions``), every read (timeouts) and every frame (size limits).
 ``stop()`` closes the listener, lets queued and running requests finish (up to
 ``timeout``), then closes what is left. Options (service section, PROTOCOL.md 9.2):
+declared with types and defaults in ``seproxy.config.schema``:
 ``Port``, ``Protocol``, ``MaxThreads``, ``MaxWaitingPetitions``, ``ThreadLimit/<T>/<m>``,
 ``SocketBacklog``, ``URL``, ``MaxMessagingConnections``, ``HandlerPath``, ``Module``,
 ``Authorization/*``; seproxy's own: ``BindAddress`` (default all), ``Encoding``
@@ -37,7 +38,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from seproxy.config import Config, Registry
+from seproxy.config import Config, Registry, schema
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.returnvalues import isReturnStructure
 from seproxy.rpc import transport as transports
@@ -82,20 +83,21 @@ class Service:
         self._handler_override = handler_class
         self._builtin_handlers = dict(handlers or {})
         self.actions: dict[str, ActionServer] = dict(actions or {})
-        self.protocol = (protocol or self.option("Protocol", "dips")).lower()
-        self.bind_address = host if host is not None else self.option("BindAddress", "")
-        self._port = int(port if port is not None else self.option("Port", 9876))
-        self.max_threads = max(1, self.option("MaxThreads", 15))
-        self.max_waiting = max(1, self.option("MaxWaitingPetitions", 100))
-        self.handshake_timeout = float(self.option("HandshakeTimeout", 10.0))
-        self.request_timeout = float(self.option("RequestTimeout", 60.0))
-        self.session_idle_timeout = float(self.option("SessionIdleTimeout", 60.0))
-        self.max_sessions = int(self.option("MaxSessions", 256))
+        self.schema = schema.service_schema(self.name)
+        self.protocol = (protocol or self.option("Protocol")).lower()
+        self.bind_address = host if host is not None else self.option("BindAddress")
+        self._port = int(port if port is not None else self.option("Port"))
+        self.max_threads = self.option("MaxThreads")
+        self.max_waiting = self.option("MaxWaitingPetitions")
+        self.handshake_timeout = self.option("HandshakeTimeout")
+        self.request_timeout = self.option("RequestTimeout")
+        self.session_idle_timeout = self.option("SessionIdleTimeout")
+        self.max_sessions = self.option("MaxSessions")
         #: the DIRAC release whose framework answers this service gives (``DIRACVersion``)
         self.compat = service_compat(cfg, self.section)
-        self._encoding: str | None = self.option("Encoding", "") or None
+        self._encoding: str | None = self.option("Encoding") or None
         #: the connection-reuse extension; ``no`` makes the service refuse it like DIRAC does
-        self.sessions_enabled = bool(self.option("EnableSessions", True))
+        self.sessions_enabled = self.option("EnableSessions")
         #: the proposal types this service accepts (DIRAC's, minus those without a server)
         self.action_types = tuple(t for t in DIRAC_ACTION_TYPES if t in FRAMEWORK_ACTIONS or t in self.actions) \
             + ((SESSION_ACTION,) if self.sessions_enabled else ())
@@ -116,11 +118,12 @@ class Service:
         self._parked_count = 0
 
     # -- configuration ---------------------------------------------------------------------
-    def option(self, name: str, default: Any = None) -> Any:
-        return self.cfg.getValue(f"{self.section}/{name}", default)
+    def option(self, name: str) -> Any:
+        """Option ``name`` of the service section, typed and defaulted by ``seproxy.config.schema``."""
+        return self.schema.value(self.cfg, name, self.section)
 
     def _thread_limit(self, action_type: str, name: str) -> int:
-        return self.option(f"ThreadLimit/{action_type}/{name}", MethodLimits.DEFAULT)
+        return self.option(f"ThreadLimit/{action_type}/{name}")
 
     @property
     def encoding(self) -> str:
@@ -137,10 +140,10 @@ class Service:
         return self.context.service_info["URL"] if self.context else self._build_url()
 
     def _build_url(self) -> str:
-        configured = self.option("URL", "")
+        configured = self.option("URL")
         if configured:
             return configured
-        host = self.cfg.getOption("/DIRAC/Hostname") or self.bind_address or socket.getfqdn()
+        host = schema.value(self.cfg, "/DIRAC/Hostname") or self.bind_address or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{self.protocol}://{host}:{self.port}/{self.name}"
@@ -168,7 +171,8 @@ class Service:
         }
         self.context = ServiceContext(
             cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
-            limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry),
+            limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry,
+                                                          defaults=self.schema.defaults_under("Authorization")),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
             compat=self.compat,
         )
@@ -193,7 +197,7 @@ class Service:
         if self._started:
             return self
         self.listener = transports.listen(self.protocol, self.bind_address, self._port, cfg=self.cfg,
-                                          backlog=self.option("SocketBacklog", 128))
+                                          backlog=self.option("SocketBacklog"))
         try:
             self._initialize_handler()
         except BaseException:

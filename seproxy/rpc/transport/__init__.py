@@ -11,6 +11,7 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
+from seproxy.config import schema
 from seproxy.errors import ConfigError
 from seproxy.rpc.transport import plain, tlsbase
 from seproxy.rpc.transport.base import (
@@ -40,7 +41,7 @@ def tls_backend(cfg: Any) -> ModuleType:
     """The TLS backend module configured in ``cfg`` (pyOpenSSL unless set otherwise)."""
     name = "pyopenssl"
     if cfg is not None:
-        name = str(cfg.getValue(BACKEND_OPTION, "pyopenssl") or "pyopenssl").strip().lower()
+        name = schema.value(cfg, BACKEND_OPTION)
     module = _LOADED.get(name)
     if module is not None:
         return module

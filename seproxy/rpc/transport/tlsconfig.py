@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError, TransportError
 
 CIPHERS = ("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:ECDHE+AES:DHE+AES:AES256-GCM-SHA384:"
@@ -53,8 +54,8 @@ VERIFY_DEPTH = 50
 #: TLS session for resumption only when the server selected it: DIRAC's own servers
 #: (which ignore ALPN) stall 10 s on a resumed TLS 1.3 session, so they never see one.
 RESUME_ALPN = b"dips-seproxy"
-DEFAULT_CONTEXT_LIFETIME = 21600
-DEFAULT_SESSION_TIMEOUT = 3600
+DEFAULT_CONTEXT_LIFETIME = schema.default("/DIRAC/Security/ContextLifeTime")
+DEFAULT_SESSION_TIMEOUT = schema.default("/DIRAC/Security/SessionTimeout")
 #: Seconds a client's resolved credential and CA locations are reused (at most
 #: ContextLifeTime): a proxy or CA directory appearing elsewhere is seen this late.
 SETUP_TTL = 60.0
@@ -62,7 +63,7 @@ SETUP_TTL = 60.0
 OPENSSL_SESSION_CACHE_SIZE = 20480
 #: Our default bound: ~30 MiB of sessions at most (DIRAC clients never resume, yet every
 #: one of their connections leaves a session behind).
-DEFAULT_SESSION_CACHE_SIZE = 4096
+DEFAULT_SESSION_CACHE_SIZE = schema.default("/DIRAC/Security/SessionCacheSize")
 #: OpenSSL verify error codes we name ourselves.
 X509_V_ERR_UNABLE_TO_GET_CRL = 3
 CRL_MODES = ("yes", "no", "auto")
@@ -97,8 +98,8 @@ def has_crls(ca_dir: str) -> bool:
         return False
 
 
-def _cfg_value(cfg: Any, path: str, default: Any) -> Any:
-    return default if cfg is None else cfg.getValue(path, default)
+def _cfg_value(cfg: Any, path: str) -> Any:
+    return schema.value(cfg, path)
 
 
 def _locations() -> Any:
@@ -119,7 +120,7 @@ def _stamp(*paths: str) -> tuple:
 
 
 def _crl_mode(cfg: Any) -> str:
-    mode = str(_cfg_value(cfg, "/DIRAC/Security/CheckCRLs", "auto")).strip().lower()
+    mode = _cfg_value(cfg, "/DIRAC/Security/CheckCRLs")
     mode = {"true": "yes", "false": "no", "on": "yes", "off": "no", "1": "yes", "0": "no"}.get(mode, mode)
     if mode not in CRL_MODES:
         raise ConfigError(f"/DIRAC/Security/CheckCRLs = {mode!r}: use yes, no or auto")
@@ -200,15 +201,15 @@ class _Setup:
 
 
 def context_lifetime(cfg: Any) -> float:
-    return float(_cfg_value(cfg, "/DIRAC/Security/ContextLifeTime", DEFAULT_CONTEXT_LIFETIME))
+    return float(_cfg_value(cfg, "/DIRAC/Security/ContextLifeTime"))
 
 
 def session_timeout(cfg: Any) -> int:
-    return int(_cfg_value(cfg, "/DIRAC/Security/SessionTimeout", DEFAULT_SESSION_TIMEOUT))
+    return int(_cfg_value(cfg, "/DIRAC/Security/SessionTimeout"))
 
 
 def session_cache_size(cfg: Any) -> int:
-    size = int(_cfg_value(cfg, "/DIRAC/Security/SessionCacheSize", DEFAULT_SESSION_CACHE_SIZE))
+    size = int(_cfg_value(cfg, "/DIRAC/Security/SessionCacheSize"))
     if size < 1:
         raise ConfigError(f"/DIRAC/Security/SessionCacheSize = {size}: must be at least 1")
     return size
@@ -303,7 +304,7 @@ def _build_credentials(certs: list[x509.Certificate], cfg: Any) -> tuple[Any, di
     from seproxy.security.x509 import X509Chain
 
     chain = X509Chain.from_certificates(certs)
-    vo_default = _cfg_value(cfg, "/DIRAC/VirtualOrganization", "unknown") or "unknown"
+    vo_default = _cfg_value(cfg, "/DIRAC/VirtualOrganization") or "unknown"
     registry = Registry(cfg) if cfg is not None else None
     return chain, credential_dict(chain, registry, vo_default)
 

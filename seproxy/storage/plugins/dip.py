@@ -49,17 +49,16 @@ class DIPStorage(StorageBase):
         random.shuffle(ports)
         self.protocolParameters["Port"] = ports[0] if ports else ""
         self.url = pfnunparse(dict(self.protocolParameters, Path=self.basePath))["Value"]
-        check = str(parameters.get("CheckSum", "yes")).lower()
-        self.checkSum = "NoCheckSum" if check in ("0", "no", "false", "off") else "CheckSum"
-        self.timeout = float(parameters.get("Timeout") or 120)
-        self.retry_delay = parameters.get("RetryDelay")
+        self.checkSum = "CheckSum" if self.option("CheckSum") else "NoCheckSum"
+        self.timeout = self.option("Timeout")
+        self.retry_delay = self.option("RetryDelay")
 
     # -- clients --------------------------------------------------------------------------
     def _client_kwargs(self) -> dict[str, Any]:
         cfg = getattr(self.se, "config", None) or get_config()
         kwargs: dict[str, Any] = {"config": cfg, "timeout": self.timeout}
         if self.retry_delay:
-            kwargs["retryDelay"] = float(self.retry_delay)
+            kwargs["retryDelay"] = self.retry_delay
         creds = self.credentials
         if creds.has_proxy:
             kwargs["proxyLocation"] = creds.proxy_location()

@@ -39,10 +39,7 @@ class FileStorage(StorageBase):
     def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
         super().__init__(storageName, parameters, **kwargs)
         self.protocol = self.protocolParameters["Protocol"]
-        try:
-            self.block_size = int(parameters.get("BlockSize") or 0) or BLOCK_SIZE
-        except ValueError:
-            self.block_size = BLOCK_SIZE
+        self.block_size = self.option("BlockSize") or BLOCK_SIZE
 
     # -- URLs: plain paths ------------------------------------------------------------------
     def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803

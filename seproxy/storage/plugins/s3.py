@@ -87,16 +87,11 @@ class S3Storage(StorageBase):
         if boto3 is None:
             raise StorageError("The S3 plugin needs boto3 (pip install 'seproxy[s3]')")
         super().__init__(storageName, parameters, **kwargs)
-        self.secure = str(parameters.get("SecureConnection", "True")).lower() in (
-            "true",
-            "yes",
-            "1",
-            "y",
-        )
+        self.secure = self.option("SecureConnection")
         scheme = "https" if self.secure else "http"
-        port = int(parameters.get("Port") or (443 if self.secure else 80))
+        port = self.option("Port") or (443 if self.secure else 80)
         self.bucketName = str(parameters["Path"]).strip("/")
-        timeout = float(parameters.get("Timeout") or 30)
+        timeout = self.option("Timeout")
         creds = self.credentials
         if creds.has_s3_keys:
             keys = {
@@ -104,30 +99,30 @@ class S3Storage(StorageBase):
                 "aws_secret_access_key": creds.s3_secret_key,
                 "aws_session_token": creds.s3_session_token,
             }
-        elif parameters.get("Aws_access_key_id") and parameters.get("Aws_secret_access_key"):
+        elif self.option("Aws_access_key_id") and self.option("Aws_secret_access_key"):
             keys = {
-                "aws_access_key_id": parameters["Aws_access_key_id"],
-                "aws_secret_access_key": parameters["Aws_secret_access_key"],
+                "aws_access_key_id": self.option("Aws_access_key_id"),
+                "aws_secret_access_key": self.option("Aws_secret_access_key"),
             }
         else:
             keys = {}
         self.s3_client = _new_client(
             bool(keys),
             endpoint_url=f"{scheme}://{parameters['Host']}:{port}",
-            region_name=parameters.get("Region") or "us-east-1",
+            region_name=self.option("Region"),
             config=BotoConfig(
                 connect_timeout=timeout,
                 read_timeout=timeout,
-                retries={"max_attempts": int(parameters.get("Retries") or 2), "mode": "standard"},
+                retries={"max_attempts": self.option("Retries"), "mode": "standard"},
                 s3={"addressing_style": "path"},
                 signature_version="s3v4",
             ),
             **keys,
         )
         self.transfer_config = TransferConfig(
-            multipart_threshold=int(parameters.get("MultipartThreshold") or 64 * 1024 * 1024),
-            multipart_chunksize=int(parameters.get("MultipartChunkSize") or 16 * 1024 * 1024),
-            max_concurrency=int(parameters.get("MaxConcurrency") or 4),
+            multipart_threshold=self.option("MultipartThreshold"),
+            multipart_chunksize=self.option("MultipartChunkSize"),
+            max_concurrency=self.option("MaxConcurrency"),
         )
 
     # -- keys ---------------------------------------------------------------------------

@@ -65,7 +65,7 @@ class XROOTStorage(StorageBase):
                 "The XROOT plugin needs the xrootd bindings (pip install 'seproxy[xroot]')"
             )
         super().__init__(storageName, parameters, **kwargs)
-        self.timeout = int(float(parameters.get("Timeout") or 30))
+        self.timeout = int(self.option("Timeout"))
         host = self.protocolParameters["Host"]
         proxy = self.credentials.proxy_location()
         self._opaque = ""

@@ -1,5 +1,6 @@
 """Local-file helpers shared by every storage plugin: atomic writes, streamed
-copies with adler32, and XRootD's checksum extended attribute.
+copies with adler32, and XRootD's checksum extended attribute, and ``LocalSource``: a local file handed
+to ``putFile`` together with what its producer already knows about it.
 
 Atomic write: data goes to a hidden temporary name in the *same directory*
 (``.<name>.seproxy-<random>.part``), is fsync'ed, then renamed over the final
@@ -33,6 +34,7 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from seproxy.checksum import adler32
@@ -154,13 +156,15 @@ def atomic_copy(
     keep_metadata: bool = True,
     store_checksum: bool = True,
     expected_size: int = 0,
+    expected_checksum: str = "",
 ) -> tuple[int, str]:
     """Copy a local file atomically to ``final_path``; returns (size, adler32).
 
     ``keep_metadata`` copies permission bits and times (like ``shutil.copy2``);
     ``store_checksum`` writes the XRootD checksum attribute where supported.
     ``expected_size`` (if non-zero) is checked *before* the rename: a mismatch
-    raises ``SizeMismatch`` and nothing appears under the final name.
+    raises ``SizeMismatch`` and nothing appears under the final name; so does an
+    adler32 differing from ``expected_checksum`` (``OSError`` EIO).
     """
     with open(src_path, "rb") as src:
         if stat.S_ISDIR(os.fstat(src.fileno()).st_mode):
@@ -174,6 +178,12 @@ def atomic_copy(
                 )
             if expected_size and expected_size != size:
                 raise SizeMismatch(expected_size, size)
+            if expected_checksum and expected_checksum.lower().zfill(8) != checksum:
+                raise OSError(
+                    errno.EIO,
+                    f"Checksum mismatch: {checksum} copied, {expected_checksum} expected",
+                    src_path,
+                )
             tmp = str(dst.name)
             if keep_metadata:
                 shutil.copystat(src_path, tmp)
@@ -219,10 +229,69 @@ def checksum_of(path: str, st: os.stat_result | None = None) -> str:
     return get_checksum_xattr(path, st) or file_adler32(path)
 
 
+@dataclass(frozen=True)
+class LocalSource:
+    """A local file for ``putFile`` with what is already known about it.
+
+    ``checksum``: its adler32 (hex), computed while its bytes arrived, so a plugin
+    need not read the file for it. ``consumable``: the caller deletes the file once
+    ``putFile`` returns, so a plugin on the same filesystem may move it into place
+    instead of copying. Plugins see a path (``str()``/``os.fspath()``) as before.
+    """
+
+    path: str
+    checksum: str = ""
+    consumable: bool = False
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def known_checksum(source: object) -> str:
+    """The adler32 a ``putFile`` source carries (``LocalSource.checksum``), else ``""``."""
+    return source.checksum if isinstance(source, LocalSource) else ""
+
+
+def atomic_move(
+    source: LocalSource, final_path: str, *, checksum: str = "", expected_size: int = 0
+) -> int | None:
+    """Rename a consumable regular file to ``final_path``; its size, or ``None`` when the
+    two paths are on different filesystems (the caller copies then).
+
+    The rename is atomic (``final_path`` is the old file or the complete new one), keeps
+    the file's mode and times like :func:`atomic_copy`, and stores ``checksum`` as the
+    XRootD attribute first. A size differing from ``expected_size`` raises
+    ``SizeMismatch`` and leaves both paths untouched.
+    """
+    st = os.lstat(source.path)
+    if not stat.S_ISREG(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source.path)
+    if os.stat(os.path.dirname(final_path) or ".").st_dev != st.st_dev:
+        return None
+    if expected_size and expected_size != st.st_size:
+        raise SizeMismatch(expected_size, st.st_size)
+    if checksum:
+        set_checksum_xattr(source.path, checksum)
+    try:
+        os.rename(source.path, final_path)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return None
+        raise
+    _fsync_directory(os.path.dirname(final_path))
+    return st.st_size
+
+
 __all__ = [
     "BLOCK_SIZE",
     "XATTR_NAME",
+    "LocalSource",
     "SizeMismatch",
+    "atomic_move",
+    "known_checksum",
     "adler32_hex",
     "atomic_copy",
     "atomic_write",

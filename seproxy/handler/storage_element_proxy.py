@@ -8,6 +8,10 @@ Fixed underneath (PROTOCOL 10.9):
 * staged files live in a per-caller namespace (DN + group), reached only through
   validated fileIDs and ``O_NOFOLLOW`` opens (:mod:`seproxy.staging.namespace`);
 * uploads land in ``tmp/`` and are renamed only once complete and checksum-verified;
+  their adler32 is computed as the bytes arrive and kept with the file (XRootD's
+  ``user.XrdCks.adler32`` attribute), so ``uploadFile`` hands it to the storage plugin
+  and the catalogue without reading the file again, and a File SE on the same
+  filesystem takes the file by rename (no copy);
   free space comes from ``statvfs`` (no 1 GiB cap: ``MaxFileSize``), a disk filling
   up mid-write is a clean error; cache watermarks evict LRU files not in use;
 * ``callProxyMethod`` reaches only a whitelist of storage methods;
@@ -23,16 +27,20 @@ State lives in one :class:`~seproxy.handler.state.ProxyState` per service, built
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import logging
 import os
 import secrets
 import threading
 from typing import Any, ClassVar
 
+from seproxy.checksum import adler32
 from seproxy.config import get_config
 from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError
 from seproxy.handler import catalog
 from seproxy.handler.state import HttpServerFactory, ProxyState
+from seproxy.localfs import LocalSource, get_checksum_xattr, set_checksum_xattr
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
 from seproxy.rpc.connection import Connection
 from seproxy.rpc.server.handler import RequestHandler
@@ -223,11 +231,16 @@ class StorageElementProxyHandler(RequestHandler):
             return S_ERROR(f"File {name} does not exist")
         try:
             with state.cache.in_use(local), state.credentials.for_caller(cred, vo, self._delegated) as creds:
+                st = local.stat()
+                # computed while the bytes arrived (transfer_fromClient); read only if the
+                # cache's filesystem could not keep it
+                checksum = get_checksum_xattr(str(local), st) or catalog.adler32_file(local)
+                # consumable: the file is removed below, so a File SE may rename it in
+                source = LocalSource(str(local), checksum, consumable=True)
                 storage = state.storage_element(se, vo, creds)
-                result = returnSingleResult(storage.putFile({pfn: str(local)}))
+                result = returnSingleResult(storage.putFile({pfn: source}))
                 if result["OK"]:
-                    size = local.stat().st_size
-                    state.catalogue.add_file(pfn, size, catalog.adler32_file(local), se)
+                    state.catalogue.add_file(pfn, st.st_size, checksum, se)
         except AuthError as exc:
             result = S_ERROR(str(exc))
         finally:
@@ -395,6 +408,7 @@ class StorageElementProxyHandler(RequestHandler):
             with state.cache.in_use(state.cache.tmp / tmp_name):
                 result = self._receive(fileHelper, fd, state)
                 if result["OK"]:
+                    set_checksum_xattr(str(state.cache.tmp / tmp_name), result.pop("adler32"))
                     os.replace(tmp_name, name, src_dir_fd=tmp_fd, dst_dir_fd=dir_fd)
                     return result
             log.warning("upload of %s failed: %s", fileID, result["Message"])
@@ -407,15 +421,39 @@ class StorageElementProxyHandler(RequestHandler):
 
     @staticmethod
     def _receive(fileHelper: FileHelper, fd: int, state: ProxyState) -> dict:  # noqa: N803
-        """Stream into ``fd`` (closed here), flushed to disk on success."""
-        with os.fdopen(fd, "wb", buffering=0) as sink:
+        """Stream into ``fd`` (closed here), flushed to disk on success; the answer carries
+        the adler32 of the bytes written (key ``adler32``, for the caller only)."""
+        with _Adler32File(fd) as sink:
             result = fileHelper.networkToDataSink(sink, maxFileSize=state.max_file_size)
             if result["OK"]:
                 try:
                     os.fsync(sink.fileno())
                 except OSError as exc:
                     return S_ERROR(f"Error while writing received data: {exc}")
+                result["adler32"] = sink.adler32_hex()
         return result
+
+
+class _Adler32File(io.FileIO):
+    """An unbuffered file on ``fd`` that keeps the adler32 of everything written."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd, "wb", closefd=True)
+        self._adler = 1
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        total = 0
+        while total < len(view):  # a raw write may be short: write the rest
+            written = super().write(view[total:])
+            if not written:
+                raise OSError(errno.EIO, f"write made no progress after {total} bytes")
+            total += written
+        self._adler = adler32(view, self._adler)
+        return total
+
+    def adler32_hex(self) -> str:
+        return f"{self._adler & 0xFFFFFFFF:08x}"
 
 
 def _refuse_download(fileHelper: FileHelper, message: str) -> dict:  # noqa: N803

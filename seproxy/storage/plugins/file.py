@@ -10,6 +10,8 @@ File plugin; on top of it:
 - the adler32 is computed while copying and stored in ``user.XrdCks.adler32``
   (XRootD's format) where the filesystem allows it; metadata reads use that
   attribute while the file's mtime matches instead of re-reading the file;
+- a ``LocalSource`` with a checksum is verified against the copy; a consumable
+  one on the same filesystem is renamed into place (atomic, no copy);
 - every URL must resolve (symlinks included) inside the plugin's base path,
   else the item fails with a ``PathError`` and nothing is touched.
 
@@ -25,7 +27,15 @@ import stat
 from typing import Any
 
 from seproxy.errors import PathError
-from seproxy.localfs import BLOCK_SIZE, atomic_copy, checksum_of, is_temp_name
+from seproxy.localfs import (
+    BLOCK_SIZE,
+    LocalSource,
+    atomic_copy,
+    atomic_move,
+    checksum_of,
+    is_temp_name,
+    known_checksum,
+)
 from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.storage.plugin_api import DISK_STATUS, ItemFailed, StorageBase, WithFailures, metadata
 from seproxy.storage.utils import is_within
@@ -85,8 +95,19 @@ class FileStorage(StorageBase):
         dirname = os.path.dirname(url)
         if not os.path.exists(dirname):
             os.makedirs(dirname)
+        expected_size = int(source_size or 0)
+        checksum = known_checksum(src)
+        if isinstance(src, LocalSource) and src.consumable:
+            # the caller drops the file afterwards: on the same filesystem, rename it in
+            moved = atomic_move(src, url, checksum=checksum, expected_size=expected_size)
+            if moved is not None:
+                return moved
         size, _ = atomic_copy(
-            str(src), url, block_size=self.block_size, expected_size=int(source_size or 0)
+            str(src),
+            url,
+            block_size=self.block_size,
+            expected_size=expected_size,
+            expected_checksum=checksum,
         )
         return size
 

@@ -15,7 +15,8 @@ URLs are ``s3://host:port/<bucket>/<lfn>``; the object key is the LFN without
 its leading ``/``. Directories are key prefixes; ``createDirectory`` writes a
 zero-byte ``<key>/`` marker so an empty directory exists. Uploads stream from
 the local file (multipart above the threshold) with the adler32 in the object
-metadata ``x-amz-meta-checksum`` (as DIRAC's S3 plugin); downloads use parallel
+metadata ``x-amz-meta-checksum`` (as DIRAC's S3 plugin; taken from a
+``LocalSource`` when the caller knows it, else read from the file first); downloads use parallel
 ranged GETs into a temporary file that is renamed only when complete and its
 adler32 matches the stored one.
 """
@@ -30,7 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from seproxy.errors import StorageError
-from seproxy.localfs import atomic_write, file_adler32
+from seproxy.localfs import atomic_write, file_adler32, known_checksum
 from seproxy.storage.plugin_api import (
     DISK_STATUS,
     ItemFailed,
@@ -232,11 +233,14 @@ class S3Storage(StorageBase):
         key = self._key(url)
         return self._download(key, os.path.join(local_dir, os.path.basename(key)))
 
-    def _upload(self, src: str, key: str, source_size: int = 0) -> int:
+    def _upload(self, source: Any, key: str, source_size: int = 0) -> int:
+        src = str(source)
         size = os.path.getsize(src)
         if os.path.isdir(src):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src)
-        checksum = file_adler32(src)
+        # the object metadata is sent first: the checksum must be known before the upload
+        # (a LocalSource carries it: one read; a bare path is read once more for it)
+        checksum = known_checksum(source) or file_adler32(src)
         try:
             with open(src, "rb") as fh:
                 self.s3_client.upload_fileobj(
@@ -259,7 +263,7 @@ class S3Storage(StorageBase):
         return stored
 
     def _put_file(self, url: str, src: Any, source_size: int) -> int:
-        return self._upload(str(src), self._key(url), int(source_size or 0))
+        return self._upload(src, self._key(url), int(source_size or 0))
 
     def _delete(self, key: str) -> None:
         try:

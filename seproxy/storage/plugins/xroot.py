@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from seproxy.errors import StorageError
-from seproxy.localfs import is_temp_name, temp_name_for
+from seproxy.localfs import is_temp_name, known_checksum, temp_name_for
 from seproxy.returnvalues import DReturnType
 from seproxy.storage.plugin_api import (
     DISK_STATUS,
@@ -169,7 +169,8 @@ class XROOTStorage(StorageBase):
             self._raise(status, path)
         return [(f"{path.rstrip('/')}/{entry.name}", entry.statinfo) for entry in listing]
 
-    def _copy(self, source: str, target: str) -> None:
+    def _copy(self, source: str, target: str, checksum: str = "") -> None:
+        """Copy with end-to-end adler32; ``checksum`` presets the source's (no extra read)."""
         process = xrd_client.CopyProcess()
         process.add_job(
             source,
@@ -179,6 +180,7 @@ class XROOTStorage(StorageBase):
             mkdir=True,
             checksummode="end2end",
             checksumtype="adler32",
+            checksumpreset=checksum,
             rmBadCksum=True,
             inittimeout=self.timeout,
             retry=0,
@@ -231,7 +233,8 @@ class XROOTStorage(StorageBase):
         path = self._path(url)
         return self._download(path, os.path.join(local_dir, os.path.basename(path)))
 
-    def _upload(self, src: str, path: str, source_size: int = 0) -> int:
+    def _upload(self, source: Any, path: str, source_size: int = 0) -> int:
+        src = str(source)
         if not os.path.isfile(src):
             raise FileNotFoundError(errno.ENOENT, ENOENT_TEXT, src)
         # Upload under a temporary name (POSC, verified adler32), then rename: readers never
@@ -239,7 +242,7 @@ class XROOTStorage(StorageBase):
         # caches checksums per file with a one-second mtime, stale after a quick overwrite).
         tmp = temp_name_for(path)
         try:
-            self._copy(os.path.abspath(src), self._url(tmp))
+            self._copy(os.path.abspath(src), self._url(tmp), known_checksum(source))
             info = self._stat(tmp)
             stored = int(info.size) if info is not None else -1
             if source_size and source_size != stored:
@@ -255,7 +258,7 @@ class XROOTStorage(StorageBase):
         return stored
 
     def _put_file(self, url: str, src: Any, source_size: int) -> int:
-        return self._upload(str(src), self._path(url), int(source_size or 0))
+        return self._upload(src, self._path(url), int(source_size or 0))
 
     def _remove_file(self, url: str) -> bool:
         path = self._path(url)

@@ -92,6 +92,17 @@ def copy_stream(
     return total, adler32_hex(adler)
 
 
+def kernel_copy(src: BinaryIO, dst: BinaryIO) -> int:
+    """Copy the rest of ``src`` to ``dst`` inside the kernel (``sendfile``); bytes copied."""
+    total = 0
+    offset = src.tell()
+    while True:
+        sent = os.sendfile(dst.fileno(), src.fileno(), offset + total, 1 << 30)
+        if not sent:
+            return total
+        total += sent
+
+
 def file_adler32(path: str | os.PathLike[str], block_size: int = BLOCK_SIZE) -> str:
     """adler32 of a file's content, streamed."""
     adler = 1
@@ -156,21 +167,26 @@ def atomic_copy(
     keep_metadata: bool = True,
     store_checksum: bool = True,
     expected_size: int = 0,
-    expected_checksum: str = "",
+    known_checksum: str = "",
 ) -> tuple[int, str]:
     """Copy a local file atomically to ``final_path``; returns (size, adler32).
 
     ``keep_metadata`` copies permission bits and times (like ``shutil.copy2``);
     ``store_checksum`` writes the XRootD checksum attribute where supported.
     ``expected_size`` (if non-zero) is checked *before* the rename: a mismatch
-    raises ``SizeMismatch`` and nothing appears under the final name; so does an
-    adler32 differing from ``expected_checksum`` (``OSError`` EIO).
+    raises ``SizeMismatch`` and nothing appears under the final name.
+    ``known_checksum``: the source's adler32, already computed by whoever wrote it
+    (``LocalSource``): the bytes then move in the kernel (``sendfile``) without
+    passing through Python, and that value is the one stored.
     """
     with open(src_path, "rb") as src:
         if stat.S_ISDIR(os.fstat(src.fileno()).st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), src_path)
         with atomic_write(final_path) as dst:
-            size, checksum = copy_stream(src, dst, block_size)
+            if known_checksum:
+                size, checksum = kernel_copy(src, dst), known_checksum.lower().zfill(8)
+            else:
+                size, checksum = copy_stream(src, dst, block_size)
             on_disk = os.fstat(dst.fileno()).st_size
             if on_disk != size:
                 raise OSError(
@@ -178,12 +194,6 @@ def atomic_copy(
                 )
             if expected_size and expected_size != size:
                 raise SizeMismatch(expected_size, size)
-            if expected_checksum and expected_checksum.lower().zfill(8) != checksum:
-                raise OSError(
-                    errno.EIO,
-                    f"Checksum mismatch: {checksum} copied, {expected_checksum} expected",
-                    src_path,
-                )
             tmp = str(dst.name)
             if keep_metadata:
                 shutil.copystat(src_path, tmp)
@@ -299,6 +309,7 @@ __all__ = [
     "copy_stream",
     "file_adler32",
     "get_checksum_xattr",
+    "kernel_copy",
     "is_temp_name",
     "set_checksum_xattr",
     "temp_name_for",

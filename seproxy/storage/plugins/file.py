@@ -10,8 +10,9 @@ File plugin; on top of it:
 - the adler32 is computed while copying and stored in ``user.XrdCks.adler32``
   (XRootD's format) where the filesystem allows it; metadata reads use that
   attribute while the file's mtime matches instead of re-reading the file;
-- a ``LocalSource`` with a checksum is verified against the copy; a consumable
-  one on the same filesystem is renamed into place (atomic, no copy);
+- a ``LocalSource`` with a checksum is copied in the kernel (``sendfile``) and
+  that checksum stored, the file is not read for it; a consumable one on the
+  same filesystem is renamed into place (atomic, no copy);
 - every URL must resolve (symlinks included) inside the plugin's base path,
   else the item fails with a ``PathError`` and nothing is touched.
 
@@ -107,7 +108,7 @@ class FileStorage(StorageBase):
             url,
             block_size=self.block_size,
             expected_size=expected_size,
-            expected_checksum=checksum,
+            known_checksum=checksum,
         )
         return size
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seproxy import localfs
 from seproxy.localfs import LocalSource, get_checksum_xattr
 from seproxy.storage import StorageElement
 from seproxy.storage.plugins import s3 as s3_plugin
@@ -67,18 +68,23 @@ def test_file_move_with_wrong_size_touches_nothing(tmp_path: Path, source) -> No
     assert not (root / "dirac/ls/f.bin").exists()
 
 
-def test_file_copy_verifies_the_known_checksum(tmp_path: Path, source) -> None:
+def test_file_copy_takes_the_known_checksum(tmp_path: Path, source, monkeypatch) -> None:
     path, data = source
     root = tmp_path / "se"
     se = make_se("SE-F", "File", file_section(str(root)), "file")
-    wrong = "0badc0de"
-    res = se.putFile({LFN: LocalSource(str(path), wrong)})  # not consumable: copied
-    assert "Checksum mismatch" in res["Value"]["Failed"][LFN]
-    assert not (root / "dirac/ls").exists() or not list((root / "dirac/ls").iterdir())
-    res = se.putFile({LFN: LocalSource(str(path), adler(data))})
-    assert res["Value"]["Successful"] == {LFN: len(data)}
+    monkeypatch.setattr(localfs, "copy_stream", no_reads)  # the bytes never reach Python
+    res = se.putFile({LFN: LocalSource(str(path), adler(data))})  # not consumable: copied
+    assert res["Value"]["Successful"] == {LFN: len(data)}, res
+    stored = root / "dirac/ls/f.bin"
+    assert stored.read_bytes() == data
+    assert stored.stat().st_ino != path.stat().st_ino
     assert path.read_bytes() == data  # kept: the caller did not give it away
-    assert (root / "dirac/ls/f.bin").stat().st_ino != path.stat().st_ino
+    assert get_checksum_xattr(str(stored)) == adler(data)
+    # a wrong size still fails before the rename: nothing under the final name
+    stored.unlink()
+    res = se.putFile({LFN: LocalSource(str(path), adler(data))}, len(data) - 1)
+    assert LFN in res["Value"]["Failed"]
+    assert not stored.exists() and not list(stored.parent.iterdir())
 
 
 def test_s3_takes_the_checksum_from_the_source(moto_s3, source, monkeypatch) -> None:

@@ -10,9 +10,13 @@ interrupted upload leaves nothing under the final name) and verify the adler32
 end to end; downloads go to a temporary local name renamed once complete and
 verified. Checksums come from the server's ``adler32`` query.
 
-Credentials: a ``StorageCredentials.proxy_location()`` is passed in the URL
-(``xrd.gsiusrpxy``) together with a per-proxy virtual user, never through the
-environment. (Tested only against a server without authentication.)
+Credentials: the call's ``StorageCredentials`` (a proxy, or a certificate and
+key) authenticate with XRootD's GSI protocol through the URL's opaque data of
+every connection this plugin opens, never through the environment; each
+credential gets its own login name and connection
+(:mod:`seproxy.storage.plugins.xroot_gsi`). Without a credential the client
+logs in anonymously. Tested against xrootd 5.5.3 with GSI (``sec.protocol
+gsi``, gridmap, ``acc.authdb`` per-user directories).
 
 The XRootD client library keeps connection settings per process; on import this
 module lowers ``ConnectionRetry`` to 1 so that a server that is down fails in
@@ -24,7 +28,6 @@ from __future__ import annotations
 import errno
 import os
 from typing import Any
-from urllib.parse import quote
 
 from seproxy.errors import StorageError
 from seproxy.localfs import is_temp_name, known_checksum, temp_name_for
@@ -37,6 +40,7 @@ from seproxy.storage.plugin_api import (
     metadata,
     transfer_tree,
 )
+from seproxy.storage.plugins.xroot_gsi import gsi_login
 from seproxy.storage.utils import pfnunparse
 
 try:  # optional dependency: pip install seproxy[xroot]
@@ -67,15 +71,17 @@ class XROOTStorage(StorageBase):
         super().__init__(storageName, parameters, **kwargs)
         self.timeout = int(self.option("Timeout"))
         host = self.protocolParameters["Host"]
-        proxy = self.credentials.proxy_location()
-        self._opaque = ""
-        if proxy:
-            user = os.path.basename(str(proxy)).replace(".", "")
-            host = f"{user}@{host}"
-            self._opaque = "?xrd.gsiusrpxy=" + quote(str(proxy))
         port = self.protocolParameters["Port"] or "1094"
+        login = gsi_login(self.credentials)
+        self._opaque = ""
+        self._identity = login.identity if login is not None else ""
+        if login is not None:
+            # the pool key (user@host:port + the credential's digest-named path) and the
+            # GSI credential of every connection this plugin opens: this call's, nobody else's
+            host = f"{login.user}@{host}"
+            self._opaque = "?" + login.opaque
         self.server = f"root://{host}:{port}"
-        self.fs = xrd_client.FileSystem(self.server)  # opaque data only on file URLs
+        self.fs = xrd_client.FileSystem(f"{self.server}//{self._opaque}")
 
     # -- URLs ---------------------------------------------------------------------------
     def _double_slash(self, res: DReturnType) -> DReturnType:
@@ -118,12 +124,19 @@ class XROOTStorage(StorageBase):
             )
 
     # -- small wrappers -------------------------------------------------------------------
-    @staticmethod
-    def _raise(status: Any, what: str) -> None:
+    def _explain(self, message: str) -> str:
+        """``message`` with the credential named when the server refused it."""
+        if "Auth failed" in message:
+            who = f"the credential of {self._identity}" if self._identity else "an anonymous login"
+            host = self.server.rsplit("@", 1)[-1].removeprefix("root://")
+            return f"XRootD authentication at {host} failed for {who}: {message}"
+        return message
+
+    def _raise(self, status: Any, what: str) -> None:
         message = str(status.message).strip()
         if status.errno == _XRD_ENOENT:
             raise FileNotFoundError(errno.ENOENT, f"{ENOENT_TEXT} ({message})", what)
-        raise StorageError(f"{what}: {message}")
+        raise StorageError(f"{what}: {self._explain(message)}")
 
     def _stat(self, path: str) -> Any | None:
         status, info = self.fs.stat(path, timeout=self.timeout)
@@ -191,7 +204,10 @@ class XROOTStorage(StorageBase):
             if status.ok and results and results[0].get("status") is not None:
                 status = results[0]["status"]
         if not status.ok:
-            raise StorageError(f"copy {source} -> {target} failed: {str(status.message).strip()}")
+            message = self._explain(str(status.message).strip())
+            # the opaque data (credential parameters) stays out of messages
+            public = [url.split("?", 1)[0] for url in (source, target)]
+            raise StorageError(f"copy {public[0]} -> {public[1]} failed: {message}")
 
     def _existing(self, path: str, kind: str = "") -> Any:
         """The stat info of ``path``; ``ItemFailed`` (DIRAC's text) if it is missing, or if

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
+from urllib.parse import parse_qs
 from pathlib import Path
 
 from seproxy.storage import StorageCredentials, StorageElement
@@ -42,8 +44,12 @@ def test_proxy_travels_in_the_url_not_the_environment(xrootd_server, tmp_path: P
     se = xroot_se(xrootd_server, "/xr2", StorageCredentials(proxy_path=proxy))
     plugin = se.storages["XROOT"]
     file_url = plugin._url("/xr2/dirac/f")
-    assert file_url.startswith(f"root://x509up_u1234@127.0.0.1:{xrootd_server.port}//xr2/dirac/f?")
-    assert f"xrd.gsiusrpxy={proxy}" in file_url
+    digest = hashlib.sha256(proxy.read_bytes()).hexdigest()
+    # login name and credential path from the proxy's content (a private copy of it)
+    assert file_url.startswith(f"root://{digest[:8]}@127.0.0.1:{xrootd_server.port}//xr2/dirac/f?")
+    copy = parse_qs(file_url.split("?", 1)[1])["xrd.gsiusrpxy"][0]
+    assert copy.endswith(f"/{digest}.pem") and Path(copy).read_bytes() == proxy.read_bytes()
+    assert oct(Path(copy).stat().st_mode & 0o777) == "0o600"
     src = tmp_path / "f"
     src.write_bytes(b"hello")
     assert se.putFile({"/dirac/f": str(src)})["Value"]["Successful"] == {"/dirac/f": 5}

@@ -1,0 +1,178 @@
+"""The XRootD client's GSI identity for one call (used by the ``XROOT`` plugin).
+
+XRootD's GSI client takes a user's credential from the URL's opaque data
+(``xrd.gsiusrpxy`` / ``xrd.gsiusrcrt`` / ``xrd.gsiusrkey``) when a connection
+authenticates, and XrdCl keys its connection pool by ``user@host:port`` plus
+those parameters. Two facts of the library shape what is here:
+
+- the GSI client caches a loaded proxy *by file path* for as long as the proxy
+  is valid, without re-reading the file: a path that later holds another
+  user's proxy would go on authenticating as the first one. So every credential
+  is handed to XRootD as a content-addressed copy ``<sha256>.pem`` in a private
+  0700 directory of this process: one path, one credential, forever;
+- the login name (``user@``) is the first 8 hex digits of that digest and the
+  digest-named path is in the opaque data, so two credentials never share a
+  connection (the pool key differs) and the server's log names each one.
+
+A proxy is sent with ``xrd.gsiusrcrt``/``xrd.gsiusrkey`` set to ``/dev/null``:
+if the proxy is refused or expired, the GSI client has no other identity to
+fall back to (it would otherwise try ``~/.globus/usercert.pem``). A
+certificate/key pair (the service's host credential) is given as such and the
+GSI client makes a proxy of it in the private directory.
+
+Nothing here writes the process environment. The GSI client's trust anchors
+come from ``XrdSecGSICADIR`` (default ``/etc/grid-security/certificates``),
+read once per process by the XRootD library; ``XrdSecCREDS`` in the environment
+would override every per-call credential, so a per-call credential is refused
+while it is set. Per-URL credentials need the bindings >= 5.7.1 (before, the
+URL's proxy path was shared by all connections of the process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from urllib.parse import quote
+
+from cryptography import x509
+
+from seproxy.errors import StorageError
+from seproxy.security.names import name_to_dn
+from seproxy.security.x509 import proxy_info
+from seproxy.storage.credentials import StorageCredentials
+
+#: XRootD bindings that keep a URL's proxy path per connection (xrootd commit 921a65e, 5.7.1).
+MIN_BINDINGS = (5, 7, 1)
+#: Environment variables of the GSI client that would override the per-URL credential.
+OVERRIDING_VARIABLES = ("XrdSecCREDS",)
+#: A credential copy unused this long is removed (its connections have long been closed:
+#: XrdCl drops idle data-server connections after 300 s by default).
+IDLE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class GsiLogin:
+    """What a URL carries for one credential (login name, opaque data) and whose it is."""
+
+    user: str
+    opaque: str
+    identity: str = ""
+
+
+def identity_of(pem: bytes) -> str:
+    """The DN a PEM chain stands for: its first certificate that is not a proxy ("" if none)."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        return ""
+    for cert in certs:
+        if proxy_info(cert) is None:
+            return name_to_dn(cert.subject)
+    return name_to_dn(certs[0].issuer) if certs else ""
+
+
+def _bindings_version() -> tuple[int, ...]:
+    try:
+        text = version("xrootd")
+    except PackageNotFoundError:
+        return ()
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+class CredentialFiles:
+    """Content-addressed copies of credentials in a private directory of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: Path | None = None
+        self._last_used: dict[str, float] = {}
+
+    def _directory(self) -> Path:
+        if self._dir is None or not self._dir.is_dir():
+            self._dir = Path(tempfile.mkdtemp(prefix="seproxy-xrd-gsi-"))  # mode 0700
+        return self._dir
+
+    def store(self, pem: bytes, suffix: str = "") -> tuple[str, Path]:
+        """(digest, path) of a file holding exactly ``pem`` (written once, mode 0600)."""
+        digest = hashlib.sha256(pem).hexdigest()
+        with self._lock:
+            directory = self._directory()
+            path = directory / f"{digest}{suffix}.pem"
+            if not path.exists():
+                tmp = directory / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(pem)
+                os.replace(tmp, path)
+            now = time.monotonic()
+            self._last_used[path.name] = now
+            self._sweep(directory, now)
+        return digest, path
+
+    def _sweep(self, directory: Path, now: float) -> None:
+        for name, used in list(self._last_used.items()):
+            if now - used > IDLE_SECONDS:
+                del self._last_used[name]
+                for stale in (directory / name, directory / name.replace(".pem", "-proxy.pem")):
+                    try:
+                        stale.unlink()
+                    except FileNotFoundError:
+                        pass
+
+
+_FILES = CredentialFiles()
+
+
+def _read(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1 << 20)  # a proxy or certificate is a few KiB
+    except OSError as exc:
+        raise StorageError(f"Cannot read the {what} {path}: {exc.strerror or exc}") from exc
+
+
+def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
+    """The login of ``credentials`` for XRootD URLs; None when there is nothing to present."""
+    if credentials.proxy_path:
+        pem = _read(credentials.proxy_path, "proxy")
+        digest, path = _FILES.store(pem)
+        identity = identity_of(pem)
+        params = {"xrd.gsiusrpxy": str(path), "xrd.gsiusrcrt": os.devnull,
+                  "xrd.gsiusrkey": os.devnull}
+    elif credentials.cert and credentials.key:
+        cert, key = _read(credentials.cert, "certificate"), _read(credentials.key, "key")
+        digest, cert_path = _FILES.store(cert + b"\n" + key)
+        identity = identity_of(cert)
+        # the GSI client makes a proxy of cert/key at the (not yet existing) proxy path
+        params = {"xrd.gsiusrpxy": str(cert_path).replace(".pem", "-proxy.pem"),
+                  "xrd.gsiusrcrt": str(Path(credentials.cert).resolve()),
+                  "xrd.gsiusrkey": str(Path(credentials.key).resolve())}
+    else:
+        return None
+    if _bindings_version() < MIN_BINDINGS:
+        raise StorageError(
+            "Per-call XRootD credentials need the xrootd bindings >= "
+            f"{'.'.join(map(str, MIN_BINDINGS))} (installed: {version('xrootd')})"
+        )
+    overriding = [name for name in OVERRIDING_VARIABLES if os.environ.get(name)]
+    if overriding:
+        raise StorageError(
+            f"{', '.join(overriding)} is set in the environment: it would replace every "
+            "call's credential in the XRootD GSI client; unset it"
+        )
+    opaque = "&".join(f"{k}={quote(v, safe='/')}" for k, v in
+                      {"xrd.wantprot": "gsi", **params}.items())
+    return GsiLogin(user=digest[:8], opaque=opaque, identity=identity)
+
+
+__all__ = ["GsiLogin", "gsi_login", "MIN_BINDINGS"]

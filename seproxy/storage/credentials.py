@@ -9,7 +9,10 @@ plugin             uses
 =================  ===========================================================
 File               nothing (the service's own file-system rights)
 S3                 ``s3_access_key``/``s3_secret_key``/``s3_session_token``
-XROOT              ``proxy_location()`` (passed in the URL, never in the environment)
+XROOT              ``proxy_pem`` or ``proxy_path``, else ``cert``/``key`` (GSI, through
+                   the URL of each connection, never the environment)
+HTTPS              ``proxy_pem`` or ``proxy_path``, else ``cert``/``key`` (TLS client
+                   certificate); ``bearer_token`` (``Authorization: Bearer``)
 DIP                ``proxy_location()`` or ``cert``/``key`` for the DISET connection
 =================  ===========================================================
 
@@ -46,6 +49,7 @@ class StorageCredentials:
     s3_access_key: str | None = None
     s3_secret_key: str | None = field(default=None, repr=False)
     s3_session_token: str | None = field(default=None, repr=False)
+    bearer_token: str | None = field(default=None, repr=False)
     vo: str | None = None
     group: str | None = None
     #: an in-memory proxy (PEM: proxy certificate, its key, the chain)

@@ -30,30 +30,20 @@ URL's proxy path was shared by all connections of the process).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import quote
 
-from cryptography import x509
-
 from seproxy.errors import StorageError
-from seproxy.security.names import name_to_dn
-from seproxy.security.x509 import proxy_info
 from seproxy.storage.credentials import StorageCredentials
+from seproxy.storage.credfiles import credential_file, identity_of, read_credential
 
 #: XRootD bindings that keep a URL's proxy path per connection (xrootd commit 921a65e, 5.7.1).
 MIN_BINDINGS = (5, 7, 1)
 #: Environment variables of the GSI client that would override the per-URL credential.
 OVERRIDING_VARIABLES = ("XrdSecCREDS",)
-#: A credential copy unused this long is removed (its connections have long been closed:
-#: XrdCl drops idle data-server connections after 300 s by default).
-IDLE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -63,18 +53,6 @@ class GsiLogin:
     user: str
     opaque: str
     identity: str = ""
-
-
-def identity_of(pem: bytes) -> str:
-    """The DN a PEM chain stands for: its first certificate that is not a proxy ("" if none)."""
-    try:
-        certs = x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        return ""
-    for cert in certs:
-        if proxy_info(cert) is None:
-            return name_to_dn(cert.subject)
-    return name_to_dn(certs[0].issuer) if certs else ""
 
 
 def _bindings_version() -> tuple[int, ...]:
@@ -89,72 +67,20 @@ def _bindings_version() -> tuple[int, ...]:
     return tuple(parts)
 
 
-class CredentialFiles:
-    """Content-addressed copies of credentials in a private directory of this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._dir: Path | None = None
-        self._last_used: dict[str, float] = {}
-
-    def _directory(self) -> Path:
-        if self._dir is None or not self._dir.is_dir():
-            self._dir = Path(tempfile.mkdtemp(prefix="seproxy-xrd-gsi-"))  # mode 0700
-        return self._dir
-
-    def store(self, pem: bytes, suffix: str = "") -> tuple[str, Path]:
-        """(digest, path) of a file holding exactly ``pem`` (written once, mode 0600)."""
-        digest = hashlib.sha256(pem).hexdigest()
-        with self._lock:
-            directory = self._directory()
-            path = directory / f"{digest}{suffix}.pem"
-            if not path.exists():
-                tmp = directory / f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(pem)
-                os.replace(tmp, path)
-            now = time.monotonic()
-            self._last_used[path.name] = now
-            self._sweep(directory, now)
-        return digest, path
-
-    def _sweep(self, directory: Path, now: float) -> None:
-        for name, used in list(self._last_used.items()):
-            if now - used > IDLE_SECONDS:
-                del self._last_used[name]
-                for stale in (directory / name, directory / name.replace(".pem", "-proxy.pem")):
-                    try:
-                        stale.unlink()
-                    except FileNotFoundError:
-                        pass
-
-
-_FILES = CredentialFiles()
-
-
-def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(1 << 20)  # a proxy or certificate is a few KiB
-    except OSError as exc:
-        raise StorageError(f"Cannot read the {what} {path}: {exc.strerror or exc}") from exc
-
-
 def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
     """The login of ``credentials`` for XRootD URLs; None when there is nothing to present."""
     if credentials.proxy_path:
-        pem = _read(credentials.proxy_path, "proxy")
-        digest, path = _FILES.store(pem)
+        pem = read_credential(credentials.proxy_path, "proxy")
+        digest, path = credential_file(pem)
         identity = identity_of(pem)
         params = {"xrd.gsiusrpxy": str(path), "xrd.gsiusrcrt": os.devnull,
                   "xrd.gsiusrkey": os.devnull}
     elif credentials.cert and credentials.key:
-        cert, key = _read(credentials.cert, "certificate"), _read(credentials.key, "key")
-        digest, cert_path = _FILES.store(cert + b"\n" + key)
+        cert, key = read_credential(credentials.cert, "certificate"), read_credential(credentials.key, "key")
+        digest, cert_path = credential_file(cert + b"\n" + key)
         identity = identity_of(cert)
         # the GSI client makes a proxy of cert/key at the (not yet existing) proxy path
-        params = {"xrd.gsiusrpxy": str(cert_path).replace(".pem", "-proxy.pem"),
+        params = {"xrd.gsiusrpxy": str(cert_path.with_name(f"{digest}-proxy.pem")),
                   "xrd.gsiusrcrt": str(Path(credentials.cert).resolve()),
                   "xrd.gsiusrkey": str(Path(credentials.key).resolve())}
     else:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from urllib.parse import parse_qs
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from seproxy.storage import StorageCredentials, StorageElement
 from tests.storage.helpers import make_config, se_tree

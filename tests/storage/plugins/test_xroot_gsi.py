@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import datetime
 import os
-import random
-import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seproxy.security import pki as devpki
 from seproxy.storage import StorageCredentials, StorageElement
 from tests.fixtures.servers import GSI_UNKNOWN_USER
 from tests.storage.helpers import make_config, se_tree
-
-DIRECTORY = {"usera": "a", "userb": "b"}
+from tests.storage.plugins import two_users
+from tests.storage.plugins.two_users import DIRECTORY, cross_user_grants, interleave
 
 
 def gsi_se(gsi, directory: str, proxy: Path | None) -> StorageElement:
@@ -32,8 +28,7 @@ def gsi_se(gsi, directory: str, proxy: Path | None) -> StorageElement:
 
 
 def audit(gsi, verdict: str, user: str, path_part: str) -> list[str]:
-    pattern = re.compile(rf"acc_Audit: \S+ {verdict} gsi {user}@\S+ \w+ \S*{re.escape(path_part)}")
-    return [line for line in gsi.log_text().splitlines() if pattern.search(line)]
+    return two_users.audit(gsi, "gsi", verdict, user, path_part)
 
 
 def test_each_user_reaches_only_its_directory(xrootd_gsi, tmp_path: Path) -> None:
@@ -56,7 +51,7 @@ def test_each_user_reaches_only_its_directory(xrootd_gsi, tmp_path: Path) -> Non
     res = theirs.putFile({lfn: str(src)})["Value"]
     assert lfn in res["Failed"] and not res["Successful"]
     assert "permission denied" in res["Failed"][lfn].lower(), res
-    assert not (xrootd_gsi.root / "b/dirac").exists()
+    assert not (xrootd_gsi.root / "b/dirac/own").exists()
     assert audit(xrootd_gsi, "deny", "usera", "/b/dirac/own")
     for name in ("X509_USER_PROXY", "XrdSecGSIUSERPROXY", "XrdSecCREDS"):
         assert str(proxy_a) not in os.environ.get(name, "")
@@ -83,60 +78,12 @@ def test_two_credentials_never_share_a_connection(xrootd_gsi) -> None:
 def test_parallel_users_get_only_their_own_rights(xrootd_gsi, tmp_path: Path) -> None:
     """usera and userb, 8 calls at a time, 160 operations: each result is what that
     user's rights allow, and the server log shows no cross-user access."""
-    proxies = {user: xrootd_gsi.proxy(user) for user in DIRECTORY}
-    payload = {user: os.urandom(20_000) + user.encode() for user in DIRECTORY}
-    sources = {}
-    for user, data in payload.items():
-        sources[user] = tmp_path / f"{user}.bin"
-        sources[user].write_bytes(data)
-    rng = random.Random(1234)
-    plan = [(i, rng.choice(list(DIRECTORY)), rng.choice(list(DIRECTORY.values())),
-             rng.choice(["put", "get", "meta"])) for i in range(160)]
-    # every user has one file in its own directory before the mix starts
-    for user, directory in DIRECTORY.items():
-        seed = gsi_se(xrootd_gsi, directory, proxies[user])
-        assert seed.putFile({"/dirac/mix/seed.bin": str(sources[user])})["OK"]
-    lock = threading.Lock()
-    wrong: list[str] = []
-
-    def operate(step: tuple[int, str, str, str]) -> None:
-        index, user, directory, op = step
-        se = gsi_se(xrootd_gsi, directory, proxies[user])  # a fresh SE per call, as the service
-        allowed = DIRECTORY[user] == directory
-        owner = next(u for u, d in DIRECTORY.items() if d == directory)
-        if op == "put":
-            lfn = f"/dirac/mix/{user}-{index}.bin"
-            res = se.putFile({lfn: str(sources[user])})["Value"]
-            ok = lfn in res["Successful"]
-            stored = xrootd_gsi.root / directory / lfn.lstrip("/")
-            if ok and stored.read_bytes() != payload[user]:
-                ok = False
-        elif op == "get":
-            out = tmp_path / f"get-{index}"
-            out.mkdir()
-            res = se.getFile("/dirac/mix/seed.bin", localPath=str(out))["Value"]
-            ok = "/dirac/mix/seed.bin" in res["Successful"]
-            if ok and (out / "seed.bin").read_bytes() != payload[owner]:
-                ok = False
-        else:
-            res = se.getFileMetadata("/dirac/mix/seed.bin")["Value"]
-            ok = "/dirac/mix/seed.bin" in res["Successful"]
-        if ok != allowed:
-            with lock:
-                wrong.append(f"{step}: {res}")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(operate, plan))
-    assert len(plan) >= 100 and wrong == []
-    log = gsi_log_lines = xrootd_gsi.log_text().splitlines()
-    assert gsi_log_lines
-    cross = [line for line in log if re.search(r"grant gsi usera@\S+ \w+ /b/", line)
-             or re.search(r"grant gsi userb@\S+ \w+ /a/", line)]
-    assert cross == []
-    assert audit(xrootd_gsi, "grant", "usera", "/a/dirac/mix/")
-    assert audit(xrootd_gsi, "grant", "userb", "/b/dirac/mix/")
-    assert audit(xrootd_gsi, "deny", "usera", "/b/dirac/mix/")
-    assert audit(xrootd_gsi, "deny", "userb", "/a/dirac/mix/")
+    wrong = interleave(xrootd_gsi, lambda d, p: gsi_se(xrootd_gsi, d, p), tmp_path, "mix")
+    assert wrong == []
+    assert cross_user_grants(xrootd_gsi, "gsi") == []
+    for user, other in (("usera", "b"), ("userb", "a")):
+        assert audit(xrootd_gsi, "grant", user, f"/{DIRECTORY[user]}/dirac/mix/")
+        assert audit(xrootd_gsi, "deny", user, f"/{other}/dirac/mix/")
 
 
 def expired_proxy(gsi, user: str, directory: Path) -> Path:

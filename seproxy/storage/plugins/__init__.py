@@ -39,7 +39,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "DIP": "seproxy.storage.plugins.dip:DIPStorage",
     "HTTPS": "seproxy.storage.plugins.https:HTTPSStorage",
     # DIRAC's name for its WebDAV plugin: a site's section works unchanged
-    "GFAL2_HTTPS": "seproxy.storage.plugins.https:HTTPSStorage",
+    "GFAL2_HTTPS": "seproxy.storage.plugins.https:GFAL2HTTPSStorage",
 }
 
 

@@ -519,4 +519,11 @@ class HTTPSStorage(StorageBase):
         return transfer_tree(items, self._upload)
 
 
-__all__ = ["HTTPSStorage"]
+class GFAL2HTTPSStorage(HTTPSStorage):
+    """The same plugin under DIRAC's name, so a site's ``PluginName = GFAL2_HTTPS``
+    section works unchanged (and reports that name)."""
+
+    pluginName = "GFAL2_HTTPS"
+
+
+__all__ = ["GFAL2HTTPSStorage", "HTTPSStorage"]

@@ -16,9 +16,9 @@ those parameters. Two facts of the library shape what is here:
 
 A proxy is sent with ``xrd.gsiusrcrt``/``xrd.gsiusrkey`` set to ``/dev/null``:
 if the proxy is refused or expired, the GSI client has no other identity to
-fall back to (it would otherwise try ``~/.globus/usercert.pem``). A
-certificate/key pair (the service's host credential) is given as such and the
-GSI client makes a proxy of it in the private directory.
+fall back to (it would otherwise try ``~/.globus/usercert.pem``). Of a
+certificate/key pair (the service's host credential) seproxy makes a 12-hour
+proxy itself and presents that.
 
 Nothing here writes the process environment. The GSI client's trust anchors
 come from ``XrdSecGSICADIR`` (default ``/etc/grid-security/certificates``),
@@ -30,18 +30,26 @@ URL's proxy path was shared by all connections of the process).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from urllib.parse import quote
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from seproxy.errors import StorageError
+from seproxy.security.pki import create_proxy
 from seproxy.storage.credentials import StorageCredentials
 from seproxy.storage.credfiles import credential_file, identity_of, read_credential
 
 #: XRootD bindings that keep a URL's proxy path per connection (xrootd commit 921a65e, 5.7.1).
 MIN_BINDINGS = (5, 7, 1)
+#: Lifetime (seconds) of the proxies made of a certificate/key credential.
+HOST_PROXY_LIFETIME = 12 * 3600
 #: Environment variables of the GSI client that would override the per-URL credential.
 OVERRIDING_VARIABLES = ("XrdSecCREDS",)
 
@@ -67,6 +75,27 @@ def _bindings_version() -> tuple[int, ...]:
     return tuple(parts)
 
 
+_PROXIES: dict[str, tuple[float, bytes]] = {}
+_PROXIES_LOCK = threading.Lock()
+
+
+def _proxy_of(cert_pem: bytes, key_pem: bytes) -> bytes:
+    """An RFC 3820 proxy of a certificate and key (the service's host credential), made
+    here and kept until an hour before it expires: the GSI client's own proxy making
+    from a certificate/key pair is configured per process, not per URL."""
+    digest = hashlib.sha256(cert_pem + b"\0" + key_pem).hexdigest()
+    now = time.time()
+    with _PROXIES_LOCK:
+        made = _PROXIES.get(digest)
+        if made is None or made[0] - now < 3600:
+            chain = x509.load_pem_x509_certificates(cert_pem)
+            key = serialization.load_pem_private_key(key_pem, password=None)
+            pem = create_proxy(chain, key, group=None, lifetime=HOST_PROXY_LIFETIME)
+            made = (now + HOST_PROXY_LIFETIME, pem)
+            _PROXIES[digest] = made
+        return made[1]
+
+
 def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
     """The login of ``credentials`` for XRootD URLs; None when there is nothing to present."""
     if credentials.proxy_path:
@@ -76,13 +105,12 @@ def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
         params = {"xrd.gsiusrpxy": str(path), "xrd.gsiusrcrt": os.devnull,
                   "xrd.gsiusrkey": os.devnull}
     elif credentials.cert and credentials.key:
-        cert, key = read_credential(credentials.cert, "certificate"), read_credential(credentials.key, "key")
-        digest, cert_path = credential_file(cert + b"\n" + key)
+        cert = read_credential(credentials.cert, "certificate")
+        pem = _proxy_of(cert, read_credential(credentials.key, "key"))
+        digest, path = credential_file(pem)
         identity = identity_of(cert)
-        # the GSI client makes a proxy of cert/key at the (not yet existing) proxy path
-        params = {"xrd.gsiusrpxy": str(cert_path.with_name(f"{digest}-proxy.pem")),
-                  "xrd.gsiusrcrt": str(Path(credentials.cert).resolve()),
-                  "xrd.gsiusrkey": str(Path(credentials.key).resolve())}
+        params = {"xrd.gsiusrpxy": str(path), "xrd.gsiusrcrt": os.devnull,
+                  "xrd.gsiusrkey": os.devnull}
     else:
         return None
     if _bindings_version() < MIN_BINDINGS:

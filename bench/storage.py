@@ -2,13 +2,15 @@
 
 For each plugin its real server runs on 127.0.0.1 (the same launchers as the tests):
 File (a local directory), S3 (moto's standalone server), XROOT (the xrootd daemon),
+XROOT-GSI and HTTPS (the xrootd daemon with GSI and its XrdHttp, a user proxy),
 DIP (a real DIRAC 9 ``DataManagement/StorageElement`` service; needs the interop venv).
 Each operation runs in a fresh child process that builds a ``StorageElement`` and
 makes one call; the child reports its wall time and ``ru_maxrss`` (peak RSS of the
 client: the streaming bound). The downloaded copy is checked against the source
 (size and adler32).
 
-Usage: ``python bench/storage.py [--size-mib 1024] [--plugins File,S3,XROOT,DIP] [--write]``;
+Usage: ``python bench/storage.py [--size-mib 1024] [--plugins File,S3,XROOT,XROOT-GSI,HTTPS,DIP]
+[--write]``;
 ``--write`` replaces the ``## Storage`` section of docs/BENCHMARKS.md.
 """
 
@@ -140,6 +142,23 @@ def backends(names: list[str], work: Path):
                 shutil.rmtree(b, ignore_errors=True)
 
             yield name, se_cfg(section, "root"), None, stop
+        elif name in ("XROOT-GSI", "HTTPS"):
+            from tests.fixtures.pki import PKI
+
+            base = Path(tempfile.mkdtemp(prefix="seproxy-xrootd-gsi-bench-"))
+            gsi = servers.start_xrootd_gsi(base, PKI(base / "pki"))
+            # the XRootD GSI client's trust anchors (read once per client process)
+            os.environ["XrdSecGSICADIR"] = str(gsi.ca_dir)
+            if name == "HTTPS":
+                section, protocol = gsi.https_section("/a", Timeout="300"), "https"
+            else:
+                section, protocol = gsi.section("/a", Timeout="300"), "root"
+
+            def stop_gsi(g=gsi, b=base) -> None:
+                servers.stop_process(g.server.proc)
+                shutil.rmtree(b, ignore_errors=True)
+
+            yield name, se_cfg(section, protocol), str(gsi.proxy("usera")), stop_gsi
         elif name == "DIP":
             from tests.fixtures import dirac as interop
             from tests.fixtures.pki import PKI, REGISTRY_CFG
@@ -164,7 +183,7 @@ def backends(names: list[str], work: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--plugins", default="File,S3,XROOT,DIP")
+    parser.add_argument("--plugins", default="File,S3,XROOT,XROOT-GSI,HTTPS,DIP")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--child", choices=["put", "get"])
     parser.add_argument("--cfg")
@@ -227,7 +246,9 @@ def main() -> None:
         "`StorageElement` call (`putFile` then `getFile`) in a fresh client process against "
         "the plugin's real server on 127.0.0.1 (File: local directory on the same disk; "
         "S3: moto's standalone server, which keeps objects in memory; XROOT: xrootd 5.5 from "
-        "Debian; DIP: real DIRAC 9.1.22 StorageElement service). MiB/s = size / wall time of "
+        "Debian, no authentication; XROOT-GSI: the same with GSI (a user proxy, grid-map, "
+        "authorization database); HTTPS: that server's XrdHttp (WebDAV, the proxy as TLS client "
+        "certificate); DIP: real DIRAC 9.1.22 StorageElement service). MiB/s = size / wall time of "
         "the call; peak RSS = the client process's `ru_maxrss` (interpreter and imports "
         "included). Every downloaded copy was checked (size and adler32).",
         "",

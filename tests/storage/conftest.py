@@ -88,6 +88,18 @@ def xroot_backend(tmp: Path, server: Any) -> Backend:
     )
 
 
+def gsi_backend(tmp: Path, gsi: Any, plugin: str) -> Backend:
+    """XROOT with GSI or HTTPS (XrdHttp) on the GSI server, as usera in its directory."""
+    sub = f"/a/t{uuid.uuid4().hex[:12]}"
+    if plugin == "HTTPS":
+        section, protocol = gsi.https_section(sub, Timeout="10"), "https"
+    else:
+        section, protocol = gsi.section(sub, Timeout="10"), "root"
+    creds = StorageCredentials(proxy_path=gsi.proxy("usera"))
+    make = _se_factory(section, protocol, credentials=creds)
+    return Backend(plugin, make, "", tmp, local_root=gsi.root / sub.lstrip("/"))
+
+
 def dip_backend(tmp: Path, service: Any, pki: Any) -> Backend:
     """The DIP plugin against a real DIRAC 9 DataManagement/StorageElement service."""
     section = dip_section(service.port)
@@ -96,7 +108,7 @@ def dip_backend(tmp: Path, service: Any, pki: Any) -> Backend:
     return Backend("DIP", make, "", tmp, local_root=service.storage_path)
 
 
-PLUGINS = ["File", "S3", "XROOT", "DIP"]
+PLUGINS = ["File", "S3", "XROOT", "XROOT-GSI", "HTTPS", "DIP"]
 
 
 @pytest.fixture(params=PLUGINS)
@@ -108,6 +120,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         result = s3_backend(tmp_path, request.getfixturevalue("moto_s3"))
     elif plugin == "XROOT":
         result = xroot_backend(tmp_path, request.getfixturevalue("xrootd_server"))
+    elif plugin in ("XROOT-GSI", "HTTPS"):
+        result = gsi_backend(tmp_path, request.getfixturevalue("xrootd_gsi"), plugin)
     else:
         # Known transport issue (reported): a *resumed* TLS session makes a real DIRAC 9
         # server stall 10 s per connection. Until the transport stops offering resumption

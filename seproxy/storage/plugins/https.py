@@ -54,14 +54,8 @@ from seproxy.storage.localfs import (
     known_checksum,
     temp_name_for,
 )
-from seproxy.storage.plugins import (
-    DISK_STATUS,
-    ItemFailed,
-    StorageBase,
-    local_files,
-    metadata,
-    transfer_tree,
-)
+from seproxy.storage.plugins import DISK_STATUS, ItemFailed, StorageBase, metadata
+from seproxy.storage.plugins.remote_tree import RemoteTree
 from seproxy.storage.utils import pfnunparse
 
 try:  # optional dependency: pip install seproxy[https]
@@ -132,7 +126,7 @@ def _digest_header(value: str) -> str:
     return ""
 
 
-class HTTPSStorage(StorageBase):
+class HTTPSStorage(RemoteTree, StorageBase):
     """Files on a WebDAV server over HTTPS."""
 
     pluginName = "HTTPS"
@@ -431,10 +425,14 @@ class HTTPSStorage(StorageBase):
         return True
 
     def _children(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        """The entries of a directory (uploads in progress hidden); a missing path or a
+        file fails the item."""
         entries = self._propfind(path.rstrip("/") + "/", 1)
         if entries is None:
             raise FileNotFoundError(errno.ENOENT, ENOENT_TEXT, path)
         own = path.rstrip("/") or "/"
+        if any(href == own and not info["dir"] for href, info in entries):
+            raise ItemFailed(os.strerror(errno.ENOTDIR))
         return [(href, info) for href, info in entries
                 if href != own and not is_temp_name(os.path.basename(href))]
 
@@ -456,67 +454,15 @@ class HTTPSStorage(StorageBase):
         path = self._path(url)
         return self._meta(path, self._existing(path, "directory"), with_checksum=False)
 
-    def _directory_size(self, url: str) -> dict[str, int]:
-        path = self._path(url)
-        self._existing(path, "directory")
-        files = size = subdirs = 0
-        for _href, info in self._children(path):
-            if info["dir"]:
-                subdirs += 1
-            else:
-                files += 1
-                size += info["size"]
-        return {"Files": files, "Size": size, "SubDirs": subdirs}
+    # -- RemoteTree hooks -----------------------------------------------------------------
+    def _entries(self, path: str) -> list[tuple[str, bool, int]]:
+        return [(href, info["dir"], info["size"]) for href, info in self._children(path)]
 
-    def _walk(self, path: str) -> tuple[list[tuple[str, int]], list[str]]:
-        """All files (path, size) and directories below ``path`` (deepest first)."""
-        files: list[tuple[str, int]] = []
-        dirs: list[str] = []
-        for href, info in self._children(path):
-            if info["dir"]:
-                sub_files, sub_dirs = self._walk(href)
-                files += sub_files
-                dirs += [*sub_dirs, href]
-            else:
-                files.append((href, info["size"]))
-        return files, dirs
+    def _missing(self, path: str) -> bool:
+        return self._stat(path) is None
 
-    def _remove_directory(self, url: str, recursive: bool) -> Any:
-        path = self._path(url)
-        if self._stat(path) is None:
-            return {"FilesRemoved": 0, "SizeRemoved": 0} if recursive else True
-        if not recursive:
-            for href, info in self._children(path):
-                if not info["dir"]:
-                    self._remove_file(href)
-            return True
-        removed = size = 0
-        try:
-            files, dirs = self._walk(path)
-            for href, file_size in files:
-                self._remove_file(href)
-                removed += 1
-                size += file_size
-            for directory in [*dirs, path]:
-                self._request("DELETE", directory.rstrip("/") + "/", ok=(200, 202, 204),
-                              missing_ok=True)
-        except (OSError, StorageError) as exc:
-            raise ItemFailed({"FilesRemoved": removed, "SizeRemoved": size}) from exc
-        return {"FilesRemoved": removed, "SizeRemoved": size}
-
-    def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
-        path = self._path(url).rstrip("/")
-        target = os.path.join(local_dir, os.path.basename(path))
-        items = (
-            (href, os.path.join(target, os.path.relpath(href, path)))
-            for href, _size in self._walk(path)[0]
-        )
-        return transfer_tree(items, self._download, local_target=True, require_files=True)
-
-    def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
-        path = self._path(url).rstrip("/")
-        items = ((full, f"{path}/{rel}") for full, rel in local_files(src_dir))
-        return transfer_tree(items, self._upload)
+    def _remove_empty_directory(self, path: str) -> None:
+        self._request("DELETE", path.rstrip("/") + "/", ok=(200, 202, 204), missing_ok=True)
 
 
 class GFAL2HTTPSStorage(HTTPSStorage):

@@ -36,10 +36,9 @@ from seproxy.storage.plugin_api import (
     DISK_STATUS,
     ItemFailed,
     StorageBase,
-    local_files,
     metadata,
-    transfer_tree,
 )
+from seproxy.storage.plugins.remote_tree import RemoteTree
 from seproxy.storage.plugins.xroot_gsi import gsi_login
 from seproxy.storage.utils import pfnunparse
 
@@ -56,7 +55,7 @@ ENOENT_TEXT = os.strerror(errno.ENOENT)
 _XRD_ENOENT = 3011
 
 
-class XROOTStorage(StorageBase):
+class XROOTStorage(RemoteTree, StorageBase):
     """Files on an XRootD server."""
 
     pluginName = "XROOT"
@@ -315,68 +314,17 @@ class XROOTStorage(StorageBase):
         path = self._path(url)
         return self._meta(path, self._existing(path, "directory"), with_checksum=False)
 
-    def _directory_size(self, url: str) -> dict[str, int]:
-        files = size = subdirs = 0
-        for _full, info in self._listing(self._path(url)):
-            if self._is_dir(info):
-                subdirs += 1
-            else:
-                files += 1
-                size += int(info.size)
-        return {"Files": files, "Size": size, "SubDirs": subdirs}
+    # -- RemoteTree hooks -----------------------------------------------------------------
+    def _entries(self, path: str) -> list[tuple[str, bool, int]]:
+        return [(full, self._is_dir(info), int(info.size)) for full, info in self._listing(path)]
 
-    def _walk(self, path: str) -> tuple[list[tuple[str, int]], list[str]]:
-        """All files (path, size) and directories below ``path`` (directories deepest first)."""
-        files: list[tuple[str, int]] = []
-        dirs: list[str] = []
-        for full, info in self._listing(path):
-            if self._is_dir(info):
-                sub_files, sub_dirs = self._walk(full)
-                files += sub_files
-                dirs += sub_dirs + [full]
-            else:
-                files.append((full, int(info.size)))
-        return files, dirs
+    def _missing(self, path: str) -> bool:
+        return self._stat(path) is None
 
-    def _remove_directory(self, url: str, recursive: bool) -> Any:
-        path = self._path(url)
-        if self._stat(path) is None:
-            if recursive:
-                return {"FilesRemoved": 0, "SizeRemoved": 0}
-            return True
-        if not recursive:
-            for full, info in self._listing(path):
-                if not self._is_dir(info):
-                    self._remove_file(full)
-            return True
-        removed = size = 0
-        try:
-            files, dirs = self._walk(path)
-            for full, file_size in files:
-                self._remove_file(full)
-                removed += 1
-                size += file_size
-            for directory in dirs + [path]:
-                status, _ = self.fs.rmdir(directory, timeout=self.timeout)
-                if not status.ok and status.errno != _XRD_ENOENT:
-                    self._raise(status, directory)
-        except (OSError, StorageError) as exc:
-            raise ItemFailed({"FilesRemoved": removed, "SizeRemoved": size}) from exc
-        return {"FilesRemoved": removed, "SizeRemoved": size}
-
-    def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
-        path = self._path(url).rstrip("/")
-        target = os.path.join(local_dir, os.path.basename(path))
-        items = (
-            (full, os.path.join(target, os.path.relpath(full, path)))
-            for full, _size in self._walk(path)[0]
-        )
-        return transfer_tree(items, self._download, local_target=True)
-
-    def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
-        path = self._path(url).rstrip("/")
-        items = ((full, f"{path}/{rel}") for full, rel in local_files(src_dir))
-        return transfer_tree(items, self._upload)
+    def _remove_empty_directory(self, path: str) -> None:
+        status, _ = self.fs.rmdir(path, timeout=self.timeout)
+        if not status.ok and status.errno != _XRD_ENOENT:
+            self._raise(status, path)
 
 
 __all__ = ["XROOTStorage"]

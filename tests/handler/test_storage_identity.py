@@ -1,13 +1,17 @@
 """Whose identity reaches the storage, asserted from the storage's side, for every
 ``CredentialSource`` (host, proxydir, delegation): the StorageElementProxy uploads a
-caller's file to a File SE (the file's owner), an XRootD SE with GSI and a WebDAV SE
-on XrdHttp (the server's audit log names the user it authenticated and authorized)."""
+caller's file to a File SE (the file's owner), an S3 SE (the access key in the requests
+moto recorded), an XRootD SE with GSI and a WebDAV SE on XrdHttp (the server's audit log
+names the user it authenticated and authorized)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,11 +28,13 @@ EXPECTED = {"host": GSI_HOST_USER, "proxydir": ("testuser", GSI_USERS["testuser"
             "delegation": ("testuser", GSI_USERS["testuser"])}
 
 
-def se_config(storage: Path, gsi) -> str:
+def se_config(storage: Path, gsi, s3=None, bucket: str = "") -> str:
     def se(protocol: str, section: dict) -> dict:
         return {"AccessProtocols": protocol, "WriteProtocols": protocol, "Main": section}
 
     ses = {"SE-FILE": se("file", file_section(str(storage)))}
+    if s3 is not None:
+        ses["SE-S3"] = se("s3", s3.section(bucket, Timeout="20"))
     for source, (_login, directory) in EXPECTED.items():
         ses[f"SE-XRD-{source}"] = se("root", gsi.section(f"/{directory}", Timeout="20"))
         ses[f"SE-DAV-{source}"] = se("davs", gsi.https_section(f"/{directory}", "davs",
@@ -37,7 +43,9 @@ def se_config(storage: Path, gsi) -> str:
 
 
 @pytest.fixture
-def service_with(seproxy_service, pki, tmp_path, xrootd_gsi):
+def service_with(seproxy_service, pki, tmp_path, xrootd_gsi, moto_s3):
+    bucket = moto_s3.create_bucket(f"id{os.urandom(6).hex()}")
+
     def start(source: str, **options) -> ProxyUnderTest:
         storage = tmp_path / "storage"
         storage.mkdir(exist_ok=True)
@@ -47,10 +55,39 @@ def service_with(seproxy_service, pki, tmp_path, xrootd_gsi):
                               options=opts, registry=REGISTRY,
                               authorization={"Default": "authenticated",
                                              "FileTransfer/Default": "authenticated"},
-                              cfg_text=se_config(storage, xrootd_gsi))
-        return ProxyUnderTest(svc, pki, storage, Path(opts["BasePath"]))
+                              cfg_text=se_config(storage, xrootd_gsi, moto_s3, bucket))
+        running = ProxyUnderTest(svc, pki, storage, Path(opts["BasePath"]))
+        running.bucket = bucket
+        return running
 
     return start
+
+
+@contextlib.contextmanager
+def s3_recording(server):
+    """moto's request recorder (method, URL, headers of every request the server got)."""
+    def call(action: str, method: str = "POST") -> bytes:
+        request = urllib.request.Request(f"{server.endpoint}/moto-api/recorder/{action}",
+                                         method=method)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.read()
+
+    call("reset-recording")
+    call("start-recording")
+    entries: list[dict] = []
+    try:
+        yield lambda: entries
+    finally:
+        call("stop-recording")
+        data = call("download-recording", "GET").decode()
+        entries.extend(json.loads(line) for line in data.splitlines() if line.strip())
+        call("reset-recording")
+
+
+def access_key(entry: dict) -> str:
+    """The access key that signed a recorded request (SigV4 ``Credential=<key>/...``)."""
+    match = re.search(r"Credential=([^/]+)/", str(entry["headers"]))
+    return match.group(1) if match else ""
 
 
 def upload(proxy: ProxyUnderTest, src: Path, se: str, lfn: str) -> dict:
@@ -66,7 +103,8 @@ def granted(gsi, protocol: str, login: str, path: str) -> bool:
 
 
 @pytest.mark.parametrize("source", list(EXPECTED))
-def test_the_storage_sees_the_credential_source(service_with, xrootd_gsi, tmp_path, source):
+def test_the_storage_sees_the_credential_source(service_with, xrootd_gsi, moto_s3, tmp_path,
+                                                source):
     options = {}
     if source == "proxydir":
         proxies = tmp_path / "proxies"
@@ -92,6 +130,12 @@ def test_the_storage_sees_the_credential_source(service_with, xrootd_gsi, tmp_pa
     assert res["OK"], res
     # a File SE sees the service's own account, whatever the caller
     assert (proxy.storage / f"dirac/id/{source}.bin").stat().st_uid == os.getuid()
+    # an S3 SE sees the access key of its section (recorded by the server), whatever the caller
+    with s3_recording(moto_s3) as recorded:
+        res = upload(proxy, src, "SE-S3", f"/dirac/id/{source}-s3.bin")
+        assert res["OK"], res
+    keys = {access_key(entry) for entry in recorded() if f"/{proxy.bucket}/" in entry["url"]}
+    assert keys == {moto_s3.access_key}
     assert state.credentials.kind == source
 
 

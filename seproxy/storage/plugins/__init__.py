@@ -7,7 +7,7 @@ Discovery
 =========
 
 ``load_plugin("File")`` returns the class for a protocol section's
-``PluginName``: built-ins first (File, S3, XROOT, DIP, HTTPS = GFAL2_HTTPS), then the Python entry
+``PluginName``: built-ins first (File, S3, XROOT = GFAL2_XROOT, DIP, HTTPS = GFAL2_HTTPS), then the Python entry
 points of group ``seproxy.storage_plugins`` (``name = "pkg.module:Class"``), so
 a site ships its own backend as a separate package.
 """
@@ -38,7 +38,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "XROOT": "seproxy.storage.plugins.xroot:XROOTStorage",
     "DIP": "seproxy.storage.plugins.dip:DIPStorage",
     "HTTPS": "seproxy.storage.plugins.https:HTTPSStorage",
-    # DIRAC's name for its WebDAV plugin: a site's section works unchanged
+    # DIRAC's names for its gfal2-based plugins: a site's sections work unchanged
+    "GFAL2_XROOT": "seproxy.storage.plugins.xroot:GFAL2XROOTStorage",
     "GFAL2_HTTPS": "seproxy.storage.plugins.https:GFAL2HTTPSStorage",
 }
 

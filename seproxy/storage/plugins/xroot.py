@@ -327,4 +327,11 @@ class XROOTStorage(RemoteTree, StorageBase):
             self._raise(status, path)
 
 
-__all__ = ["XROOTStorage"]
+class GFAL2XROOTStorage(XROOTStorage):
+    """The same plugin under DIRAC's name, so a site's ``PluginName = GFAL2_XROOT``
+    section works unchanged (and reports that name)."""
+
+    pluginName = "GFAL2_XROOT"
+
+
+__all__ = ["GFAL2XROOTStorage", "XROOTStorage"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
 from tests.fixtures import services  # noqa: E402
 
 MiB = 1024 * 1024
@@ -45,8 +46,8 @@ def make_file(path: Path, size_mib: int) -> None:
             fh.write(index.to_bytes(8, "big") + block[8:])
 
 
-def measure(work: Path, storage: Path, source: Path, repeat: int) -> tuple[float, float]:
-    """(best uploadFile seconds, best cp seconds) with SE-LOCAL rooted at ``storage``."""
+def measure(work: Path, storage: Path, source: Path, repeat: int) -> tuple[list[float], list[float]]:
+    """(uploadFile seconds, cp seconds) of each round with SE-LOCAL rooted at ``storage``."""
     from seproxy.cli.common import DEV_PROXY
     from seproxy.config import Config
     from seproxy.rpc.client import RPCClient
@@ -86,12 +87,15 @@ def measure(work: Path, storage: Path, source: Path, repeat: int) -> tuple[float
             subprocess.run(["cp", str(source), str(stored)], check=True)
             copies.append(time.perf_counter() - start)
             stored.unlink()
-        return min(uploads), min(copies)
+        return uploads, copies
     finally:
         services.stop_serve(proc)
 
 
-def run(size_mib: int, repeat: int, other_fs: Path) -> list[tuple[str, float, float]]:
+Rows = list[tuple[str, list[float], list[float]]]
+
+
+def run(size_mib: int, repeat: int, other_fs: Path) -> Rows:
     work = Path(tempfile.mkdtemp(prefix="seproxy-bench-upload-"))
     other = Path(tempfile.mkdtemp(prefix="seproxy-bench-upload-", dir=other_fs))
     try:
@@ -109,11 +113,14 @@ def run(size_mib: int, repeat: int, other_fs: Path) -> list[tuple[str, float, fl
         shutil.rmtree(other, ignore_errors=True)
 
 
-def section(rows: list[tuple[str, float, float]], size_mib: int, repeat: int, load: float,
-            fs_note: str) -> str:
-    table = "\n".join(
-        f"| {name} | {up:.3f} | {cp:.3f} | {up / cp:.2f}x |" for name, up, cp in rows
-    )
+def section(rows: Rows, size_mib: int, repeat: int, load: float, fs_note: str) -> str:
+    def cells(up: list[float], cp: list[float]) -> str:
+        ratios = [u / c for u, c in zip(up, cp)]
+        return (f"{min(up):.3f} | {statistics.median(up):.3f} | {min(cp):.3f} | "
+                f"{statistics.median(cp):.3f} | {min(up) / min(cp):.2f}x | "
+                f"{statistics.median(ratios):.2f}x")
+
+    table = "\n".join(f"| {name} | {cells(up, cp)} |" for name, up, cp in rows)
     return (
         "## uploadFile\n\n"
         f"`python bench/upload.py --size {size_mib} --repeat {repeat} --write`, "
@@ -122,10 +129,13 @@ def section(rows: list[tuple[str, float, float]], size_mib: int, repeat: int, lo
         "`SE-LOCAL` placed on the cache's filesystem or on another one; a "
         f"{size_mib} MiB file is sent to `putFile/<name>` (not timed), then the `uploadFile` "
         "RPC is timed at the client (cache -> SE, checksum, catalogue); `cp` = the same source "
-        "file copied by `cp` into the same SE directory (wall clock of the process). Best of "
-        f"{repeat}, seconds. {fs_note}\n\n"
-        "| SE placement | uploadFile s | cp s | uploadFile / cp |\n|---|---:|---:|---:|\n"
+        "file copied by `cp` into the same SE directory (wall clock of the process), right after "
+        f"each uploadFile; {repeat} rounds, seconds; ratio of the bests and median of the "
+        f"per-round ratios. {fs_note}\n\n"
+        "| SE placement | uploadFile best | uploadFile median | cp best | cp median "
+        "| best / best | median ratio |\n|---|---:|---:|---:|---:|---:|---:|\n"
         + table + "\n"
+        + ("\n" + kept_notes("uploadFile") if kept_notes("uploadFile") else "")
     )
 
 

@@ -244,8 +244,7 @@ class StorageElementProxyHandler(RequestHandler):
         except AuthError as exc:
             result = S_ERROR(str(exc))
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                local.unlink()
+            _discard(local, state.cache.tmp)
         if not result["OK"]:
             log.error("uploadFile: failed to put %s to %s: %s", name, se, result["Message"])
         return result
@@ -454,6 +453,28 @@ class _Adler32File(io.FileIO):
 
     def adler32_hex(self) -> str:
         return f"{self._adler & 0xFFFFFFFF:08x}"
+
+
+def _discard(path: Any, tmp_dir: Any) -> None:
+    """Remove a staged file now; free its blocks off the answer's path (freeing a large
+    file's blocks takes tens of ms on ext4). It is renamed into ``tmp/`` first, so the
+    name is free at once and a later upload of the same name is never the one removed
+    (``tmp/`` is also emptied at start-up)."""
+    gone = os.path.join(tmp_dir, f"gone-{secrets.token_hex(8)}.part")
+    try:
+        os.replace(path, gone)
+    except FileNotFoundError:
+        return  # moved into a File SE, or never there
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    threading.Thread(target=_unlink_quietly, args=(gone,), name="discard", daemon=True).start()
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _refuse_download(fileHelper: FileHelper, message: str) -> dict:  # noqa: N803

@@ -36,10 +36,12 @@ from bench.report import load_note, machine_line, write_section  # noqa: E402
 LFN = "/dirac/bench/big.bin"
 NOTES = (
     "\nReading: peak RSS does not grow with the file (a 64 MiB run gave File 27, S3 131/97, "
-    "XROOT 87/77, DIP 74 MiB): every plugin streams. S3 put holds boto3's multipart buffers "
+    "XROOT 87/77, DIP 74 MiB): every plugin streams. XROOT-GSI and HTTPS authenticate "
+    "with a user proxy (GSI; TLS client certificate on XrdHttp) against the same xrootd, "
+    "whose authorization database gives the user only its directory. S3 put holds boto3's multipart buffers "
     "(16 MiB parts, 4 in flight). The S3 figures measure moto (a pure-Python in-memory server), "
     "the DIP figures DIRAC's own StorageElement service (M2Crypto, 1 MiB FileHelper chunks) -- "
-    "not the plugins. Tested servers: moto 5.2.1, xrootd 5.5.3, DIRAC 9.1.22.\n"
+    "not the plugins. Tested servers: moto 5.2.1, xrootd 5.5.3 (XrdHttp for HTTPS), DIRAC 9.1.22.\n"
 )
 
 

@@ -17,10 +17,11 @@ from tests.storage.plugins.test_xroot_gsi import expired_proxy, foreign_proxy
 from tests.storage.plugins.two_users import DIRECTORY, cross_user_grants, interleave
 
 
-def https_se(gsi, directory: str, proxy: Path | None, protocol: str = "https") -> StorageElement:
+def https_se(gsi, directory: str, proxy: Path | None, protocol: str = "https",
+             token: str | None = None) -> StorageElement:
     tree = se_tree("SE-DAV", {"DAV": gsi.https_section(f"/{directory}", protocol, Timeout="20")},
                    AccessProtocols=protocol, WriteProtocols=protocol)
-    creds = StorageCredentials(proxy_path=proxy) if proxy else None
+    creds = StorageCredentials(proxy_path=proxy, bearer_token=token) if proxy or token else None
     return StorageElement("SE-DAV", config=make_config(tree), credentials=creds)
 
 
@@ -156,3 +157,29 @@ def test_refused_credentials_are_per_file_failures(xrootd_gsi, tmp_path: Path) -
         assert f"refused {who}: 403" in reason or f"TLS handshake failed for {who}" in reason, \
             (case, res)
     assert not (xrootd_gsi.root / "a/dirac/drefused").exists()
+
+
+def test_bearer_token_is_the_credential(xrootd_gsi, tmp_path: Path) -> None:
+    """A macaroon XrdHttp issued to usera for /a: the token alone (no client certificate)
+    writes and reads /a, is refused /b; a forged token is refused; the token's calls never
+    share a connection pool with a proxy's."""
+    token = xrootd_gsi.macaroon("usera", "/a/")
+    src = tmp_path / "t.bin"
+    data = os.urandom(70_000)
+    src.write_bytes(data)
+    lfn = "/dirac/token/t.bin"
+    mine = https_se(xrootd_gsi, "a", None, token=token)
+    assert mine.putFile({lfn: str(src)})["Value"]["Successful"] == {lfn: len(data)}
+    assert (xrootd_gsi.root / "a" / lfn.lstrip("/")).read_bytes() == data
+    assert mine.getFileMetadata(lfn)["Value"]["Successful"][lfn]["Checksum"] == adler(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert mine.getFile(lfn, localPath=str(out))["Value"]["Successful"] == {lfn: len(data)}
+    assert (out / "t.bin").read_bytes() == data
+    theirs = https_se(xrootd_gsi, "b", None, token=token).putFile({lfn: str(src)})["Value"]
+    assert "refused the credential of a bearer token: 403" in theirs["Failed"][lfn], theirs
+    forged = https_se(xrootd_gsi, "a", None, token=token[:-8] + "AAAAAAAA")
+    res = forged.getFileMetadata(lfn)["Value"]
+    assert "refused the credential of a bearer token: 403" in res["Failed"][lfn], res
+    with_proxy = https_se(xrootd_gsi, "a", xrootd_gsi.proxy("usera")).storages["DAV"].session
+    assert mine.storages["DAV"].session is not with_proxy is not forged.storages["DAV"].session

@@ -34,8 +34,7 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from seproxy.checksum import adler32
 from seproxy.errors import SizeMismatch
@@ -239,25 +238,29 @@ def checksum_of(path: str, st: os.stat_result | None = None) -> str:
     return get_checksum_xattr(path, st) or file_adler32(path)
 
 
-@dataclass(frozen=True)
-class LocalSource:
-    """A local file for ``putFile`` with what is already known about it.
+class LocalSource(str):
+    """A local file path for ``putFile`` with what is already known about the file.
 
     ``checksum``: its adler32 (hex), computed while its bytes arrived, so a plugin
     need not read the file for it. ``consumable``: the caller deletes the file once
     ``putFile`` returns, so a plugin on the same filesystem may move it into place
-    instead of copying. Plugins see a path (``str()``/``os.fspath()``) as before.
+    instead of copying. It *is* the path (a ``str``), so every plugin -- a site's
+    own included -- that expects a path keeps working and simply ignores the rest.
     """
 
-    path: str
-    checksum: str = ""
-    consumable: bool = False
+    checksum: str
+    consumable: bool
 
-    def __fspath__(self) -> str:
-        return self.path
+    def __new__(cls, path: str | os.PathLike[str], checksum: str = "",
+                consumable: bool = False) -> Self:
+        self = super().__new__(cls, os.fspath(path))
+        self.checksum = checksum
+        self.consumable = consumable
+        return self
 
-    def __str__(self) -> str:
-        return self.path
+    @property
+    def path(self) -> str:
+        return str.__str__(self)
 
 
 def known_checksum(source: object) -> str:
@@ -300,17 +303,17 @@ __all__ = [
     "XATTR_NAME",
     "LocalSource",
     "SizeMismatch",
-    "atomic_move",
-    "known_checksum",
     "adler32_hex",
     "atomic_copy",
+    "atomic_move",
     "atomic_write",
     "checksum_of",
     "copy_stream",
     "file_adler32",
     "get_checksum_xattr",
-    "kernel_copy",
     "is_temp_name",
+    "kernel_copy",
+    "known_checksum",
     "set_checksum_xattr",
     "temp_name_for",
 ]

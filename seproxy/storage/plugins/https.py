@@ -91,7 +91,9 @@ def _session(key: str, cert: Any, verify: Any, pool_size: int = 8) -> Any:
             session.mount("http://", adapter)
             _SESSIONS[key] = session
             while len(_SESSIONS) > MAX_SESSIONS:
-                _SESSIONS.popitem(last=False)[1].close()
+                # not closed here: a call may still be using it; its sockets close when
+                # the last plugin holding it is gone
+                _SESSIONS.popitem(last=False)
         else:
             _SESSIONS.move_to_end(key)
         return session

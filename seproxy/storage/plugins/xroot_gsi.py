@@ -129,4 +129,4 @@ def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
     return GsiLogin(user=digest[:8], opaque=opaque, identity=identity)
 
 
-__all__ = ["GsiLogin", "gsi_login", "MIN_BINDINGS"]
+__all__ = ["MIN_BINDINGS", "GsiLogin", "gsi_login"]

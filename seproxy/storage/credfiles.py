@@ -6,13 +6,16 @@ a library ``credential_file(pem)`` -- ``<private dir>/<sha256>.pem``, written
 once with mode 0600 in a 0700 directory of this process -- gives one path per
 credential content, forever: a path never stands for two identities, and the
 digest is a key for connection pools. A copy unused for ``IDLE_SECONDS`` is
-removed (the connections that used it are long closed by then).
+removed (the connections that used it are long closed by then), the directory
+when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -40,6 +43,8 @@ class CredentialFiles:
     def _directory(self) -> Path:
         if self._dir is None or not self._dir.is_dir():
             self._dir = Path(tempfile.mkdtemp(prefix="seproxy-creds-"))  # mode 0700
+            # the copies are secrets: gone with the process
+            atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
         return self._dir
 
     def store(self, pem: bytes) -> tuple[str, Path]:

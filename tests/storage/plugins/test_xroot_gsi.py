@@ -81,6 +81,9 @@ def test_parallel_users_get_only_their_own_rights(xrootd_gsi, tmp_path: Path) ->
     wrong = interleave(xrootd_gsi, lambda d, p: gsi_se(xrootd_gsi, d, p), tmp_path, "mix")
     assert wrong == []
     assert cross_user_grants(xrootd_gsi, "gsi") == []
+    # server side: every login (one per credential) was only ever one user
+    logins = two_users.users_per_login(xrootd_gsi, "gsi")
+    assert logins and all(len(users) == 1 for users in logins.values()), logins
     for user, other in (("usera", "b"), ("userb", "a")):
         assert audit(xrootd_gsi, "grant", user, f"/{DIRECTORY[user]}/dirac/mix/")
         assert audit(xrootd_gsi, "deny", user, f"/{other}/dirac/mix/")

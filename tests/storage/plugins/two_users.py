@@ -77,3 +77,15 @@ def audit(gsi, protocol: str, verdict: str, user: str, path_part: str) -> list[s
     pattern = re.compile(
         rf"acc_Audit: \S+ {verdict} {protocol} {user}@\S+ \w+ \S*{re.escape(path_part)}")
     return [line for line in gsi.log_text().splitlines() if pattern.search(line)]
+
+
+def users_per_login(gsi, protocol: str) -> dict[str, set[str]]:
+    """For each client login name in the audit log (``<login>.<pid>:<fd>@host``), the users
+    the server authorized on connections with that login."""
+    pattern = re.compile(rf"acc_Audit: (\w+)\.\d+:\d+@\S+ \w+ {protocol} (\w+)@")
+    seen: dict[str, set[str]] = {}
+    for line in gsi.log_text().splitlines():
+        match = pattern.search(line)
+        if match:
+            seen.setdefault(match.group(1), set()).add(match.group(2))
+    return seen

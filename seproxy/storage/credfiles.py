@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -92,6 +93,17 @@ def read_credential(path: str | os.PathLike[str], what: str) -> bytes:
     return data
 
 
+def proxy_bytes(credentials: Any) -> bytes | None:
+    """The PEM of a credential's proxy: in memory (``proxy_pem``, when the credential
+    source holds it so) or read from ``proxy_path``; None when it has no proxy."""
+    pem = getattr(credentials, "proxy_pem", None)
+    if pem:
+        return bytes(pem)
+    if credentials.proxy_path:
+        return read_credential(credentials.proxy_path, "proxy")
+    return None
+
+
 def identity_of(pem: bytes) -> str:
     """The DN a PEM chain stands for: its first certificate that is not a proxy ("" if none)."""
     try:
@@ -104,4 +116,4 @@ def identity_of(pem: bytes) -> str:
     return name_to_dn(certs[0].issuer) if certs else ""
 
 
-__all__ = ["IDLE_SECONDS", "credential_file", "identity_of", "read_credential"]
+__all__ = ["IDLE_SECONDS", "credential_file", "identity_of", "proxy_bytes", "read_credential"]

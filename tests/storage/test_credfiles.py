@@ -41,3 +41,20 @@ def test_read_credential_refuses_what_is_not_one(tmp_path: Path) -> None:
     big.write_bytes(b"x" * (MAX_CREDENTIAL_BYTES + 1))
     with pytest.raises(StorageError, match="larger than a credential file"):
         read_credential(big, "proxy")
+
+
+def test_in_memory_proxy_is_preferred(pki, tmp_path: Path) -> None:
+    """A credential source that holds the proxy in memory (``proxy_pem``) needs no file."""
+    from dataclasses import dataclass
+
+    from seproxy.storage.credfiles import proxy_bytes
+    from seproxy.storage.credentials import StorageCredentials
+
+    @dataclass(frozen=True)
+    class InMemory(StorageCredentials):
+        proxy_pem: bytes | None = None
+
+    pem = pki.proxy().read_bytes()
+    assert proxy_bytes(InMemory(proxy_pem=pem)) == pem
+    assert proxy_bytes(StorageCredentials(proxy_path=pki.proxy())) != pem
+    assert proxy_bytes(StorageCredentials()) is None

@@ -45,7 +45,12 @@ from urllib.parse import quote, unquote, urlparse
 
 from seproxy.checksum import adler32
 from seproxy.errors import StorageError
-from seproxy.storage.credfiles import credential_file, identity_of, read_credential
+from seproxy.storage.credfiles import (
+    credential_file,
+    identity_of,
+    proxy_bytes,
+    read_credential,
+)
 from seproxy.storage.localfs import (
     BLOCK_SIZE,
     adler32_hex,
@@ -150,8 +155,9 @@ class HTTPSStorage(RemoteTree, StorageBase):
         creds = self.credentials
         cert: Any = None
         identity = b""
-        if creds.proxy_path:
-            pem = read_credential(creds.proxy_path, "proxy")
+        proxy = proxy_bytes(creds)
+        if proxy is not None:
+            pem = proxy
             _digest, path = credential_file(pem)
             cert, identity, self._identity = str(path), pem, identity_of(pem)
         elif creds.cert and creds.key:

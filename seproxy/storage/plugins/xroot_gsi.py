@@ -44,7 +44,12 @@ from cryptography.hazmat.primitives import serialization
 from seproxy.errors import StorageError
 from seproxy.security.pki import create_proxy
 from seproxy.storage.credentials import StorageCredentials
-from seproxy.storage.credfiles import credential_file, identity_of, read_credential
+from seproxy.storage.credfiles import (
+    credential_file,
+    identity_of,
+    proxy_bytes,
+    read_credential,
+)
 
 #: XRootD bindings that keep a URL's proxy path per connection (xrootd commit 921a65e, 5.7.1).
 MIN_BINDINGS = (5, 7, 1)
@@ -98,8 +103,8 @@ def _proxy_of(cert_pem: bytes, key_pem: bytes) -> bytes:
 
 def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
     """The login of ``credentials`` for XRootD URLs; None when there is nothing to present."""
-    if credentials.proxy_path:
-        pem = read_credential(credentials.proxy_path, "proxy")
+    pem = proxy_bytes(credentials)
+    if pem is not None:
         digest, path = credential_file(pem)
         identity = identity_of(pem)
         params = {"xrd.gsiusrpxy": str(path), "xrd.gsiusrcrt": os.devnull,

@@ -47,8 +47,8 @@ def test_in_memory_proxy_is_preferred(pki, tmp_path: Path) -> None:
     """A credential source that holds the proxy in memory (``proxy_pem``) needs no file."""
     from dataclasses import dataclass
 
-    from seproxy.storage.credfiles import proxy_bytes
     from seproxy.storage.credentials import StorageCredentials
+    from seproxy.storage.credfiles import proxy_bytes
 
     @dataclass(frozen=True)
     class InMemory(StorageCredentials):

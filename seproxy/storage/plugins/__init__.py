@@ -1,4 +1,4 @@
-"""Storage plugins: discovery, and the built-in plugins (File, S3, XROOT, DIP) below.
+"""Storage plugins: discovery, and the built-in plugins (File, S3, XROOT, DIP, HTTPS) below.
 
 The contract a plugin implements is :mod:`seproxy.storage.plugin_api` (its names are
 re-exported here).
@@ -7,8 +7,8 @@ Discovery
 =========
 
 ``load_plugin("File")`` returns the class for a protocol section's
-``PluginName``: built-ins first (File, S3, XROOT = GFAL2_XROOT, DIP, HTTPS = GFAL2_HTTPS), then the Python entry
-points of group ``seproxy.storage_plugins`` (``name = "pkg.module:Class"``), so
+``PluginName``: built-ins first (File, S3, XROOT = GFAL2_XROOT, DIP, HTTPS =
+GFAL2_HTTPS), then the Python entry points of group ``seproxy.storage_plugins`` (``name = "pkg.module:Class"``), so
 a site ships its own backend as a separate package.
 """
 

@@ -45,13 +45,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from seproxy.checksum import adler32
 from seproxy.errors import StorageError
-from seproxy.storage.credfiles import (
-    credential_file,
-    identity_of,
-    proxy_bytes,
-    read_credential,
-)
-from seproxy.storage.localfs import (
+from seproxy.localfs import (
     BLOCK_SIZE,
     adler32_hex,
     atomic_write,
@@ -59,7 +53,13 @@ from seproxy.storage.localfs import (
     known_checksum,
     temp_name_for,
 )
-from seproxy.storage.plugins import DISK_STATUS, ItemFailed, StorageBase, metadata
+from seproxy.storage.credfiles import (
+    credential_file,
+    identity_of,
+    proxy_bytes,
+    read_credential,
+)
+from seproxy.storage.plugin_api import DISK_STATUS, ItemFailed, StorageBase, metadata
 from seproxy.storage.plugins.remote_tree import RemoteTree
 from seproxy.storage.utils import pfnunparse
 

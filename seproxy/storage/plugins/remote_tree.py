@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from seproxy.errors import StorageError
-from seproxy.storage.plugins import ItemFailed, local_files, transfer_tree
+from seproxy.storage.plugin_api import ItemFailed, local_files, transfer_tree
 
 
 class RemoteTree:

@@ -114,7 +114,7 @@ def test_interrupted_download_resumes_with_range(xrootd_gsi, tmp_path: Path, mon
 
 
 def test_corrupted_upload_is_refused_and_removed(xrootd_gsi, tmp_path: Path) -> None:
-    from seproxy.storage.localfs import LocalSource
+    from seproxy.localfs import LocalSource
 
     se = https_se(xrootd_gsi, "a", xrootd_gsi.proxy("usera"))
     src = tmp_path / "c.bin"

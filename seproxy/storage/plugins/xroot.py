@@ -20,7 +20,9 @@ gsi``, gridmap, ``acc.authdb`` per-user directories).
 
 The XRootD client library keeps connection settings per process; on import this
 module lowers ``ConnectionRetry`` to 1 so that a server that is down fails in
-about ``ConnectionWindow`` seconds instead of minutes.
+about ``ConnectionWindow`` seconds instead of minutes, and ``DataServerTTL`` to
+60 s: each credential has connections of its own (a delegated proxy is a new
+credential every call), each holding a socket until it has been idle that long.
 """
 
 from __future__ import annotations
@@ -42,12 +44,19 @@ from seproxy.storage.plugins.remote_tree import RemoteTree
 from seproxy.storage.plugins.xroot_gsi import gsi_login
 from seproxy.storage.utils import pfnunparse
 
+#: Idle connections to a data server are closed after this many seconds (XrdCl's
+#: ``DataServerTTL``, process-wide; its default is 300).
+IDLE_CONNECTION_SECONDS = 60
+
 try:  # optional dependency: pip install seproxy[xroot]
     from XRootD import client as xrd_client
     from XRootD.client.flags import DirListFlags, MkDirFlags, QueryCode, StatInfoFlags
 
     xrd_client.EnvPutInt("ConnectionRetry", 1)
     xrd_client.EnvPutInt("ConnectionWindow", 10)
+    # every credential has its own connections (per-call credentials, e.g. delegated
+    # proxies, are new ones each call): close idle ones after a minute, not XrdCl's 5
+    xrd_client.EnvPutInt("DataServerTTL", IDLE_CONNECTION_SECONDS)
 except ImportError:  # pragma: no cover - reported when the plugin is built
     xrd_client = None
 

@@ -45,16 +45,11 @@ def test_read_credential_refuses_what_is_not_one(tmp_path: Path) -> None:
 
 def test_in_memory_proxy_is_preferred(pki, tmp_path: Path) -> None:
     """A credential source that holds the proxy in memory (``proxy_pem``) needs no file."""
-    from dataclasses import dataclass
-
     from seproxy.storage.credentials import StorageCredentials
     from seproxy.storage.credfiles import proxy_bytes
 
-    @dataclass(frozen=True)
-    class InMemory(StorageCredentials):
-        proxy_pem: bytes | None = None
-
     pem = pki.proxy().read_bytes()
-    assert proxy_bytes(InMemory(proxy_pem=pem)) == pem
+    # the ProxyManager source hands proxy_pem (and a lazy file the plugins need not ask for)
+    assert proxy_bytes(StorageCredentials(proxy_pem=pem, proxy_path=pki.proxy())) == pem
     assert proxy_bytes(StorageCredentials(proxy_path=pki.proxy())) != pem
     assert proxy_bytes(StorageCredentials()) is None

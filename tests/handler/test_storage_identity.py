@@ -155,3 +155,34 @@ def test_a_refused_credential_is_a_clear_failure(service_with, xrootd_gsi, tmp_p
         assert dn in res["Message"] and ("Auth failed" in res["Message"]
                                          or "TLS handshake failed" in res["Message"]), res
     assert not (xrootd_gsi.root / "t/dirac/refused").exists()
+
+
+def test_proxymanager_source_reaches_the_storage_in_memory(xrootd_gsi, pki, tmp_path):
+    """CredentialSource = ProxyManager (a scripted ProxyManager signing with testuser's
+    stored proxy, as tests/dirac/test_proxymanager.py): the XROOT-GSI and HTTPS servers
+    authorize testuser, and the proxy never had to be written to the scratch directory."""
+    from seproxy.config import Config
+    from seproxy.dirac.proxymanager import ProxyManagerSource
+    from seproxy.handler.credentials import CredentialSource
+    from seproxy.storage import StorageElement
+    from tests.dirac.test_proxymanager import FakeProxyManager
+
+    cfg = Config.from_text(cfg_text({"DIRAC": {"Security": {"CALocation": str(pki.ca_dir)}}}))
+    stored = {pki.user_dn: pki.proxy(group=None, lifetime=86400)}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    source = CredentialSource("ProxyManager", scratch_dir=scratch,
+                              proxy_manager=ProxyManagerSource(cfg, call=FakeProxyManager(stored)))
+    se_cfg = Config.from_text(se_config(tmp_path / "storage", xrootd_gsi))
+    src = tmp_path / "pm.bin"
+    src.write_bytes(os.urandom(30_000))
+    caller = {"DN": pki.user_dn, "group": "dirac_user", "username": "testuser"}
+    for kind, protocol in (("XRD", "gsi"), ("DAV", "https")):
+        lfn = f"/dirac/id/proxymanager-{kind}.bin"
+        with source.for_caller(caller, "dirac") as creds:
+            se = StorageElement(f"SE-{kind}-proxydir", vo="dirac", config=se_cfg, credentials=creds)
+            res = se.putFile({lfn: str(src)})
+            assert list(scratch.iterdir()) == []  # used from memory
+        assert res["OK"] and lfn in res["Value"]["Successful"], (kind, res)
+        assert (xrootd_gsi.root / "t" / lfn.lstrip("/")).read_bytes() == src.read_bytes()
+        assert granted(xrootd_gsi, protocol, "testuser", "/t/dirac/id/proxymanager"), kind

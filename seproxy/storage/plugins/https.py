@@ -153,20 +153,7 @@ class HTTPSStorage(RemoteTree, StorageBase):
         port = self.protocolParameters["Port"] or ("443" if secure else "80")
         self.endpoint = f"{self.scheme}://{self.protocolParameters['Host']}:{port}"
         creds = self.credentials
-        cert: Any = None
-        identity = b""
-        proxy = proxy_bytes(creds)
-        if proxy is not None:
-            pem = proxy
-            _digest, path = credential_file(pem)
-            cert, identity, self._identity = str(path), pem, identity_of(pem)
-        elif creds.cert and creds.key:
-            pem = read_credential(creds.cert, "certificate")
-            key = read_credential(creds.key, "key")
-            _digest, path = credential_file(pem + b"\n" + key)
-            cert, identity, self._identity = str(path), pem + key, identity_of(pem)
-        else:
-            self._identity = ""
+        cert, identity, self._identity = self._client_certificate(creds)
         token = getattr(creds, "bearer_token", None)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         if token:
@@ -179,6 +166,23 @@ class HTTPSStorage(RemoteTree, StorageBase):
             b"\0".join([self.endpoint.encode(), str(verify).encode(), identity])
         ).hexdigest()
         self.session = _session(key, cert, verify)
+
+    def _client_certificate(self, creds: Any) -> tuple[Any, bytes, str]:
+        """(requests' ``cert``, the bytes identifying the credential, its DN); an unusable
+        credential fails every item (never an anonymous request)."""
+        try:
+            proxy = proxy_bytes(creds)
+            if proxy is not None:
+                _digest, path = credential_file(proxy)
+                return str(path), proxy, identity_of(proxy)
+            if creds.cert and creds.key:
+                pem = read_credential(creds.cert, "certificate")
+                key = read_credential(creds.key, "key")
+                _digest, path = credential_file(pem + b"\n" + key)
+                return str(path), pem + key, identity_of(pem)
+        except StorageError as exc:
+            self._credential_error = exc
+        return None, b"", ""
 
     @staticmethod
     def _ca_directory() -> str:
@@ -196,14 +200,6 @@ class HTTPSStorage(RemoteTree, StorageBase):
 
     def _href(self, path: str) -> str:
         return self.endpoint + quote(path)
-
-    def _check_url(self, url: str) -> None:
-        path = self._path(url)
-        base = pfnunparse({"Path": self.basePath})["Value"].rstrip("/")
-        if base and not (path == base or path.startswith(base + "/")):
-            raise StorageError(
-                f"Path {path} is outside the storage base path {self.basePath}", errno=errno.EACCES
-            )
 
     # -- requests -----------------------------------------------------------------------
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,),

@@ -5,25 +5,42 @@ A plugin mixes ``RemoteTree`` in before ``StorageBase`` and provides ``_path(url
 ``_entries(path)`` (``(full path, is directory, size)`` of each child; raises when
 ``path`` is missing), ``_missing(path)``, ``_remove_file(path)``,
 ``_remove_empty_directory(path)``, ``_download(path, local)`` and
-``_upload(local, path)``; it gets DIRAC's ``getDirectorySize``,
+``_upload(local, path)``; it gets the per-item URL check and DIRAC's ``getDirectorySize``,
 ``removeDirectory`` (recursive or files only), ``getDirectory`` and
 ``putDirectory`` primitives.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from seproxy.errors import StorageError
 from seproxy.storage.plugin_api import ItemFailed, local_files, transfer_tree
+from seproxy.storage.utils import pfnunparse
 
 
 class RemoteTree:
-    """Mixin: directory-wide primitives from per-entry server operations."""
+    """Mixin: directory-wide primitives from per-entry server operations, and the per-item
+    URL check (inside the base path; the call's credential usable)."""
+
+    basePath: str
+    #: set when the call's credential cannot be used (unreadable...): every item fails with it
+    _credential_error: StorageError | None = None
 
     def _path(self, url: str) -> str:
         raise NotImplementedError
+
+    def _check_url(self, url: str) -> None:
+        if self._credential_error is not None:
+            raise self._credential_error
+        path = self._path(url)
+        base = pfnunparse({"Path": self.basePath})["Value"].rstrip("/")
+        if base and not (path == base or path.startswith(base + "/")):
+            raise StorageError(
+                f"Path {path} is outside the storage base path {self.basePath}", errno=errno.EACCES
+            )
 
     def _entries(self, path: str) -> list[tuple[str, bool, int]]:
         raise NotImplementedError

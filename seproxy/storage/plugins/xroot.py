@@ -80,7 +80,10 @@ class XROOTStorage(RemoteTree, StorageBase):
         self.timeout = int(self.option("Timeout"))
         host = self.protocolParameters["Host"]
         port = self.protocolParameters["Port"] or "1094"
-        login = gsi_login(self.credentials)
+        try:
+            login = gsi_login(self.credentials)
+        except StorageError as exc:  # every item fails with it (never an anonymous login)
+            login, self._credential_error = None, exc
         self._opaque = ""
         self._identity = login.identity if login is not None else ""
         if login is not None:
@@ -122,14 +125,6 @@ class XROOTStorage(RemoteTree, StorageBase):
 
     def _url(self, path: str) -> str:
         return f"{self.server}/{path}{self._opaque}"
-
-    def _check_url(self, url: str) -> None:
-        path = self._path(url)
-        base = pfnunparse({"Path": self.basePath})["Value"].rstrip("/")
-        if base and not (path == base or path.startswith(base + "/")):
-            raise StorageError(
-                f"Path {path} is outside the storage base path {self.basePath}", errno=errno.EACCES
-            )
 
     # -- small wrappers -------------------------------------------------------------------
     def _explain(self, message: str) -> str:

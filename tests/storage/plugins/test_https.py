@@ -183,3 +183,18 @@ def test_bearer_token_is_the_credential(xrootd_gsi, tmp_path: Path) -> None:
     assert "refused the credential of a bearer token: 403" in res["Failed"][lfn], res
     with_proxy = https_se(xrootd_gsi, "a", xrootd_gsi.proxy("usera")).storages["DAV"].session
     assert mine.storages["DAV"].session is not with_proxy is not forged.storages["DAV"].session
+
+
+def test_unreadable_credential_fails_each_item_never_anonymous(xrootd_gsi, tmp_path: Path) -> None:
+    from tests.storage.plugins.test_xroot_gsi import gsi_se
+
+    missing = tmp_path / "no-such-proxy.pem"
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x")
+    for se in (https_se(xrootd_gsi, "a", missing), gsi_se(xrootd_gsi, "a", missing)):
+        lfns = ["/dirac/unreadable/f1", "/dirac/unreadable/f2"]
+        res = se.exists(lfns)["Value"]
+        assert set(res["Failed"]) == set(lfns) and not res["Successful"], res
+        assert all(f"Cannot read the proxy {missing}" in reason for reason in res["Failed"].values())
+        assert se.putFile({lfns[0]: str(src)})["Value"]["Failed"]
+    assert not (xrootd_gsi.root / "a/dirac/unreadable").exists()

@@ -6,19 +6,16 @@ names the user it authenticated and authorized)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from seproxy.handler.storage_element_proxy import StorageElementProxyHandler
 from tests.fixtures.cfgtext import cfg_text
-from tests.fixtures.servers import GSI_HOST_USER, GSI_USERS
+from tests.fixtures.servers import GSI_HOST_USER, GSI_USERS, signing_key
 from tests.handler.conftest import NAME, REGISTRY, ProxyUnderTest
 from tests.storage.helpers import file_section
 from tests.storage.plugins.test_xroot_gsi import expired_proxy
@@ -63,33 +60,6 @@ def service_with(seproxy_service, pki, tmp_path, xrootd_gsi, moto_s3):
     return start
 
 
-@contextlib.contextmanager
-def s3_recording(server):
-    """moto's request recorder (method, URL, headers of every request the server got)."""
-    def call(action: str, method: str = "POST") -> bytes:
-        request = urllib.request.Request(f"{server.endpoint}/moto-api/recorder/{action}",
-                                         method=method)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.read()
-
-    call("reset-recording")
-    call("start-recording")
-    entries: list[dict] = []
-    try:
-        yield lambda: entries
-    finally:
-        call("stop-recording")
-        data = call("download-recording", "GET").decode()
-        entries.extend(json.loads(line) for line in data.splitlines() if line.strip())
-        call("reset-recording")
-
-
-def access_key(entry: dict) -> str:
-    """The access key that signed a recorded request (SigV4 ``Credential=<key>/...``)."""
-    match = re.search(r"Credential=([^/]+)/", str(entry["headers"]))
-    return match.group(1) if match else ""
-
-
 def upload(proxy: ProxyUnderTest, src: Path, se: str, lfn: str) -> dict:
     sent = proxy.transfer().sendFile(str(src), f"putFile/{os.path.basename(lfn)}")
     assert sent["OK"], sent
@@ -131,10 +101,10 @@ def test_the_storage_sees_the_credential_source(service_with, xrootd_gsi, moto_s
     # a File SE sees the service's own account, whatever the caller
     assert (proxy.storage / f"dirac/id/{source}.bin").stat().st_uid == os.getuid()
     # an S3 SE sees the access key of its section (recorded by the server), whatever the caller
-    with s3_recording(moto_s3) as recorded:
+    with moto_s3.recording() as recorded:
         res = upload(proxy, src, "SE-S3", f"/dirac/id/{source}-s3.bin")
         assert res["OK"], res
-    keys = {access_key(entry) for entry in recorded() if f"/{proxy.bucket}/" in entry["url"]}
+    keys = {signing_key(entry) for entry in recorded() if f"/{proxy.bucket}/" in entry["url"]}
     assert keys == {moto_s3.access_key}
     assert state.credentials.kind == source
 

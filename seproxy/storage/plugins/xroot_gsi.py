@@ -118,10 +118,12 @@ def gsi_login(credentials: StorageCredentials) -> GsiLogin | None:
                   "xrd.gsiusrkey": os.devnull}
     else:
         return None
-    if _bindings_version() < MIN_BINDINGS:
+    installed = _bindings_version()
+    if installed < MIN_BINDINGS:
         raise StorageError(
             "Per-call XRootD credentials need the xrootd bindings >= "
-            f"{'.'.join(map(str, MIN_BINDINGS))} (installed: {version('xrootd')})"
+            f"{'.'.join(map(str, MIN_BINDINGS))} "
+            f"(installed: {'.'.join(map(str, installed)) or 'unknown'})"
         )
     overriding = [name for name in OVERRIDING_VARIABLES if os.environ.get(name)]
     if overriding:

@@ -127,3 +127,17 @@ def test_refused_credentials_are_per_file_failures(xrootd_gsi, tmp_path: Path) -
         meta = se.getFileMetadata(lfn)["Value"]
         assert lfn in meta["Failed"] and dn in meta["Failed"][lfn], (case, meta)
     assert not (xrootd_gsi.root / "a/dirac/refused").exists()
+
+
+def test_old_bindings_or_overriding_environment_refuse_per_call_credentials(
+        xrootd_gsi, tmp_path: Path, monkeypatch) -> None:
+    from seproxy.storage.plugins import xroot_gsi
+
+    proxy = xrootd_gsi.proxy("usera")
+    monkeypatch.setattr(xroot_gsi, "_bindings_version", lambda: (5, 6, 1))
+    res = gsi_se(xrootd_gsi, "a", proxy).exists("/dirac/x")["Value"]
+    assert "need the xrootd bindings >= 5.7.1 (installed: 5.6.1)" in res["Failed"]["/dirac/x"]
+    monkeypatch.undo()
+    monkeypatch.setenv("XrdSecCREDS", "anything")
+    res = gsi_se(xrootd_gsi, "a", proxy).exists("/dirac/x")["Value"]
+    assert "XrdSecCREDS is set in the environment" in res["Failed"]["/dirac/x"]

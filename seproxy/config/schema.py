@@ -435,8 +435,15 @@ PLUGINS: dict[str, Section] = {section.key: section for section in (
         Opt("MultipartChunkSize", "size", 16 << 20, "size of one part (and of a ranged GET)", 5 << 20),
         Opt("MaxConcurrency", "int", 4, "parts or ranges in flight per file", 1, 64),
     )),
-    Section("XROOT", "XROOT plugin", _PROTOCOL_SECTION, (
+    Section("XROOT", "XROOT plugin (also PluginName GFAL2_XROOT)", _PROTOCOL_SECTION, (
         Opt("Timeout", "float", 30.0, "seconds per XRootD operation", 1),
+    )),
+    Section("HTTPS", "HTTPS plugin (also PluginName GFAL2_HTTPS)", _PROTOCOL_SECTION, (
+        Opt("Timeout", "float", 30.0, "seconds to connect and per read", 0.001),
+        Opt("Retries", "int", 3, "resumptions (Range) of an interrupted download", 0, 100),
+        Opt("CAPath", "str", "", "hashed CA directory the server's certificate is checked "
+            "against (empty: the service's, /DIRAC/Security/CALocation...)"),
+        Opt("BlockSize", "size", 0, "bytes per read and write while streaming (0: 4M)", 0),
     )),
     Section("DIP", "DIP plugin", _PROTOCOL_SECTION, (
         Opt("CheckSum", "bool", True, "send checksums with the data (no: NoCheckSum, as DIRAC)"),
@@ -444,6 +451,9 @@ PLUGINS: dict[str, Section] = {section.key: section for section in (
         Opt("RetryDelay", "float", 0.0, "seconds between retries of a failed connection (0: DIRAC's)", 0),
     )),
 )}
+
+#: DIRAC's plugin names that load one of the plugins above (and take its options).
+PLUGIN_ALIASES = {"GFAL2_XROOT": "XROOT", "GFAL2_HTTPS": "HTTPS"}
 
 GLOBAL_SECTIONS: tuple[Section, ...] = (DIRAC, CONFIGURATION, SECURITY, STORAGE_ELEMENTS, LOCAL_SITE)
 SERVICE_SCHEMAS: dict[str, Section] = {SERVICE_NAME: STORAGE_ELEMENT_PROXY}
@@ -540,7 +550,8 @@ def _validate_storage_elements(cfg: Config) -> None:
         for se in cfg.getSections(root):
             for protocol in cfg.getSections(f"{root}/{se}"):
                 base = f"{root}/{se}/{protocol}"
-                declared = PLUGINS.get(cfg.getOption(f"{base}/PluginName") or protocol)
+                plugin = cfg.getOption(f"{base}/PluginName") or protocol
+                declared = PLUGINS.get(PLUGIN_ALIASES.get(plugin, plugin))
                 for name in cfg.getOptions(base) if declared is not None else ():
                     raw = cfg.getOption(f"{base}/{name}")
                     if declared.declares(name) and raw is not None and raw.strip():

@@ -191,3 +191,14 @@ def test_empty_on_purpose_and_canonical_choices():
         port.convert("-1")
     assert STORAGE_ELEMENT_PROXY.option("LogLevel").convert("debug") == "DEBUG"
     assert STORAGE_ELEMENT_PROXY.option("Protocol").convert("DIPS") == "dips"
+
+
+def test_dirac_plugin_names_take_their_plugin_s_options(tmp_path):
+    """PluginName = GFAL2_HTTPS / GFAL2_XROOT (DIRAC's names) are checked as HTTPS / XROOT."""
+    path = tmp_path / "se.cfg"
+    path.write_text("Resources\n{\n  StorageElements\n  {\n    SE-DAV\n    {\n      HTTPS\n      {\n"
+                    "        PluginName = GFAL2_HTTPS\n        Retries = many\n      }\n    }\n  }\n}\n")
+    with pytest.raises(ConfigError, match="invalid value 'many' for "
+                       "/Resources/StorageElements/SE-DAV/HTTPS/Retries"):
+        schema.validate(Config.load([path], use_default=False))
+    assert schema.PLUGIN_ALIASES == {"GFAL2_XROOT": "XROOT", "GFAL2_HTTPS": "HTTPS"}

@@ -147,9 +147,9 @@ class HTTPSStorage(RemoteTree, StorageBase):
         protocol = str(self.protocolParameters["Protocol"] or "https").lower()
         secure = protocol in ("https", "davs")
         self.scheme = "https" if secure else "http"
-        self.timeout = float(parameters.get("Timeout") or 30)
-        self.retries = int(parameters.get("Retries") or 3)
-        self.block_size = int(parameters.get("BlockSize") or BLOCK_SIZE)
+        self.timeout = float(self.option("Timeout"))
+        self.retries = int(self.option("Retries"))
+        self.block_size = int(self.option("BlockSize")) or BLOCK_SIZE
         port = self.protocolParameters["Port"] or ("443" if secure else "80")
         self.endpoint = f"{self.scheme}://{self.protocolParameters['Host']}:{port}"
         creds = self.credentials
@@ -161,7 +161,7 @@ class HTTPSStorage(RemoteTree, StorageBase):
             self._identity = self._identity or "a bearer token"
         verify: Any = True
         if secure:
-            verify = str(parameters.get("CAPath") or self._ca_directory())
+            verify = str(self.option("CAPath") or self._ca_directory())
         key = hashlib.sha256(
             b"\0".join([self.endpoint.encode(), str(verify).encode(), identity])
         ).hexdigest()

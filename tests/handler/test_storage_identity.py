@@ -156,3 +156,26 @@ def test_proxymanager_source_reaches_the_storage_in_memory(xrootd_gsi, pki, tmp_
         assert res["OK"] and lfn in res["Value"]["Successful"], (kind, res)
         assert (xrootd_gsi.root / "t" / lfn.lstrip("/")).read_bytes() == src.read_bytes()
         assert granted(xrootd_gsi, protocol, "testuser", "/t/dirac/id/proxymanager"), kind
+
+
+@pytest.mark.interop
+def test_dirac9_client_upload_reaches_the_storage_as_its_user(service_with, xrootd_gsi, tmp_path,
+                                                              dirac9_client):
+    """A real DIRAC 9 client (it delegates its proxy) uploads through the service into the
+    XROOT-GSI and HTTPS SEs: the servers authorize testuser."""
+    proxy = service_with("delegation")
+    client = dirac9_client.with_(proxy=proxy.proxy(), encoding="json")
+    url = proxy.svc.url
+    local = tmp_path / "dirac9.bin"
+    local.write_bytes(os.urandom(40_000))
+    for kind, protocol in (("XRD", "gsi"), ("DAV", "https")):
+        lfn = f"/dirac/id/dirac9-{kind}.bin"
+        outs = client.run(
+            {"transfer": url, "method": "sendFile", "args": [str(local), f"putFile/dirac9-{kind}.bin"]},
+            {"rpc": url, "method": "uploadFile", "args": [f"SE-{kind}-delegation", lfn]},
+        )
+        sent, uploaded = (o.unwrap() for o in outs)
+        assert sent["OK"], sent
+        assert uploaded["OK"] and uploaded["Value"] == 40_000, (kind, uploaded)
+        assert (xrootd_gsi.root / "t" / lfn.lstrip("/")).read_bytes() == local.read_bytes()
+        assert granted(xrootd_gsi, protocol, "testuser", "/t/dirac/id/dirac9"), kind

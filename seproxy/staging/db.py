@@ -55,7 +55,7 @@ files_table = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("checksum", sa.String(64), nullable=False, server_default=""),
     sa.Column("checksum_type", sa.String(16), nullable=False, server_default="ADLER32"),
-    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("created", sa.Double, nullable=False),
 )
 replicas_table = sa.Table(
     "replicas", metadata,
@@ -70,8 +70,8 @@ http_keys_table = sa.Table(
     sa.Column("digest", sa.String(64), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("owner", sa.String(255), nullable=False, server_default=""),
-    sa.Column("until", sa.Float, nullable=False),
-    sa.Column("expires", sa.Float, nullable=False, index=True),
+    sa.Column("until", sa.Double, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False, index=True),
 )
 
 #: migration steps: version reached -> tables it adds (creating is idempotent)

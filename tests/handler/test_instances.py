@@ -1,0 +1,127 @@
+"""Three StorageElementProxy instances on one BasePath: any instance finishes any flow.
+
+Each instance has its own InstanceName, DISET and HTTP ports; they share the cache
+(``BasePath``), hence the key secret file and the HTTP cache, and the state database:
+the embedded SQLite (single-use claims as marker files) or a MariaDB server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import os
+
+import pytest
+
+from seproxy.staging.keys import KeySigner
+
+LFN = "/dirac/multi/f.bin"
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def three(request, se_proxy_factory):
+    options = {}
+    if request.param == "mariadb":
+        options["Database"] = request.getfixturevalue("mariadb_url")
+    return [se_proxy_factory(InstanceName=f"node{i}", **options) for i in range(3)]
+
+
+def get(port: int, key: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/" + key)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_key_from_a_served_by_b_once_then_refused_everywhere(three, tmp_path):
+    a, b, c = three
+    data = os.urandom(3_000_000)
+    local = tmp_path / "f.bin"
+    local.write_bytes(data)
+    assert a.put(local, LFN)["OK"]
+    prepared = a.rpc().prepareFileForHTTP(LFN)
+    assert prepared["OK"], prepared
+    key = prepared["HttpKey"]
+    assert prepared["HttpURL"].endswith(f":{a.http_port}/{key}")
+    assert a.state.register.signer.verify(key).directory.startswith("node0/")
+    status, body = get(b.http_port, key)
+    assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    for other in (c, b, a):  # single use, on every instance
+        assert get(other.http_port, key)[0] == 401
+    assert not os.path.exists(prepared["CachePath"])  # the files went with the key
+
+
+def test_each_instance_serves_a_key_of_the_others(three, tmp_path):
+    local = tmp_path / "g.bin"
+    local.write_bytes(b"g" * 100_000)
+    assert three[0].put(local, "/dirac/multi/g.bin")["OK"]
+    for issuer, server in ((0, 2), (1, 0), (2, 1)):
+        prepared = three[issuer].rpc().prepareFileForHTTP("/dirac/multi/g.bin")
+        assert get(three[server].http_port, prepared["HttpKey"]) == (200, b"g" * 100_000)
+
+
+def test_forged_expired_and_foreign_keys_are_401(three, tmp_path):
+    a, b, c = three
+    local = tmp_path / "h.bin"
+    local.write_bytes(b"h" * 1000)
+    assert a.put(local, "/dirac/multi/h.bin")["OK"]
+    key = a.rpc().prepareFileForHTTP("/dirac/multi/h.bin")["HttpKey"]
+    raw = bytearray(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)))
+    raw[20] ^= 0x40  # inside the expiry: a forged longer lifetime
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    same_secret = a.state.register.signer
+    expired, _ = same_secret.issue("node0", "00" * 20, -5)
+    foreign, _ = KeySigner(tmp_path / "other-site.secret").issue("node0", "00" * 20, 600)
+    for bad in (forged, expired, foreign, key[:-2]):
+        assert get(b.http_port, bad)[0] == 401
+        assert get(c.http_port, bad)[0] == 401
+    assert get(c.http_port, key) == (200, b"h" * 1000)  # the genuine key was not used up
+
+
+def test_upload_and_download_finish_on_other_instances(three, tmp_path):
+    a, b, c = three
+    data = os.urandom(500_000)
+    local = tmp_path / "u.bin"
+    local.write_bytes(data)
+    sent = a.transfer().sendFile(str(local), "putFile/u.bin")  # sendFile on A ...
+    assert sent["OK"], sent
+    assert b.rpc().uploadFile("SE-LOCAL", "/dirac/multi/u.bin")["OK"]  # ... uploadFile on B
+    assert (a.storage / "dirac/multi/u.bin").read_bytes() == data
+    assert c.state.catalogue.replicas("/dirac/multi/u.bin") == ["SE-LOCAL"]  # one catalogue
+    assert b.rpc().prepareFile("SE-LOCAL", "/dirac/multi/u.bin")["OK"]  # prepareFile on B ...
+    out = tmp_path / "back.bin"
+    got = c.transfer().receiveFile(str(out), "getFile/u.bin")  # ... receiveFile on C
+    assert got["OK"], got
+    assert out.read_bytes() == data
+
+
+def test_expired_key_directories_of_any_instance_purged_by_one_purger(three):
+    a, b, c = three
+    stale = a.state.cache.http_cache / "1000000000-0123456789abcdef0123456789abcdef"
+    stale.mkdir()
+    (stale / "f").write_bytes(b"x")
+    with b.state.cache.purge_lock() as held:  # B purges right now: C leaves it alone
+        assert held
+        assert c.state.register.purgeExpired() == 0
+        assert stale.exists()
+    assert c.state.register.purgeExpired() == 1
+    assert not stale.exists()
+
+
+def test_files_in_use_on_one_instance_are_not_evicted_by_another(three, tmp_path):
+    a, b, _ = three
+    local = tmp_path / "e.bin"
+    local.write_bytes(b"e" * 1000)
+    assert a.transfer().sendFile(str(local), "putFile/e.bin")["OK"]
+    staged = next(a.state.cache.ns_root.glob("*/putFile/e.bin"))
+    b.state.cache.high_watermark, b.state.cache.low_watermark = 500, 100
+    with a.state.cache.in_use(staged):  # A is uploading it to storage
+        with pytest.raises(OSError, match="cache full"):
+            b.state.cache.make_room(0)
+        assert staged.exists()
+    assert b.state.cache.make_room(0) == 1000  # no longer in use: evicted
+    assert not staged.exists()

@@ -32,7 +32,7 @@ import threading
 from typing import Any, ClassVar
 
 from seproxy.config import get_config
-from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError
+from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError, StateError
 from seproxy.handler import catalog
 from seproxy.handler.state import HttpServerFactory, ProxyState
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
@@ -228,7 +228,10 @@ class StorageElementProxyHandler(RequestHandler):
                 result = returnSingleResult(storage.putFile({pfn: str(local)}))
                 if result["OK"]:
                     size = local.stat().st_size
-                    state.catalogue.add_file(pfn, size, catalog.adler32_file(local), se)
+                    try:
+                        state.catalogue.add_file(pfn, size, catalog.adler32_file(local), se)
+                    except StateError as exc:  # stored all the same: the SE fallback finds it
+                        log.warning("uploadFile: %s stored, not registered: %s", pfn, exc)
         except AuthError as exc:
             result = S_ERROR(str(exc))
         finally:

@@ -125,3 +125,27 @@ def test_files_in_use_on_one_instance_are_not_evicted_by_another(three, tmp_path
         assert staged.exists()
     assert b.state.cache.make_room(0) == 1000  # no longer in use: evicted
     assert not staged.exists()
+
+
+def test_database_cut_and_restored_under_running_instances(se_proxy_factory, mariadb, mariadb_url,
+                                                           tmp_path):
+    a, b = (se_proxy_factory(InstanceName=f"db{i}", Database=mariadb_url) for i in range(2))
+    local = tmp_path / "d.bin"
+    local.write_bytes(b"d" * 5000)
+    assert a.put(local, "/dirac/db/d.bin")["OK"]
+    before = a.rpc().prepareFileForHTTP("/dirac/db/d.bin")["HttpKey"]
+    password = mariadb_url.split(":")[2].split("@")[0]
+    mariadb.stop()
+    try:
+        down = a.rpc().prepareFileForHTTP("/dirac/db/d.bin")
+        assert not down["OK"]
+        assert "unavailable" in down["Message"] and "\n" not in down["Message"]
+        assert password not in down["Message"]
+        assert get(b.http_port, before)[0] == 503  # the single-use claim cannot be taken
+        assert a.put(local, "/dirac/db/e.bin")["OK"]  # stored; registered once the database is back
+        assert b.rpc().ping()["OK"]  # the services keep serving
+    finally:
+        mariadb.start()
+    assert get(b.http_port, before) == (200, b"d" * 5000)  # recovered without a restart
+    again = b.rpc().prepareFileForHTTP("/dirac/db/e.bin")  # found on the SE (fallback)
+    assert again["OK"] and get(a.http_port, again["HttpKey"]) == (200, b"d" * 5000)

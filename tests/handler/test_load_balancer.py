@@ -116,11 +116,21 @@ def cluster(tmp_path, mariadb_url):
                 stop_serve(node.proc)
 
 
-def _serving(node: Node) -> bool:
-    """True while a connection (from HAProxy) to one of the node's ports is established."""
-    ports = {node.dips, node.http}
-    return any(conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.laddr.port in ports
-               for conn in psutil.Process(node.proc.pid).net_connections("tcp"))
+class Serving:
+    """True once the same client connection to one of the node's ports is established in
+    two polls in a row (a call in progress, not one of HAProxy's short health checks)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node, self.seen = node, set()
+
+    def __call__(self) -> bool:
+        ports = {self.node.dips, self.node.http}
+        now = {(conn.laddr.port, conn.raddr.port)
+               for conn in psutil.Process(self.node.proc.pid).net_connections("tcp")
+               if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.raddr
+               and conn.laddr.port in ports}
+        lasting, self.seen = now & self.seen, now
+        return bool(lasting)
 
 
 def http_get(port: int, key: str) -> tuple[int, bytes]:
@@ -269,7 +279,7 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
         thread.start()
     assert wait_for(lambda: run.done() >= KILL_AFTER or failures, 300, 0.05), "no progress"
     # kill while the victim is serving: a client connection to it is open
-    assert wait_for(lambda: _serving(victim), 60, 0.005), "the victim never got a call"
+    assert wait_for(Serving(victim), 60, 0.02), "the victim never got a call"
     os.kill(victim.proc.pid, signal.SIGKILL)
     killed_at = run.done()
     victim.proc.wait(timeout=30)

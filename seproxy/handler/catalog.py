@@ -35,6 +35,7 @@ from seproxy.staging import db
 from seproxy.staging.db import StateStore
 from seproxy.staging.namespace import local_name
 
+
 def same_adler(a: str, b: str) -> bool:
     """Compare two Adler-32 hex strings, ignoring case and leading zeros (DIRAC style)."""
     return a.lower().lstrip("0") == b.lower().lstrip("0")

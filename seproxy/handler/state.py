@@ -1,9 +1,10 @@
 """The state one StorageElementProxy service owns: cache, HTTP thread, catalogue, pools.
 
 :class:`ProxyState` reads the service's options once (``BasePath``, ``HttpAccess``,
-``MaxFileSize``, ``CallTimeout`` ...), owns the cache area, the expiring HTTP key
-register and its purger, the credential source, the SQLite catalogue and the thread
-pool that runs storage calls under DIRAC's time limits. The handler
+``MaxFileSize``, ``CallTimeout`` ...), owns the cache area, the state database
+(:mod:`seproxy.staging.db`: the replica catalogue, single-use key claims), the signed
+HTTP key register and its purger, the credential source and the thread pool that runs
+storage calls under DIRAC's time limits. The handler
 (:mod:`seproxy.handler.storage_element_proxy`) holds one per service.
 """
 
@@ -84,8 +85,9 @@ class ProxyState:
             KeySigner(self.option("HttpKeySecretFile") or os.path.join(self.base_path, "http-key.secret")),
             claims, self.cache, self.instance, lifetime=self.key_lifetime,
             claim_hold=self.option("HttpClaimTimeout"))
-        if self.option("HttpPurgeInterval") > 0:  # also without HTTP: stagings expire
-            self.register.start_purger(self.option("HttpPurgeInterval"))
+        self.purge_interval = self.option("HttpPurgeInterval")
+        if self.purge_interval > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(self.purge_interval)
         self.cache.clean_startup()
         self.credentials = self._credential_source()
         self.http_thread: HttpServer | None = None

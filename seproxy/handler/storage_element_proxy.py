@@ -287,6 +287,9 @@ class StorageElementProxyHandler(RequestHandler):
     def export_prepareFileForHTTP(self, lfn: str | list) -> dict:  # noqa: N802
         """Stage LFN(s) for an HTTP download; a key is issued if anything was staged."""
         state = self._state()
+        if state.purge_interval <= 0:  # no background purger: purge here, as DIRAC did
+            with contextlib.suppress(SeproxyError, OSError):
+                state.register.purgeExpired()
         lfns = [lfn] if isinstance(lfn, str) else lfn
         if not all(isinstance(item, str) for item in lfns):
             return S_ERROR("prepareFileForHTTP: LFNs must be strings")

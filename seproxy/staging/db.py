@@ -18,12 +18,11 @@ when the database goes away and one line when it is back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -210,31 +209,6 @@ class StateStore:
                 raise  # (another instance inserting the version row at the same time is fine)
         log.info("state database %s: schema version %d -> %d", self.label, current, SCHEMA_VERSION)
         return SCHEMA_VERSION
-
-    # -- a lock held by one instance at a time ------------------------------------------------
-    @contextlib.contextmanager
-    def try_lock(self, name: str) -> Iterator[bool]:
-        """``GET_LOCK(name, 0)`` on MariaDB/MySQL (yields whether it was obtained, held
-        until the block ends or the connection dies); SQLite yields ``False`` (no lock:
-        the caller uses a file lock instead)."""
-        if not self.shared:
-            yield False
-            return
-        try:
-            conn = self.engine.connect()
-        except sa_exc.SQLAlchemyError as exc:
-            raise StateError(f"lock {name}: database {self.label} unavailable: {_one_line(exc)}") from exc
-        try:
-            got = conn.execute(sa.select(sa.func.get_lock(name, 0))).scalar() == 1
-            yield got
-            if got:
-                with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    conn.execute(sa.select(sa.func.release_lock(name)))
-        except sa_exc.SQLAlchemyError as exc:
-            raise StateError(f"lock {name}: database {self.label} failed: {_one_line(exc)}") from exc
-        finally:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                conn.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

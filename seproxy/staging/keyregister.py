@@ -284,7 +284,7 @@ class SignedKeyRegister:
                 purgeCacheDirectory(lease.value)
 
     # -- expiry ------------------------------------------------------------------------------
-    def purgeExpired(self) -> int:  # noqa: N802 - the register name (DictCache)
+    def purgeExpired(self) -> int:  # the register's name (DIRAC's DictCache)
         """Remove expired key directories of every instance and expired claims (if no
         other instance is purging right now); the number of directories removed."""
         now = self._clock()

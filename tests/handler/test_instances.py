@@ -15,6 +15,7 @@ import os
 import pytest
 
 from seproxy.staging.keys import KeySigner
+from tests.conftest import wait_for
 
 LFN = "/dirac/multi/f.bin"
 
@@ -149,3 +150,21 @@ def test_database_cut_and_restored_under_running_instances(se_proxy_factory, mar
     assert get(b.http_port, before) == (200, b"d" * 5000)  # recovered without a restart
     again = b.rpc().prepareFileForHTTP("/dirac/db/e.bin")  # found on the SE (fallback)
     assert again["OK"] and get(a.http_port, again["HttpKey"]) == (200, b"d" * 5000)
+
+
+def test_a_single_use_key_feeds_one_download_across_instances(three):
+    a, b, c = three
+    data = os.urandom(48 << 20)  # more than the socket buffers hold: B's send blocks on us
+    (a.storage / "dirac/multi").mkdir(parents=True, exist_ok=True)
+    (a.storage / "dirac/multi/big.bin").write_bytes(data)  # found through the SE fallback
+    key = a.rpc().prepareFileForHTTP("/dirac/multi/big.bin")["HttpKey"]
+    slow = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=60)
+    try:
+        slow.request("GET", "/" + key)
+        first = slow.getresponse()  # B claimed the key: headers sent, body pending
+        assert first.status == 200
+        assert get(c.http_port, key)[0] == 409  # C: another instance's download is running
+        assert hashlib.sha256(first.read()).digest() == hashlib.sha256(data).digest()
+    finally:
+        slow.close()
+    assert wait_for(lambda: get(c.http_port, key)[0] == 401, 10, 0.05)  # used up by B's download

@@ -16,14 +16,13 @@ key issued before the kill (also those the dead instance issued).
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import http.client
 import json
 import os
 import signal
 import subprocess
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,72 +172,76 @@ def _attempt(run: Run, kind: str, flow) -> None:
     raise AssertionError(f"{kind} failed {ATTEMPTS} times: {run.errors[-3:]}")
 
 
+def _put(cluster: Cluster, local: Path, lfn: str) -> str | None:
+    rpc, transfer = cluster.clients()
+    sent = transfer.sendFile(str(local), f"putFile/{local.name}")
+    if not sent["OK"]:
+        return f"sendFile: {sent['Message']}"
+    uploaded = rpc.uploadFile(SE, lfn)
+    return None if uploaded["OK"] else f"uploadFile: {uploaded['Message']}"
+
+
+def _get(cluster: Cluster, lfn: str, out: Path, data: bytes) -> str | None:
+    rpc, transfer = cluster.clients()
+    prepared = rpc.prepareFile(SE, lfn)
+    if not prepared["OK"]:
+        return f"prepareFile: {prepared['Message']}"
+    received = transfer.receiveFile(str(out), f"getFile/{Path(lfn).name}")
+    if not received["OK"]:
+        return f"receiveFile: {received['Message']}"
+    return None if out.read_bytes() == data else "receiveFile: wrong bytes"
+
+
+def _via_http(cluster: Cluster, lfn: str, data: bytes) -> str | None:
+    rpc, _ = cluster.clients()
+    prepared = rpc.prepareFileForHTTP(lfn)
+    if not prepared["OK"]:
+        return f"prepareFileForHTTP: {prepared['Message']}"
+    status, body = http_get(cluster.lb_http, prepared["HttpKey"])
+    if status != 200:
+        return f"GET: HTTP {status}"
+    return None if body == data else "GET: wrong bytes"
+
+
 def _seproxy_worker(cluster: Cluster, run: Run, worker: int, tmp: Path) -> None:
     for rnd in range(ROUNDS):
         data = os.urandom(1_500_000 + 50_000 * worker + rnd)
         name = f"w{worker}-r{rnd}.bin"
         lfn, local = f"/dirac/lb/{name}", tmp / name
         local.write_bytes(data)
-
-        def put() -> str | None:
-            rpc, transfer = cluster.clients()
-            sent = transfer.sendFile(str(local), f"putFile/{name}")
-            if not sent["OK"]:
-                return f"sendFile: {sent['Message']}"
-            uploaded = rpc.uploadFile(SE, lfn)
-            return None if uploaded["OK"] else f"uploadFile: {uploaded['Message']}"
-
-        def get() -> str | None:
-            rpc, transfer = cluster.clients()
-            prepared = rpc.prepareFile(SE, lfn)
-            if not prepared["OK"]:
-                return f"prepareFile: {prepared['Message']}"
-            out = tmp / f"{name}.back"
-            received = transfer.receiveFile(str(out), f"getFile/{name}")
-            if not received["OK"]:
-                return f"receiveFile: {received['Message']}"
-            return None if out.read_bytes() == data else "receiveFile: wrong bytes"
-
-        def via_http() -> str | None:
-            rpc, _ = cluster.clients()
-            prepared = rpc.prepareFileForHTTP(lfn)
-            if not prepared["OK"]:
-                return f"prepareFileForHTTP: {prepared['Message']}"
-            status, body = http_get(cluster.lb_http, prepared["HttpKey"])
-            if status != 200:
-                return f"GET: HTTP {status}"
-            return None if body == data else "GET: wrong bytes"
-
-        _attempt(run, "put", put)
+        _attempt(run, "put", functools.partial(_put, cluster, local, lfn))
         with run.lock:
             run.stored[lfn] = data
-        _attempt(run, "get", get)
-        _attempt(run, "http", via_http)
+        _attempt(run, "get", functools.partial(_get, cluster, lfn, tmp / f"{name}.back", data))
+        _attempt(run, "http", functools.partial(_via_http, cluster, lfn, data))
+
+
+def _dirac_flow(cluster: Cluster, client, local: Path, lfn: str, data: bytes,
+                outcomes: list) -> str | None:
+    back = local.with_name(local.name + ".back")
+    back.unlink(missing_ok=True)
+    name = local.name
+    results = client.run(
+        {"transfer": cluster.url, "method": "sendFile", "args": [str(local), f"putFile/{name}"]},
+        {"rpc": cluster.url, "method": "uploadFile", "args": [SE, lfn]},
+        {"rpc": cluster.url, "method": "prepareFile", "args": [SE, lfn]},
+        {"transfer": cluster.url, "method": "receiveFile", "args": [str(back), f"getFile/{name}"]})
+    for step, outcome in zip(("sendFile", "uploadFile", "prepareFile", "receiveFile"), results):
+        if not outcome.ok:
+            return f"DIRAC {step}: {outcome.error}"
+        outcomes.append((step, outcome.value.get("OK")))
+        if not outcome.value.get("OK"):
+            return f"DIRAC {step}: {outcome.value.get('Message')}"
+    return None if back.read_bytes() == data else "DIRAC receiveFile: wrong bytes"
 
 
 def _dirac_worker(cluster: Cluster, run: Run, client, tmp: Path, outcomes: list) -> None:
     for rnd in range(4):
         name = f"dirac-{rnd}.bin"
         data = os.urandom(300_000 + rnd)
-        lfn, local, back = f"/dirac/lb/{name}", tmp / name, tmp / f"{name}.back"
+        lfn, local = f"/dirac/lb/{name}", tmp / name
         local.write_bytes(data)
-
-        def flow() -> str | None:
-            back.unlink(missing_ok=True)
-            results = client.run(
-                {"transfer": cluster.url, "method": "sendFile", "args": [str(local), f"putFile/{name}"]},
-                {"rpc": cluster.url, "method": "uploadFile", "args": [SE, lfn]},
-                {"rpc": cluster.url, "method": "prepareFile", "args": [SE, lfn]},
-                {"transfer": cluster.url, "method": "receiveFile", "args": [str(back), f"getFile/{name}"]})
-            for step, outcome in zip(("sendFile", "uploadFile", "prepareFile", "receiveFile"), results):
-                if not outcome.ok:
-                    return f"DIRAC {step}: {outcome.error}"
-                outcomes.append((step, outcome.value.get("OK")))
-                if not outcome.value.get("OK"):
-                    return f"DIRAC {step}: {outcome.value.get('Message')}"
-            return None if back.read_bytes() == data else "DIRAC receiveFile: wrong bytes"
-
-        _attempt(run, "dirac", flow)
+        _attempt(run, "dirac", functools.partial(_dirac_flow, cluster, client, local, lfn, data, outcomes))
         with run.lock:
             run.stored[lfn] = data
 

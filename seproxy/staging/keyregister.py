@@ -13,7 +13,8 @@ looks them up in. Nothing lives in one process's memory:
   marker file on the shared filesystem (:class:`FileClaims`). A second GET meanwhile
   waits a little (the first may consume the key: then 401) and then gets
   :class:`KeyInUse` (409). A complete download *consumes* the key; an interrupted one
-  frees it (a resume with ``Range`` may claim it again). A claim whose instance died
+  frees it (a resume with ``Range`` may claim it again). A running download's claim is
+  renewed every third of ``claim_hold`` seconds; a claim whose instance died
   mid-download lapses after ``claim_hold`` seconds, and another instance may serve it.
 
 Expired key directories and claims are purged by whichever instance gets the cache's
@@ -60,6 +61,10 @@ class Claims(Protocol):
         ...
 
     def release(self, digest: str, owner: str) -> None: ...
+    def renew(self, digest: str, owner: str, until: float) -> bool:
+        """Extend a claim this owner holds (a download still running); False if it lost it."""
+        ...
+
     def consume(self, digest: str, expires: float) -> None: ...
     def purge(self, now: float) -> int: ...
 
@@ -98,6 +103,12 @@ class DatabaseClaims:
         self.store.run("releasing an HTTP key", lambda conn: conn.execute(
             sa.update(table).where(table.c.digest == digest).where(table.c.state == CLAIMED)
             .where(table.c.owner == owner).values(state="free")))
+
+    def renew(self, digest: str, owner: str, until: float) -> bool:
+        table = db.http_keys_table
+        return bool(self.store.run("renewing an HTTP key claim", lambda conn: conn.execute(
+            sa.update(table).where(table.c.digest == digest).where(table.c.state == CLAIMED)
+            .where(table.c.owner == owner).values(until=until)).rowcount))
 
     def consume(self, digest: str, expires: float) -> None:
         table = db.http_keys_table
@@ -158,6 +169,16 @@ class FileClaims:
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
 
+    def renew(self, digest: str, owner: str, until: float) -> bool:
+        marker = self.root / digest
+        fields = self._read(marker)
+        if fields[:1] != [CLAIMED] or fields[3:4] != [owner]:
+            return False
+        tmp = self.root / f".{digest}.{secrets.token_hex(6)}"
+        tmp.write_text(f"{CLAIMED} {until:.3f} {fields[2]} {owner}\n", encoding="ascii")
+        os.replace(tmp, marker)
+        return True
+
     def consume(self, digest: str, expires: float) -> None:
         tmp = self.root / f".{digest}.{secrets.token_hex(6)}"
         tmp.write_text(f"{CONSUMED} 0 {expires:.0f}\n", encoding="ascii")
@@ -212,7 +233,7 @@ class SignedKeyRegister:
     """Issues signed keys into a shared HTTP cache and looks them up for the HTTP front."""
 
     def __init__(self, signer: KeySigner, claims: Claims, cache: CacheArea, instance: str, *,
-                 lifetime: float, claim_hold: float = 300.0,
+                 lifetime: float, claim_hold: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.signer = signer
         self.claims = claims
@@ -225,6 +246,9 @@ class SignedKeyRegister:
         self._clock = clock
         self._purger: threading.Thread | None = None
         self._stop = threading.Event()
+        self._active: dict[int, KeyLease] = {}  # claimed leases, renewed while downloads run
+        self._active_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
 
     # -- the handler's side ------------------------------------------------------------------
     def staging_dir(self) -> Path:
@@ -258,6 +282,7 @@ class SignedKeyRegister:
                                             self._clock() + self.claim_hold, grant.expires)
                 if outcome == CLAIMED:
                     lease.claimed = True
+                    self._keep(lease)
                     break
                 if outcome == CONSUMED:
                     return None
@@ -274,6 +299,8 @@ class SignedKeyRegister:
         if lease.released:
             return
         lease.released = True
+        with self._active_lock:
+            self._active.pop(id(lease), None)
         try:
             if consume:
                 self.claims.consume(lease.grant.digest, lease.grant.expires)
@@ -282,6 +309,30 @@ class SignedKeyRegister:
         finally:
             if consume:
                 purgeCacheDirectory(lease.value)
+
+    # -- claims of running downloads ------------------------------------------------------------
+    def _keep(self, lease: KeyLease) -> None:
+        """Renew ``lease``'s claim every third of ``claim_hold`` while the download runs, so
+        that only a dead instance's claims lapse (long downloads keep theirs)."""
+        with self._active_lock:
+            self._active[id(lease)] = lease
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(target=self._keep_loop, name="seproxy-key-claims",
+                                                daemon=True)
+                self._keeper.start()
+
+    def _keep_loop(self) -> None:
+        while not self._stop.wait(max(self.claim_hold / 3, 0.05)):
+            with self._active_lock:
+                leases = list(self._active.values())
+            for lease in leases:
+                try:
+                    if not self.claims.renew(lease.grant.digest, self.owner,
+                                             self._clock() + self.claim_hold):
+                        log.warning("HTTP key claim of a running download was lost (%s...)",
+                                    lease.grant.digest[:8])
+                except (SeproxyError, OSError) as exc:
+                    log.warning("renewing an HTTP key claim failed: %s", exc)
 
     # -- expiry ------------------------------------------------------------------------------
     def purgeExpired(self) -> int:  # the register's name (DIRAC's DictCache)

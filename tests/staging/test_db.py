@@ -132,3 +132,38 @@ def test_mariadb_cut_and_restored_clean_errors_then_recovery(mariadb, mariadb_ur
     warnings = [r.getMessage() for r in caplog.records if r.name == "seproxy.staging.db"]
     assert sum("unavailable" in w for w in warnings) == 1  # one line when it went away
     assert any("reachable again" in w for w in warnings)
+
+
+def test_a_running_downloads_claim_is_renewed_and_only_its_owner_renews(claims):
+    first, second = claims(), claims()
+    now = time.time()
+    assert first.claim("9" * 64, "one", now - 1, now + 600) == CLAIMED  # about to lapse ...
+    assert first.renew("9" * 64, "one", now + 30)  # ... but the download still runs
+    assert second.claim("9" * 64, "two", now + 30, now + 600) == BUSY
+    assert not second.renew("9" * 64, "two", now + 60)  # not its claim
+    first.consume("9" * 64, now + 600)
+    assert not first.renew("9" * 64, "one", now + 60)
+
+
+def test_register_keeps_renewing_the_claims_of_running_downloads(tmp_path):
+    from seproxy.staging.cache import CacheArea
+    from seproxy.staging.keyregister import SignedKeyRegister
+    from seproxy.staging.keys import KeySigner
+    from tests.conftest import wait_for
+
+    cache = CacheArea(tmp_path / "cache", instance="n1")
+    claims = FileClaims(cache.http_root / ".claims")
+    register = SignedKeyRegister(KeySigner(tmp_path / "secret"), claims, cache, "n1",
+                                 lifetime=600, claim_hold=0.3)
+    staged = register.staging_dir()
+    (staged / "f").write_bytes(b"x")
+    key, _ = register.issue(staged, "00" * 20)
+    lease = register.lookup(key, exclusive=True)
+    marker = cache.http_root / ".claims" / lease.grant.digest
+    first_until = float(marker.read_text().split()[1])
+    try:
+        assert wait_for(lambda: float(marker.read_text().split()[1]) > first_until + 0.5, 10, 0.02)
+    finally:
+        register.release(lease)
+        register.stop_purger()
+    assert not marker.exists()  # released: a resume may claim it

@@ -8,9 +8,11 @@ go through the balancer only. Each client operation is a whole DIRAC Proxy-plugi
 (``sendFile`` + ``uploadFile``, ``prepareFile`` + ``receiveFile``,
 ``prepareFileForHTTP`` + GET); a flow that fails is reported as a client-visible error
 and run again, as a job would. In the middle of the run one instance is killed with
-SIGKILL. Then: every flow finished, every stored file has its exact bytes, no partial
-file is in the storage or under a final name in the cache, and the survivors serve every
-key issued before the kill (also those the dead instance issued).
+SIGKILL, while it also serves a 48 MiB download the test holds open. Then: every flow
+finished, every stored file has its exact bytes, no partial file is in the storage or
+under a final name in the cache, the survivors serve every key issued before the kill
+(also those the dead instance issued) and, once its claim lapsed (``HttpClaimTimeout``),
+the key of the download the kill cut.
 """
 
 from __future__ import annotations
@@ -119,15 +121,15 @@ class Serving:
     """True once the same client connection to one of the node's ports is established in
     two polls in a row (a call in progress, not one of HAProxy's short health checks)."""
 
-    def __init__(self, node: Node) -> None:
-        self.node, self.seen = node, set()
+    def __init__(self, node: Node, ignore: set[int] = frozenset()) -> None:
+        self.node, self.ignore, self.seen = node, ignore, set()
 
     def __call__(self) -> bool:
         ports = {self.node.dips, self.node.http}
         now = {(conn.laddr.port, conn.raddr.port)
                for conn in psutil.Process(self.node.proc.pid).net_connections("tcp")
                if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and conn.raddr
-               and conn.laddr.port in ports}
+               and conn.laddr.port in ports and conn.raddr.port not in self.ignore}
         lasting, self.seen = now & self.seen, now
         return bool(lasting)
 
@@ -263,6 +265,18 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
         assert prepared["HttpURL"] == f"http://127.0.0.1:{cluster.lb_http}/{prepared['HttpKey']}"
         outstanding[prepared["HttpKey"]] = data
 
+    # a download the victim is serving when it dies: its claim lapses, a survivor serves the key
+    big = os.urandom(48 << 20)  # more than the socket buffers hold: the victim's send blocks
+    (cluster.data / "storage" / "dirac" / "keys").mkdir(parents=True, exist_ok=True)
+    (cluster.data / "storage" / "dirac" / "keys" / "big.bin").write_bytes(big)
+    rpc, _ = cluster.clients(cluster.node_url(victim))
+    held_key = rpc.prepareFileForHTTP("/dirac/keys/big.bin")["HttpKey"]
+    held = http.client.HTTPConnection("127.0.0.1", victim.http, timeout=60)
+    held.request("GET", "/" + held_key)
+    held_port = held.sock.getsockname()[1]
+    held_response = held.getresponse()
+    assert held_response.status == 200  # claimed by the victim, body pending
+
     client = dirac9_client.with_(proxy=cluster.data / "proxy.pem",
                                  cert_dir=cluster.data / "pki" / "certificates")
     dirac_outcomes: list = []
@@ -282,7 +296,7 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
         thread.start()
     assert wait_for(lambda: run.done() >= KILL_AFTER or failures, 300, 0.05), "no progress"
     # kill while the victim is serving: a client connection to it is open
-    assert wait_for(Serving(victim), 60, 0.02), "the victim never got a call"
+    assert wait_for(Serving(victim, {held_port}), 60, 0.02), "the victim never got a call"
     os.kill(victim.proc.pid, signal.SIGKILL)
     killed_at = run.done()
     victim.proc.wait(timeout=30)
@@ -292,6 +306,11 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
     assert not any(thread.is_alive() for thread in threads)
 
     # every key issued before the kill is served by a survivor, once
+    held_response.close()
+    held.close()  # the download cut by the kill: after HttpClaimTimeout a survivor serves it
+    taken_over = wait_for(lambda: http_get(cluster.lb_http, held_key) == (200, big), 60, 0.1)
+    assert taken_over
+    assert http_get(cluster.lb_http, held_key)[0] == 401
     served = 0
     for key, data in outstanding.items():
         status, body = http_get(cluster.lb_http, key)
@@ -304,7 +323,8 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
     for lfn, data in run.stored.items():
         assert (storage / lfn.lstrip("/")).read_bytes() == data, lfn
     listed = {str(p.relative_to(storage)) for p in storage.rglob("*") if p.is_file()}
-    expected = {lfn.lstrip("/") for lfn in run.stored} | {f"dirac/keys/key-{i}.bin" for i in range(6)}
+    expected = ({lfn.lstrip("/") for lfn in run.stored} | {f"dirac/keys/key-{i}.bin" for i in range(6)}
+                | {"dirac/keys/big.bin"})
     assert listed - {"dirac/user/hello.txt"} == expected
     # staged files left in the cache (flows cut by the kill) are complete copies
     sources = {Path(lfn).name: data for lfn, data in run.stored.items()}
@@ -317,6 +337,7 @@ def test_three_instances_behind_haproxy_one_killed(cluster, dirac9_client, tmp_p
     figures = {"flows": dict(run.flows), "flows_before_kill": killed_at,
                "client_visible_errors": len(run.errors), "errors": run.errors,
                "files_verified": len(run.stored), "outstanding_keys_served": served,
+               "cut_download_served_by_survivor": taken_over,
                "dirac_calls": len(dirac_outcomes)}
     print("FAILOVER " + json.dumps(figures))
     assert sum(run.flows.values()) == WORKERS * ROUNDS * 3 + 4

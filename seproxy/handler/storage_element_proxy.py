@@ -73,7 +73,7 @@ def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N8
         state = ProxyState(cfg, section, getattr(cls, "http_server", None))
         if state.http_flag:
             state.start_http()
-    except ConfigError as exc:
+    except (ConfigError, StateError) as exc:
         log.error("%s", exc)
         return S_ERROR(str(exc))
     except OSError as exc:

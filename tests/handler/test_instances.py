@@ -168,3 +168,22 @@ def test_a_single_use_key_feeds_one_download_across_instances(three):
     finally:
         slow.close()
     assert wait_for(lambda: get(c.http_port, key)[0] == 401, 10, 0.05)  # used up by B's download
+
+
+def test_serve_with_an_unreachable_database_stops_with_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.fixtures.services import REPO_ROOT, SEPROXY_SECTION
+
+    url = f"mysql+pymysql://seproxy:hunter2secret@127.0.0.1:{free_port()}/seproxy"
+    done = subprocess.run(
+        [sys.executable, "-m", "seproxy", "serve", "--data-dir", str(tmp_path / "data"),
+         "-o", f"{SEPROXY_SECTION}/Port=0", "-o", f"{SEPROXY_SECTION}/HttpPort=0",
+         "-o", f"{SEPROXY_SECTION}/Database={url}"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR ")]
+    assert len(errors) == 1 and "unavailable" in errors[0] and "Can't connect" in errors[0]
+    assert "Traceback" not in done.stderr and "hunter2secret" not in done.stderr + done.stdout

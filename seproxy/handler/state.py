@@ -146,7 +146,7 @@ class ProxyState:
         host = self.option("HttpURLHost") or schema.value(self.cfg, "/DIRAC/Hostname") or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        url_port = int(self.option("HttpURLPort", 0)) or self.http_thread.port  # a load balancer's port
+        url_port = self.option("HttpURLPort") or self.http_thread.port  # a load balancer's port
         self.http_url_base = f"{self.http_thread.scheme}://{host}:{url_port}"
         log.info("HTTP access at %s serving %s", self.http_url_base, self.cache.http_root)
 

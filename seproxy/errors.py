@@ -19,6 +19,7 @@ Everything below the DIRAC-facing boundary raises one of these; the boundary
      +-- StorageError       a storage backend failed
      |    +-- CacheFullError   the staging cache cannot make room (also an ``OSError``)
      |    +-- SizeMismatch     a local copy's size differs from the announced one (also an ``OSError``)
+     +-- StateError         the shared state database cannot be reached or refused a statement
      +-- ItemFailed         a storage plugin primitive fails one item with a DIRAC ``Failed`` value
      +-- PathError          a file name or LFN that would escape its root (``..``, NUL, ...)
      +-- SErrorException    carries an S_ERROR result through code that raises
@@ -82,6 +83,10 @@ class TransferError(SeproxyError):
 
 class StorageError(SeproxyError):
     """A storage backend failed."""
+
+
+class StateError(SeproxyError):
+    """The state database (replica catalogue, HTTP key claims) is unreachable or failed."""
 
 
 class PathError(SeproxyError):

@@ -52,4 +52,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.dirac",
     "tests.fixtures.servers",
+    "tests.fixtures.mariadb",
 ]

@@ -323,7 +323,15 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
         "header on the HTTP port", 0.001),
     Opt("HttpMaxPending", "int", 4096, "HTTP connections still sending their header, at most", 1, 10 ** 6),
     Opt("HttpMaxPendingPerIP", "int", 256, "the same per client address", 1, 10 ** 6),
-    Opt("HttpCache", "str", "", "key directories (empty: <BasePath>/httpCache/<InstanceName>)"),
+    Opt("HttpURLPort", "int", 0, "port put into HttpURL (0: HttpPort; a load balancer's port)", 0, 65535),
+    Opt("HttpCache", "str", "", "root of the key directories, shared by the instances (empty: "
+      "<BasePath>/httpCache); each instance writes under <root>/<InstanceName>"),
+    Opt("HttpKeySecretFile", "str", "", "HMAC secrets of the download keys, one hex line each, the "
+      "first signs (empty: <BasePath>/http-key.secret, created mode 0600), see \"Several instances\""),
+    Opt("HttpClaimTimeout", "float", 60.0, "seconds after which a single-use key's claim lapses if the "
+      "instance serving its download died (running downloads renew it)", 0.1),
+    Opt("Database", "str", "", "shared state database, an SQLAlchemy URL (e.g. "
+      "mysql+pymysql://seproxy:PW@db/seproxy); empty: SQLite in CatalogueFile"),
     Opt("CredentialSource", "choice", "host", "identity used towards storage: host, proxydir, "
       "delegation, or ProxyManager (the caller's proxy from DIRAC's ProxyManager)",
       choices=("host", "proxydir", "delegation", "ProxyManager")),
@@ -354,7 +362,8 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
         "storage elements at start-up"),
     Opt("InstanceName", "str", "", "this instance's name (empty: the host name), see \"Several "
       "instances\""),
-    Opt("CatalogueFile", "str", "", "SQLite replica catalogue (empty: <BasePath>/catalogue.sqlite)"),
+    Opt("CatalogueFile", "str", "", "SQLite replica catalogue when Database is empty (empty: "
+      "<BasePath>/catalogue.sqlite)"),
     Opt("CatalogueFallbackSEs", "list", [], "SEs asked in order for LFNs not in the catalogue "
       "(empty: all configured SEs)"),
     Opt("CallTimeout", "float", 200.0, "seconds for callProxyMethod (DIRAC: 200)", 0.001),

@@ -2,8 +2,10 @@
 
 DIRAC resolved LFNs through its file catalogue and DataManager. seproxy offers:
 
-* :class:`SQLiteCatalogue` — an embedded replica catalogue (LFN -> size, checksum,
-  SEs) in one SQLite file; ``seproxy put`` registers into it;
+* :class:`DatabaseCatalogue` — the replica catalogue (LFN -> size, checksum, SEs) in
+  the state database (:mod:`seproxy.staging.db`: one SQLite file by default, or the
+  MariaDB/MySQL database several instances share; :class:`SQLiteCatalogue` opens a
+  file); ``uploadFile`` registers into it;
 * :class:`StorageElementFallback` — asks configured storage elements, in order,
   whether they hold the LFN (for files never registered);
 * :class:`CatalogueChain` — the first catalogue that knows replicas wins.
@@ -17,34 +19,21 @@ known, and only then renamed to its final name.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
 from seproxy.errors import PathError, StorageError
 from seproxy.localfs import file_adler32 as adler32_file
 from seproxy.returnvalues import unwrap
+from seproxy.staging import db
+from seproxy.staging.db import StateStore
 from seproxy.staging.namespace import local_name
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    lfn TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    checksum TEXT NOT NULL DEFAULT '',
-    checksum_type TEXT NOT NULL DEFAULT 'ADLER32',
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS replicas (
-    lfn TEXT NOT NULL REFERENCES files(lfn) ON DELETE CASCADE,
-    se TEXT NOT NULL,
-    PRIMARY KEY (lfn, se)
-);
-"""
 
 
 def same_adler(a: str, b: str) -> bool:
@@ -57,50 +46,62 @@ class ReplicaCatalogue(Protocol):
     def metadata(self, lfn: str) -> dict[str, Any] | None: ...
 
 
-class SQLiteCatalogue:
-    """LFN -> (size, checksum, SEs) in one SQLite database file."""
+class DatabaseCatalogue:
+    """LFN -> (size, checksum, SEs) in the state database (:mod:`seproxy.staging.db`):
+    SQLite for one instance, MariaDB/MySQL shared by several."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA foreign_keys = ON")
-        return db
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
 
     def add_file(self, lfn: str, size: int, checksum: str, se: str,
                  checksum_type: str = "ADLER32") -> None:
         """Register (or update) an LFN and add ``se`` as one of its replicas."""
-        with self._lock, contextlib.closing(self._connect()) as db, db:
-            db.execute(
-                "INSERT INTO files(lfn, size, checksum, checksum_type, created) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(lfn) DO UPDATE SET size=excluded.size, checksum=excluded.checksum, "
-                "checksum_type=excluded.checksum_type",
-                (lfn, int(size), checksum, checksum_type, time.time()))
-            db.execute("INSERT OR IGNORE INTO replicas(lfn, se) VALUES (?, ?)", (lfn, se))
+        files, replicas = db.files_table, db.replicas_table
+        values = {"size": int(size), "checksum": checksum, "checksum_type": checksum_type}
+
+        def write(conn: sa.Connection) -> None:
+            if not conn.execute(sa.update(files).where(files.c.lfn == lfn).values(**values)).rowcount:
+                conn.execute(sa.insert(files).values(lfn=lfn, created=time.time(), **values))
+            known = conn.execute(sa.select(replicas.c.se).where(replicas.c.lfn == lfn)
+                                 .where(replicas.c.se == se)).first()
+            if known is None:
+                conn.execute(sa.insert(replicas).values(lfn=lfn, se=se))
+
+        try:
+            self.store.run("registering a replica", write)
+        except sa_exc.IntegrityError:  # another instance registered the same LFN meanwhile
+            self.store.run("registering a replica", write)
 
     def remove_replica(self, lfn: str, se: str) -> None:
-        with self._lock, contextlib.closing(self._connect()) as db, db:
-            db.execute("DELETE FROM replicas WHERE lfn = ? AND se = ?", (lfn, se))
-            db.execute("DELETE FROM files WHERE lfn = ? AND NOT EXISTS "
-                       "(SELECT 1 FROM replicas WHERE replicas.lfn = files.lfn)", (lfn,))
+        files, replicas = db.files_table, db.replicas_table
+
+        def remove(conn: sa.Connection) -> None:
+            conn.execute(sa.delete(replicas).where(replicas.c.lfn == lfn).where(replicas.c.se == se))
+            if conn.execute(sa.select(replicas.c.se).where(replicas.c.lfn == lfn)).first() is None:
+                conn.execute(sa.delete(files).where(files.c.lfn == lfn))
+
+        self.store.run("removing a replica", remove)
 
     def replicas(self, lfn: str) -> list[str]:
-        with contextlib.closing(self._connect()) as db:
-            rows = db.execute("SELECT se FROM replicas WHERE lfn = ? ORDER BY rowid", (lfn,))
-            return [row[0] for row in rows]
+        replicas = db.replicas_table
+        query = sa.select(replicas.c.se).where(replicas.c.lfn == lfn)
+        return self.store.run("looking up replicas", lambda conn: [row[0] for row in conn.execute(query)])
 
     def metadata(self, lfn: str) -> dict[str, Any] | None:
-        with contextlib.closing(self._connect()) as db:
-            row = db.execute("SELECT size, checksum, checksum_type FROM files WHERE lfn = ?",
-                             (lfn,)).fetchone()
+        files = db.files_table
+        query = sa.select(files.c.size, files.c.checksum, files.c.checksum_type).where(files.c.lfn == lfn)
+        row = self.store.run("reading file metadata", lambda conn: conn.execute(query).first())
         if row is None:
             return None
         return {"Size": row[0], "Checksum": row[1], "ChecksumType": row[2]}
+
+
+class SQLiteCatalogue(DatabaseCatalogue):
+    """The catalogue in one SQLite file (the embedded default)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        super().__init__(db.StateStore(db.sqlite_url(path)))
 
 
 class StorageElementFallback:

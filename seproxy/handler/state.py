@@ -1,9 +1,10 @@
 """The state one StorageElementProxy service owns: cache, HTTP thread, catalogue, pools.
 
 :class:`ProxyState` reads the service's options once (``BasePath``, ``HttpAccess``,
-``MaxFileSize``, ``CallTimeout`` ...), owns the cache area, the expiring HTTP key
-register and its purger, the credential source, the SQLite catalogue and the thread
-pool that runs storage calls under DIRAC's time limits. The handler
+``MaxFileSize``, ``CallTimeout`` ...), owns the cache area, the state database
+(:mod:`seproxy.staging.db`: the replica catalogue, single-use key claims), the signed
+HTTP key register and its purger, the credential source and the thread pool that runs
+storage calls under DIRAC's time limits. The handler
 (:mod:`seproxy.handler.storage_element_proxy`) holds one per service.
 """
 
@@ -24,7 +25,10 @@ from seproxy.errors import ConfigError, SeproxyError
 from seproxy.handler import catalog
 from seproxy.handler.credentials import CredentialSource
 from seproxy.returnvalues import S_ERROR
-from seproxy.staging.cache import CacheArea, ExpiringRegister, purgeCacheDirectory
+from seproxy.staging import db
+from seproxy.staging.cache import CacheArea
+from seproxy.staging.keyregister import Claims, DatabaseClaims, FileClaims, KeyLookup, SignedKeyRegister
+from seproxy.staging.keys import KeySigner
 from seproxy.staging.namespace import check_name
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
@@ -42,7 +46,7 @@ class HttpServer(Protocol):
 class HttpServerFactory(Protocol):
     """Starts the HTTP front serving ``path`` from the key ``register`` (bound on return)."""
 
-    def __call__(self, port: int, path: str, *, register: ExpiringRegister, host: str,
+    def __call__(self, port: int, path: str, *, register: KeyLookup, host: str,
                  ssl_context: ssl.SSLContext | None, multi_use: bool, max_connections: int,
                  purge_interval: float) -> HttpServer: ...
 
@@ -58,11 +62,11 @@ class ProxyState:
         if not base:
             raise ConfigError("Failed to get the base path")
         self.http_flag = self.option("HttpAccess")
+        self.instance = check_name(self.option("InstanceName") or socket.gethostname(), "InstanceName")
         self.cache = CacheArea(base, http_cache=self.option("HttpCache") or None,
                                high_watermark=self.option("CacheHighWatermark"),
                                low_watermark=self.option("CacheLowWatermark"),
-                               instance=check_name(self.option("InstanceName") or socket.gethostname(),
-                                                   "InstanceName"))
+                               instance=self.instance)
         self.base_path = str(self.cache.base)
         self.max_file_size = self.option("MaxFileSize")
         self.min_free = self.option("MinFreeSpace")
@@ -70,14 +74,22 @@ class ProxyState:
         self.transfer_timeout = self.option("TransferTimeout")
         self.key_lifetime = self.option("HttpKeyLifetime")
         self.registry = Registry(cfg)
-        # one register per service (gRegister stays the default of a bare HttpThread)
-        self.register = ExpiringRegister(purgeCacheDirectory)
-        if self.option("HttpPurgeInterval") > 0:  # also without HTTP: stagings expire
-            self.register.start_purger(self.option("HttpPurgeInterval"))
+        # the shared state: replica catalogue and HTTP key claims in one database
+        catalogue_file = self.option("CatalogueFile") or os.path.join(self.base_path, "catalogue.sqlite")
+        self.store = db.StateStore(self.option("Database") or db.sqlite_url(catalogue_file))
+        self.catalogue = catalog.DatabaseCatalogue(self.store)
+        # signed HTTP keys: any instance with the same secret and HTTP cache serves them
+        claims: Claims = (DatabaseClaims(self.store) if self.store.shared
+                          else FileClaims(self.cache.http_root / ".claims"))
+        self.register = SignedKeyRegister(
+            KeySigner(self.option("HttpKeySecretFile") or os.path.join(self.base_path, "http-key.secret")),
+            claims, self.cache, self.instance, lifetime=self.key_lifetime,
+            claim_hold=self.option("HttpClaimTimeout"))
+        self.purge_interval = self.option("HttpPurgeInterval")
+        if self.purge_interval > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(self.purge_interval)
         self.cache.clean_startup()
         self.credentials = self._credential_source()
-        catalogue_file = self.option("CatalogueFile") or os.path.join(self.base_path, "catalogue.sqlite")
-        self.catalogue = catalog.SQLiteCatalogue(catalogue_file)
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -124,7 +136,7 @@ class ProxyState:
         bind = self.option("HttpHost")
         try:
             self.http_thread = self._http_server(
-                port, str(self.cache.http_cache), register=self.register, host=bind,
+                port, str(self.cache.http_root), register=self.register, host=bind,
                 ssl_context=ssl_context, multi_use=self.option("HttpMultiUse"),
                 max_connections=self.option("HttpMaxConnections"),
                 purge_interval=self.option("HttpPurgeInterval"))
@@ -134,8 +146,9 @@ class ProxyState:
         host = self.option("HttpURLHost") or schema.value(self.cfg, "/DIRAC/Hostname") or socket.getfqdn()
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        self.http_url_base = f"{self.http_thread.scheme}://{host}:{self.http_thread.port}"
-        log.info("HTTP access at %s serving %s", self.http_url_base, self.cache.http_cache)
+        url_port = self.option("HttpURLPort") or self.http_thread.port  # a load balancer's port
+        self.http_url_base = f"{self.http_thread.scheme}://{host}:{url_port}"
+        log.info("HTTP access at %s serving %s", self.http_url_base, self.cache.http_root)
 
     def _https_context(self) -> ssl.SSLContext:
         from seproxy.security.locations import host_credentials
@@ -152,6 +165,7 @@ class ProxyState:
             self.http_thread.stop()
             self.http_thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.dispose()
 
     # -- storage -----------------------------------------------------------------------------
     def storage_element(self, name: str, vo: str, credentials: Any) -> Any:

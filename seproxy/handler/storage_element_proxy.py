@@ -17,8 +17,10 @@ Fixed underneath (PROTOCOL 10.9):
 * ``callProxyMethod`` reaches only a whitelist of storage methods;
 * storage calls run in the service's threads (no fork) with DIRAC's 200/300 s limits,
   with per-call credentials (:mod:`seproxy.handler.credentials`), never ``os.environ``;
-* HTTP keys come from :mod:`secrets`, expire in the background, are registered only
-  when something was staged, and HTTP can be served over TLS.
+* HTTP keys carry a 256-bit nonce from :mod:`secrets` under an HMAC with the instances'
+  shared secret, are issued only when something was staged, are single-use through
+  shared state and expire in the background (:mod:`seproxy.staging.keyregister`): any
+  instance serves a key another issued; HTTP can be served over TLS.
 
 State lives in one :class:`~seproxy.handler.state.ProxyState` per service, built by the module-level
 ``initializeStorageElementProxyHandler(serviceInfo)`` (DIRAC API).
@@ -37,7 +39,7 @@ from typing import Any, ClassVar
 
 from seproxy.checksum import adler32
 from seproxy.config import get_config
-from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError
+from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError, StateError
 from seproxy.handler import catalog
 from seproxy.handler.state import HttpServerFactory, ProxyState
 from seproxy.localfs import LocalSource, get_checksum_xattr, set_checksum_xattr
@@ -45,8 +47,7 @@ from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
 from seproxy.rpc.connection import Connection
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.staging.cache import gRegister, purgeCacheDirectory  # noqa: F401
-from seproxy.staging.keys import key_digest, new_key
-from seproxy.staging.namespace import Namespace, local_name, open_regular, parse_file_id
+from seproxy.staging.namespace import Namespace, local_name, namespace_id, open_regular, parse_file_id
 from seproxy.transfer.filehelper import FileHelper
 
 log = logging.getLogger("seproxy.handler.StorageElementProxy")
@@ -80,7 +81,7 @@ def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N8
         state = ProxyState(cfg, section, getattr(cls, "http_server", None))
         if state.http_flag:
             state.start_http()
-    except ConfigError as exc:
+    except (ConfigError, StateError) as exc:
         log.error("%s", exc)
         return S_ERROR(str(exc))
     except OSError as exc:
@@ -240,7 +241,10 @@ class StorageElementProxyHandler(RequestHandler):
                 storage = state.storage_element(se, vo, creds)
                 result = returnSingleResult(storage.putFile({pfn: source}))
                 if result["OK"]:
-                    state.catalogue.add_file(pfn, st.st_size, checksum, se)
+                    try:
+                        state.catalogue.add_file(pfn, st.st_size, checksum, se)
+                    except StateError as exc:  # stored all the same: the SE fallback finds it
+                        log.warning("uploadFile: %s stored, not registered: %s", pfn, exc)
         except AuthError as exc:
             result = S_ERROR(str(exc))
         finally:
@@ -293,25 +297,33 @@ class StorageElementProxyHandler(RequestHandler):
     types_prepareFileForHTTP = [[str, list]]  # noqa: N815
 
     def export_prepareFileForHTTP(self, lfn: str | list) -> dict:  # noqa: N802
-        """Stage LFN(s) for an HTTP download; the key is registered if anything was staged."""
+        """Stage LFN(s) for an HTTP download; a key is issued if anything was staged."""
         state = self._state()
-        state.register.purgeExpired()
+        if state.purge_interval <= 0:  # no background purger: purge here, as DIRAC did
+            with contextlib.suppress(SeproxyError, OSError):
+                state.register.purgeExpired()
         lfns = [lfn] if isinstance(lfn, str) else lfn
         if not all(isinstance(item, str) for item in lfns):
             return S_ERROR("prepareFileForHTTP: LFNs must be strings")
-        key = _new_http_key()
-        directory = state.cache.http_cache / secrets.token_hex(16)
+        try:
+            staging = state.register.staging_dir()
+        except OSError as exc:
+            return S_ERROR(f"prepareFileForHTTP: {exc.strerror or exc}")
         result = state.run_limited(state.transfer_timeout, "__prepareFileForHTTP",
-                                   self._prepare_file_for_http, lfns, directory)
-        if not result["OK"]:
-            purgeCacheDirectory(directory)
+                                   self._prepare_file_for_http, lfns, staging)
+        if not result["OK"] or not result["Value"]["Successful"]:
+            purgeCacheDirectory(staging)
+            if result["OK"]:
+                result["CachePath"] = str(staging)
             return result
+        cred = self.getRemoteCredentials()
+        try:
+            key, directory = state.register.issue(staging, namespace_id(cred.get("DN", ""),
+                                                                        cred.get("group", "")))
+        except (OSError, SeproxyError) as exc:
+            purgeCacheDirectory(staging)
+            return S_ERROR(f"prepareFileForHTTP: cannot issue a download key: {exc}")
         result["CachePath"] = str(directory)
-        staged = bool(result["Value"]["Successful"])
-        if not staged:
-            purgeCacheDirectory(directory)
-            return result
-        state.register.add(key_digest(key), state.key_lifetime, str(directory))
         if state.http_flag and state.http_url_base:
             result["HttpKey"] = key
             result["HttpURL"] = f"{state.http_url_base}/{key}"
@@ -323,7 +335,6 @@ class StorageElementProxyHandler(RequestHandler):
         except AuthError:
             return S_ERROR(CONNECTION_DETAILS_ERROR)
         state = self._state()
-        directory.mkdir(mode=0o700)
         with state.credentials.for_caller(cred, vo, self._delegated) as creds:
             ses: dict[str, Any] = {}
 
@@ -486,6 +497,3 @@ def _refuse_download(fileHelper: FileHelper, message: str) -> dict:  # noqa: N80
         fileHelper.sendEOF()
     return S_ERROR(message)
 
-
-def _new_http_key() -> str:
-    return new_key()

@@ -5,7 +5,11 @@
 ==========================  =================================================================
 request                     answer
 ==========================  =================================================================
-unknown or expired key      401 ``Invalid key provided, access denied``
+unknown, forged, expired    401 ``Invalid key provided, access denied``
+or used-up key
+GET of a single-use key     409 ``A download with this key is in progress`` (another
+another GET is serving      instance's too: the claim is shared state)
+state database unreachable  503 ``State database unavailable``
 key directory unreadable    404 ``File not found``
 one file                    200, the file (``socket.sendfile``), its own name
 several files               200, a tar of them produced on the fly with :mod:`tarfile`
@@ -20,12 +24,15 @@ Headers: ``Content-Type: application/octet-stream``, ``Content-Length``,
 ``Last-Modified`` (once), ``ETag``, ``Accept-Ranges: bytes`` and an RFC 6266
 ``Content-Disposition: attachment; filename="<ascii>"; filename*=UTF-8''<pct>``.
 
-Keys are looked up by their SHA-256 digest (see :func:`key_digest`), so the lookup
-time does not depend on how close a guess is. A key is single-use unless the server
-is multi-use: it is removed once a response carrying the last byte of the entity has
-been sent completely (an interrupted download can be resumed with ``Range``). The
-URL path is only ever a key, never a file path; files are opened relative to the
-key directory with ``O_NOFOLLOW``.
+Keys are looked up in the server's ``register``: the
+:class:`~seproxy.staging.keyregister.SignedKeyRegister` the service uses (keys verified
+by their MAC, so any instance sharing the key secret and the HTTP cache serves them;
+see :mod:`seproxy.staging.keys`), or DIRAC's in-process ``gRegister`` indexed by the
+key's SHA-256. A key is single-use unless the server is multi-use: a GET claims it when
+it starts and it is used up once a response carrying the last byte of the entity has
+been sent completely (an interrupted download frees it: it can be resumed with
+``Range``). The URL path is only ever a key, never a file path; files are opened
+relative to the HTTP cache with ``O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -44,14 +51,17 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from seproxy.errors import PathError
+from seproxy.errors import PathError, StateError
+from seproxy.staging.keyregister import KeyInUse
 from seproxy.staging.keys import key_digest
 from seproxy.staging.namespace import open_dir, open_regular
 
 log = logging.getLogger(__name__)
 
 INVALID_KEY = "Invalid key provided, access denied"
-MAX_KEY_LENGTH = 256
+KEY_IN_USE = "A download with this key is in progress"
+STATE_DOWN = "State database unavailable"
+MAX_KEY_LENGTH = 1024
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 
@@ -115,10 +125,13 @@ class Entity:
 
 
 def open_entity(cache_root: str, directory: str) -> Entity:
-    """Open the files of a key directory (one file as is, several as a tar)."""
-    if os.path.dirname(os.path.abspath(directory)) != os.path.abspath(cache_root):
+    """Open the files of a key directory below ``cache_root`` (one file as is, several as
+    a tar); every directory on the way is opened without following symlinks."""
+    relative = os.path.relpath(os.path.abspath(directory), os.path.abspath(cache_root))
+    parts = tuple(relative.split(os.sep))
+    if relative.startswith("..") or relative == "." or len(parts) > 2:
         raise PathError("key directory outside the HTTP cache")
-    dir_fd = open_dir(cache_root, (os.path.basename(directory),))
+    dir_fd = open_dir(cache_root, parts)
     entity = Entity(name="", mtime=0.0)
     try:
         names = sorted(entry.name for entry in os.scandir(dir_fd)
@@ -190,7 +203,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
 class HttpStorageAccessHandler(BaseHTTPRequestHandler):
     """Serves ``GET``/``HEAD /<key>``; ``register`` and ``basePath`` are set per server."""
 
-    #: The key register (an ExpiringRegister indexed by :func:`key_digest`).
+    #: The key register (:class:`~seproxy.staging.keyregister.KeyLookup`).
     register: ClassVar[Any] = None
     #: The HTTP cache directory (parent of every key directory).
     basePath: ClassVar[str] = ""  # noqa: N815 - DIRAC name
@@ -211,7 +224,15 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
         key = self.path[1:].split("?", 1)[0].split("#", 1)[0]
         lease = None
         if 0 < len(key) <= MAX_KEY_LENGTH and self.register is not None:
-            lease = self.register.acquire(key_digest(key))
+            try:  # a single-use key serves one GET at a time: claimed when the GET starts
+                lease = self.register.lookup(key, exclusive=body and not self.multi_use)
+            except KeyInUse:
+                self.send_error(409, KEY_IN_USE)
+                return
+            except StateError as exc:
+                log.warning("HTTP key look-up: %s", exc)
+                self.send_error(503, STATE_DOWN)
+                return
         if lease is None:
             self.send_error(401, INVALID_KEY)
             return
@@ -228,7 +249,10 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
             finally:
                 entity.close()
         finally:
-            self.register.release(lease, consume=consumed and body and not self.multi_use)
+            try:
+                self.register.release(lease, consume=consumed and body and not self.multi_use)
+            except StateError as exc:  # the files are removed all the same
+                log.warning("HTTP key release: %s", exc)
 
     def _send_entity(self, entity: Entity, *, body: bool) -> bool:
         """Send headers and (for GET) bytes; True if the last byte was delivered."""

@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from seproxy.http.access import HttpStorageAccessHandler
-from seproxy.staging.cache import ExpiringRegister
+from seproxy.staging.keyregister import KeyLookup
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class HttpThread(threading.Thread):
     expiry purger ``purge_interval`` in seconds (0 disables it).
     """
 
-    def __init__(self, port: int, path: str, *, register: ExpiringRegister | None = None,
+    def __init__(self, port: int, path: str, *, register: KeyLookup | None = None,
                  host: str = "", ssl_context: ssl.SSLContext | None = None,
                  multi_use: bool = False, max_connections: int = 64,
                  purge_interval: float = 30.0, start: bool = True) -> None:

@@ -12,18 +12,21 @@ waiting for the next request.
     <BasePath>/
       ns/<namespace>/getFile/<name>   staged by prepareFile, removed once sent
       ns/<namespace>/putFile/<name>   uploaded by a client, removed by uploadFile
-      tmp/<random>.part               uploads being received (renamed when complete)
-      httpCache/<key>/<files>         prepareFileForHTTP downloads (or HttpCache)
+      tmp/<instance>/<random>.part    uploads being received (renamed when complete)
+      httpCache/<instance>/<expiry>-<id>/<files>   prepareFileForHTTP downloads (or HttpCache)
+      purge.lock                      flock'ed by the one instance evicting or purging
 
 It enforces high/low watermarks on the bytes held under ``ns/`` by evicting the
-least recently used files that are not in use, and cleans ``tmp/`` (orphaned
-partial uploads) and the HTTP key directories (their keys died with the previous
-process) at start-up.
+least recently used files that no instance is sending or receiving (a shared ``flock``
+marks a file in use, the exclusive ``purge.lock`` lets one instance evict at a time),
+and cleans its own ``tmp/`` (orphaned partial uploads) and expired or unfinished HTTP
+key directories at start-up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from seproxy.errors import CacheFullError
+from seproxy.staging.keys import dir_expiry, key_digest
 
 log = logging.getLogger("seproxy.handler.cache")  # the name operators configured before the move
 
@@ -138,6 +142,10 @@ class ExpiringRegister:
         return len(self.getKeys())
 
     # -- in-use accounting (HTTP downloads) --------------------------------------------
+    def lookup(self, key: str, *, exclusive: bool = False, wait: float = 0.0) -> Lease | None:
+        """The HTTP front's look-up by the key itself (indexed by :func:`key_digest`)."""
+        return self.acquire(key_digest(key))
+
     def acquire(self, cKey: Any) -> Lease | None:  # noqa: N803
         """Mark a valid ``cKey`` in use and return its lease (``None`` if absent or expired).
 
@@ -231,24 +239,49 @@ class CacheArea:
         # never clean up each other's work at start-up
         self.tmp_root = self.base / "tmp"
         self.tmp = self.tmp_root / instance if instance else self.tmp_root
-        default_http = self.base / "httpCache" / instance if instance else self.base / "httpCache"
-        self.http_cache = Path(os.path.abspath(http_cache)) if http_cache else default_http
+        #: the root every instance's key directories are under (``HttpCache``, else
+        #: ``<BasePath>/httpCache``); this instance writes into ``http_cache``
+        self.http_root = Path(os.path.abspath(http_cache)) if http_cache else self.base / "httpCache"
+        self.http_cache = self.http_root / instance if instance else self.http_root
         self.high_watermark = high_watermark  # bytes; 0 = no limit
         self.low_watermark = low_watermark or int(high_watermark * 0.8)
         self._in_use: dict[str, int] = {}
         self._lock = threading.Lock()
-        for directory in (self.base, self.ns_root, self.tmp_root, self.tmp, self.http_cache):
+        for directory in (self.base, self.ns_root, self.tmp_root, self.tmp, self.http_root, self.http_cache):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
+        self.lock_file = self.base / "purge.lock"
+
+    @contextlib.contextmanager
+    def purge_lock(self, *, blocking: bool = True) -> Iterator[bool]:
+        """The cache's purge lock (``flock`` on ``<BasePath>/purge.lock``): one instance at a
+        time evicts or purges. Yields whether it is held (always True when ``blocking``)."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # drops the lock
 
     # -- start-up ------------------------------------------------------------------------
     def clean_startup(self) -> dict[str, int]:
-        """Remove orphaned partial uploads and HTTP key directories of a previous run."""
+        """Remove orphaned partial uploads and this instance's HTTP key directories whose
+        key has expired or was never issued (a download key outlives a restart: any
+        instance may still serve it)."""
         removed = {"tmp": 0, "http": 0}
         for child in list(self.tmp.iterdir()):
             _remove(child)
             removed["tmp"] += 1
+        now = time.time()
         for child in list(self.http_cache.iterdir()):
+            expiry = dir_expiry(child.name)
+            if expiry is not None and expiry >= now and child.is_dir() and not child.is_symlink():
+                continue
             _remove(child)
             removed["http"] += 1
         if any(removed.values()):
@@ -259,12 +292,20 @@ class CacheArea:
     # -- in-use marks (files being sent or uploaded) ----------------------------------------
     @contextlib.contextmanager
     def in_use(self, path: str | os.PathLike[str]) -> Iterator[None]:
+        """Mark a file as being sent or received: no instance evicts it meanwhile (a
+        shared ``flock`` on the file tells other instances, a count tells this one)."""
         key = os.fspath(path)
         with self._lock:
             self._in_use[key] = self._in_use.get(key, 0) + 1
+        fd = -1
+        with contextlib.suppress(OSError):
+            fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             yield
         finally:
+            if fd >= 0:
+                os.close(fd)
             with self._lock:
                 count = self._in_use.get(key, 1) - 1
                 if count:
@@ -273,8 +314,21 @@ class CacheArea:
                     self._in_use.pop(key, None)
 
     def is_in_use(self, path: str | os.PathLike[str]) -> bool:
+        """In use here, or (shared ``flock`` held) by another instance."""
         with self._lock:
-            return os.fspath(path) in self._in_use
+            if os.fspath(path) in self._in_use:
+                return True
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     # -- watermarks --------------------------------------------------------------------------
     def usage(self) -> int:
@@ -291,6 +345,10 @@ class CacheArea:
         """
         if self.high_watermark <= 0:
             return 0
+        with self.purge_lock():  # one instance evicts at a time; the others then see its result
+            return self._make_room(needed)
+
+    def _make_room(self, needed: int) -> int:
         files = self._files()
         usage = sum(st.st_size for _, st in files)
         if usage + max(needed, 0) <= self.high_watermark:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import getpass
+import os
 import shlex
 import subprocess
 
@@ -30,7 +31,7 @@ def test_every_example_is_covered():
     examples = {p.relative_to(CONFIG).as_posix() for p in CONFIG.rglob("*.example")}
     covered = set(SITES) | {f"storage-elements/{n}" for n in SES} | \
         {"two-instances/node-a.cfg.example", "two-instances/node-b.cfg.example",
-         "join-dirac.cfg.example"}
+         "join-dirac.cfg.example", "three-instances.cfg.example", "haproxy.cfg.example"}
     assert examples == covered
 
 
@@ -65,6 +66,31 @@ def test_two_instance_examples(node):
     assert option(cfg, "HttpURLHost", section) == f"node-{node}.example.org"
     assert option(cfg, "BasePath", section) == "/shared/seproxy/cache"
     assert len(cfg.service_urls(schema.SERVICE_NAME)) == 2
+
+
+def test_three_instance_example():
+    cfg = Config.load([CONFIG / "site.cfg.example", CONFIG / "three-instances.cfg.example"],
+                      use_default=False, overrides=[f"{SITES['site.cfg.example']}/InstanceName=node1"])
+    assert schema.validate(cfg) == []
+    section = cfg.service_section(schema.SERVICE_NAME)
+    option = schema.STORAGE_ELEMENT_PROXY.value
+    assert option(cfg, "Database", section).startswith("mysql+pymysql://")
+    assert option(cfg, "HttpURLHost", section) == "seproxy.example.org"
+    assert option(cfg, "HttpURLPort", section) == 9180
+    assert option(cfg, "InstanceName", section) == "node1"
+    assert cfg.service_urls(schema.SERVICE_NAME) == [
+        "dips://seproxy.example.org:9139/DataManagement/StorageElementProxy"]
+
+
+def test_haproxy_example_is_valid(tmp_path):
+    # the load-balancer test runs this file as is; here HAProxy checks it without starting
+    env = {**os.environ, "SEPROXY_LB_DIPS": "127.0.0.1:9139", "SEPROXY_LB_HTTP": "127.0.0.1:9180"}
+    for index in (1, 2, 3):
+        env[f"SEPROXY_NODE{index}_DIPS"] = f"127.0.0.{index + 1}:9139"
+        env[f"SEPROXY_NODE{index}_HTTP"] = f"127.0.0.{index + 1}:9180"
+    done = subprocess.run(["haproxy", "-c", "-f", str(CONFIG / "haproxy.cfg.example")],
+                          capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0 and "valid" in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_join_dirac_example():

@@ -3,9 +3,9 @@
 Everything here is real and runs as the DIRAC admin of a site would run it, only
 bound to 127.0.0.1 and kept under a temporary directory:
 
-* :func:`start_mariadb`: Debian's ``mariadbd`` as a private instance (``mariadb-install-db``
-  into a fresh datadir, ``--user=root`` because the tests run as root, TCP on
-  127.0.0.1 and a free port plus a unix socket in the datadir), stopped with the session;
+* a private MariaDB per site (:func:`tests.fixtures.mariadb.start_mariadb`: Debian's
+  ``mariadbd`` from a fresh ``mariadb-install-db`` datadir, TCP on 127.0.0.1 and a free
+  port) holding the ProxyDB database and its user ``Dirac``, stopped with the site;
 * :func:`start_configuration_server`: DIRAC 9.1's DISET ``Configuration/Server`` as a
   *master* (``/DIRAC/Configuration/Master = yes``, ``HandlerPath`` =
   ``DIRAC/ConfigurationSystem/Service/ConfigurationHandler.py``) serving
@@ -23,8 +23,6 @@ The fixtures are in ``tests/fixtures/dirac.py`` (``dirac_site``); docs/INTEROP.m
 from __future__ import annotations
 
 import secrets
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,17 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from seproxy.security.x509 import X509Chain
-from tests.conftest import wait_for
 from tests.fixtures.cfgtext import cfg_text
+from tests.fixtures.mariadb import MariaDB, MariaDBError, start_mariadb
 from tests.interop.peer_services import (
     INSTANCE_8,
     SETUP_8,
     DiracClient,
     DiracService,
-    file_tail,
     merge_cfg,
     start_dirac_service,
-    stop_process,
 )
 from tests.interop.peer_venv import DiracVenv, InteropSetupError
 
@@ -50,77 +46,6 @@ CS_HANDLER = "DIRAC/ConfigurationSystem/Service/ConfigurationHandler.py"
 CS_NAME = "SeproxyTest"
 #: Users of the test site (certificates from the ``pki`` fixture's CA).
 SITE_USERS = ("alice", "bob", "carol")
-
-
-# ----------------------------------------------------------------------------- MariaDB
-
-
-@dataclass
-class MariaDB:
-    """A private ``mariadbd`` (root without password over its unix socket)."""
-
-    process: subprocess.Popen
-    port: int
-    socket: Path
-    datadir: Path
-    log: Path
-
-    def sql(self, statement: str) -> str:
-        """Run ``statement`` with the ``mariadb`` client as root over the socket; its output."""
-        proc = subprocess.run(["mariadb", "--no-defaults", "-S", str(self.socket), "-uroot", "-N",
-                               "-e", statement], check=False, capture_output=True, text=True, timeout=60)
-        if proc.returncode != 0:
-            raise InteropSetupError(f"mariadb: {statement!r} failed: {proc.stderr.strip()}")
-        return proc.stdout
-
-    def create_database(self, name: str, user: str) -> str:
-        """Create database ``name`` and ``user``@127.0.0.1 with rights on it; the password."""
-        password = secrets.token_hex(12)
-        self.sql(f"CREATE DATABASE `{name}`; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY "
-                 f"'{password}'; GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'127.0.0.1';")
-        return password
-
-    def log_tail(self, lines: int = 30) -> str:
-        return file_tail(self.log, lines)
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=30)
-
-
-def start_mariadb(base: Path, timeout: float = 60.0) -> MariaDB:
-    """Initialise a datadir under ``base`` and run ``mariadbd`` on 127.0.0.1 (free port)."""
-    from tests.fixtures.servers import start_on_free_port
-
-    for tool in ("mariadb-install-db", "mariadbd", "mariadb"):
-        if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            raise InteropSetupError(f"{tool} not found: apt-get install -y mariadb-server")
-    datadir = base / "data"
-    install = subprocess.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        check=False, capture_output=True, text=True, timeout=300)
-    if install.returncode != 0:
-        raise InteropSetupError(f"mariadb-install-db failed: {(install.stdout + install.stderr)[-2000:]}")
-    sock, log = base / "mysqld.sock", base / "mysqld.log"
-    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-
-    def launch(port: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            [mariadbd, "--no-defaults", f"--datadir={datadir}", "--user=root",
-             "--bind-address=127.0.0.1", f"--port={port}", f"--socket={sock}",
-             f"--pid-file={base / 'mysqld.pid'}", f"--log-error={log}", "--skip-name-resolve",
-             "--innodb-buffer-pool-size=16M", "--skip-log-bin"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    try:
-        port, process = start_on_free_port(launch, "mariadbd")
-    except RuntimeError as exc:
-        raise InteropSetupError(f"mariadbd did not start: {exc}\n{file_tail(log, 20)}") from exc
-    db = MariaDB(process, port, sock, datadir, log)
-    if not wait_for(lambda: sock.exists(), timeout, 0.05):
-        db.stop()
-        raise InteropSetupError(f"mariadbd made no socket; log:\n{db.log_tail()}")
-    return db
 
 
 # ----------------------------------------------------------------------------- CS content
@@ -370,8 +295,11 @@ def make_site(venv: DiracVenv, pki: Any, base: Path, *, servers: int = 2,
             site.servers.append(start_configuration_server(
                 venv, pki, Path(tempfile.mkdtemp(prefix=f"cs{index}-", dir=base)), data))
         if proxy_manager:
-            site.db = start_mariadb(Path(tempfile.mkdtemp(prefix="mariadb-", dir=base)))
-            site.db_password = site.db.create_database("ProxyDB", "Dirac")
+            try:
+                site.db = start_mariadb(Path(tempfile.mkdtemp(prefix="mariadb-", dir=base)))
+                site.db_password = site.db.create_database("ProxyDB", "Dirac").password
+            except MariaDBError as exc:
+                raise InteropSetupError(str(exc)) from exc
             site.proxy_manager = start_proxy_manager(
                 venv, pki, Path(tempfile.mkdtemp(prefix="proxymanager-", dir=base)), site.cs_urls,
                 site.db, site.db_password)

@@ -337,9 +337,10 @@ STORAGE_ELEMENT_PROXY = SERVICE.with_defaults(
       choices=("host", "proxydir", "delegation", "ProxyManager")),
     Opt("ProxyLifetime", "int", 15600, "seconds of proxy asked from the ProxyManager", 3600, 10 ** 7),
     Opt("ProxyRenewMargin", "int", 1200, "a cached ProxyManager proxy with less left is downloaded "
-      "again", 0, 10 ** 7),
-    Opt("ProxyCacheSize", "int", 1000, "ProxyManager proxies kept in memory (least recently used "
-      "go first)", 1, 10 ** 7),
+      "again; a kept delegated proxy with less left is not reused (the client delegates anew)",
+      0, 10 ** 7),
+    Opt("ProxyCacheSize", "int", 1000, "ProxyManager or delegated proxies kept in memory, one per "
+      "caller (least recently used go first)", 1, 10 ** 7),
     Opt("ProxyVOMS", "bool", False, "ask getVOMSProxy for groups with a VOMSRole"),
     Opt("ProxyDir", "str", "", "proxies for CredentialSource = proxydir (empty: <BasePath>/proxies)"),
     Opt("MaxFileSize", "size", 0, "largest accepted upload in bytes or K/M/G/T, 0 = no limit (DIRAC "

@@ -21,7 +21,6 @@ delegation property, ...) are raised as ``AuthError`` with DIRAC's message uncha
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from seproxy.config import Config, Registry
 from seproxy.errors import AuthError, ConfigError, SeproxyError
 from seproxy.security import pki as devpki
+from seproxy.security.proxycache import ProxyCache
 from seproxy.security.x509 import X509Chain, verify_with_ca_directory
 
 log = logging.getLogger("seproxy.dirac.proxymanager")
@@ -90,7 +90,8 @@ class ProxyManagerSource:
         self.voms = voms
         self._call = call or self._rpc
         self._clock = clock
-        self._cache: collections.OrderedDict[tuple[str, str, str], DownloadedProxy] = collections.OrderedDict()
+        self._cache: ProxyCache[tuple[str, str, str], DownloadedProxy] = ProxyCache(
+            self.cache_size, self.renew_margin, clock)
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         #: number of proxies downloaded (getProxy/getVOMSProxy answers used)
@@ -103,11 +104,11 @@ class ProxyManagerSource:
             raise AuthError("No registered user and group for this connection")
         voms_attr = self._voms_attribute(group)
         key = (dn, group, voms_attr or "")
-        cached = self._cached(key)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         with self._key_lock(key):
-            cached = self._cached(key)  # another thread of the same user may have fetched it
+            cached = self._cache.get(key)  # another thread of the same user may have fetched it
             if cached is not None:
                 return cached
             try:
@@ -117,17 +118,11 @@ class ProxyManagerSource:
                     self._key_locks.pop(key, None)
             with self._lock:
                 self.downloads += 1
-                self._cache[key] = proxy
-                self._cache.move_to_end(key)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-            return proxy
+            return self._cache.add(key, proxy, proxy.not_after)
 
     def forget(self, dn: str | None = None) -> None:
         """Drop cached proxies (of ``dn``, or all)."""
-        with self._lock:
-            for key in [k for k in self._cache if dn is None or k[0] == dn]:
-                del self._cache[key]
+        self._cache.forget(lambda key: dn is None or key[0] == dn)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -137,17 +132,6 @@ class ProxyManagerSource:
         if not self.voms:
             return None
         return Registry(self.cfg).group_option(group, "VOMSRole", None) or None
-
-    def _cached(self, key: tuple[str, str, str]) -> DownloadedProxy | None:
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            if entry.seconds_left(self._clock()) <= self.renew_margin:
-                del self._cache[key]
-                return None
-            self._cache.move_to_end(key)
-            return entry
 
     def _key_lock(self, key: tuple[str, str, str]) -> threading.Lock:
         with self._lock:
@@ -169,9 +153,7 @@ class ProxyManagerSource:
             log.info("ProxyManager refused the proxy of %s (%s): %s", dn, group, message)
             raise AuthError(message)
         chain = self._check(answer.get("Value"), key, dn, group)
-        not_after = chain.leaf.not_valid_after_utc.timestamp()
-        for cert in chain.certificates[1:]:
-            not_after = min(not_after, cert.not_valid_after_utc.timestamp())
+        not_after = chain.not_after.timestamp()
         log.info("Downloaded the proxy of %s (%s), %d s left", dn, group, int(not_after - self._clock()))
         return DownloadedProxy(chain.to_pem(), dn, group, not_after)
 

@@ -124,7 +124,9 @@ class ProxyState:
                 cache_size=self.option("ProxyCacheSize"),
                 voms=self.option("ProxyVOMS"))
         return CredentialSource(kind, host_cert=cert, host_key=key, proxy_dir=proxy_dir,
-                                scratch_dir=self.cache.tmp, proxy_manager=proxy_manager)
+                                scratch_dir=self.cache.tmp, proxy_manager=proxy_manager,
+                                delegation_margin=self.option("ProxyRenewMargin"),
+                                delegation_cache_size=self.option("ProxyCacheSize"))
 
     # -- HTTP ------------------------------------------------------------------------------
     def start_http(self) -> None:

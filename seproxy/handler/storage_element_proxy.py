@@ -123,7 +123,8 @@ class StorageElementProxyHandler(RequestHandler):
     def _rh_delegation(self, transport: Connection, credentials: dict, action_type: str,
                        action_name: str) -> dict | None:
         """Called by the service between authorisation and the proposal's acceptance:
-        ask for a delegated proxy (PROTOCOL 4.4) when this request will need one.
+        ask for a delegated proxy (PROTOCOL 4.4) when this request will need one and the
+        credential source keeps none of this caller (``CredentialSource.delegated_proxy``).
         Returns None to go on, or the S_ERROR that ends the connection."""
         state = self._state()
         if state.credentials.kind != "delegation" or action_type != "RPC" \
@@ -131,12 +132,16 @@ class StorageElementProxyHandler(RequestHandler):
             return None
         from seproxy.security import delegation
 
-        request, key = delegation.make_request()
-        try:
+        chain = transport.peer_chain()
+
+        def delegate() -> bytes:
+            request, key = delegation.make_request()
             transport.send_data(S_OK({delegation.DELEGATE_KEY: request}))
             answer = transport.receive_data()
-            chain = transport.peer_chain()
-            self._delegated = delegation.accept(answer, key, list(chain.certificates) if chain else [])
+            return delegation.accept(answer, key, list(chain.certificates) if chain else [])
+
+        try:
+            self._delegated = state.credentials.delegated_proxy(credentials, chain, delegate)
         except SeproxyError as exc:
             log.info("delegation from %s refused: %s", credentials.get("DN"), exc)
             return S_ERROR(f"Error in receiving delegated proxy: {exc}")

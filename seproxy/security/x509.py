@@ -238,8 +238,12 @@ class X509Chain:
 
     def seconds_left_at(self, now: datetime.datetime) -> int:
         """:attr:`seconds_left` as seen at ``now``."""
-        end = min(f.not_after for f in self.facts)
-        return max(0, int((end - now).total_seconds()))
+        return max(0, int((self.not_after - now).total_seconds()))
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        """When the chain stops being valid: the earliest end of validity of its certificates."""
+        return min(f.not_after for f in self.facts)
 
     def check_structure(self) -> None:
         """Raise ``AuthError`` unless the proxies of the chain follow RFC 3820 (module doc)."""

@@ -179,3 +179,4 @@ def test_dirac9_client_upload_reaches_the_storage_as_its_user(service_with, xroo
         assert uploaded["OK"] and uploaded["Value"] == 40_000, (kind, uploaded)
         assert (xrootd_gsi.root / "t" / lfn.lstrip("/")).read_bytes() == local.read_bytes()
         assert granted(xrootd_gsi, protocol, "testuser", "/t/dirac/id/dirac9"), kind
+    assert proxy.state.credentials.delegations == 1  # one delegated proxy for both uploads

@@ -133,6 +133,16 @@ def start_configuration(cfg: Config, directory: Path) -> ConfigurationRefresher 
     return refresher.start()
 
 
+def _refuse_second_instance(cfg: Config) -> None:
+    """One ``ERROR`` line naming the running instance, before any port or file is touched."""
+    from seproxy.handler.instance import refuse_if_running
+
+    section = cfg.service_section(SERVICE)
+    base = cfg.getValue(f"{section}/BasePath", "")
+    if base:
+        refuse_if_running(base, cfg.getValue(f"{section}/InstanceName", "") or socket.gethostname())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from seproxy.cli import wiring
 
@@ -141,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in schema.validate(cfg):  # a bad value raises: ERROR <one line>, exit 2
         log.warning("%s", warning)
     directory = data_dir(args)
+    _refuse_second_instance(cfg)
     refresher = start_configuration(cfg, directory)
     made = ensure_dev_site(directory, cfg) if dev_site else []
     set_config(cfg)

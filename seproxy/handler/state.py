@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from seproxy.config.schema import STORAGE_ELEMENT_PROXY
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.handler import catalog
 from seproxy.handler.credentials import CredentialSource
+from seproxy.handler.instance import InstanceLock
 from seproxy.returnvalues import S_ERROR
 from seproxy.staging import db
 from seproxy.staging.cache import CacheArea
@@ -68,6 +70,15 @@ class ProxyState:
                                low_watermark=self.option("CacheLowWatermark"),
                                instance=self.instance)
         self.base_path = str(self.cache.base)
+        # before anything under BasePath is removed: refuses a second running instance
+        self.instance_lock = InstanceLock(self.cache.base, self.cache.instance)
+        try:
+            self._setup(cfg)
+        except BaseException:
+            self.instance_lock.release()
+            raise
+
+    def _setup(self, cfg: Config) -> None:
         self.max_file_size = self.option("MaxFileSize")
         self.min_free = self.option("MinFreeSpace")
         self.call_timeout = self.option("CallTimeout")
@@ -86,9 +97,10 @@ class ProxyState:
             claims, self.cache, self.instance, lifetime=self.key_lifetime,
             claim_hold=self.option("HttpClaimTimeout"))
         self.purge_interval = self.option("HttpPurgeInterval")
-        if self.purge_interval > 0:  # also without HTTP: stagings expire
-            self.register.start_purger(self.purge_interval)
-        self.cache.clean_startup()
+        #: staged getFile/putFile copies nobody fetched are removed after this many seconds
+        self.staged_lifetime = self.option("StagedFileLifetime")
+        self._stop_purge = threading.Event()
+        self._stale_purger: threading.Thread | None = None
         self.credentials = self._credential_source()
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
@@ -105,6 +117,28 @@ class ProxyState:
         """``CatalogueFallbackSEs``, else every configured SE - read at each call, so SEs
         added by a configuration refresh are asked too."""
         return list(self.option("CatalogueFallbackSEs") or self.cfg.getSections("/Resources/StorageElements"))
+
+    def finish_startup(self, url: str = "") -> None:
+        """Once every port is bound: record the lock holder, clean up what a previous run
+        of this instance left (only the first holder in this process), start the purgers."""
+        self.instance_lock.record(url)
+        if self.instance_lock.first:
+            self.cache.clean_startup()
+        interval = self.purge_interval
+        if interval > 0:  # also without HTTP: stagings expire
+            self.register.start_purger(interval)
+            if self.staged_lifetime > 0:
+                self._stale_purger = threading.Thread(
+                    target=self._purge_stale_loop, args=(interval,), daemon=True,
+                    name="seproxy-staged-purger")
+                self._stale_purger.start()
+
+    def _purge_stale_loop(self, interval: float) -> None:
+        while not self._stop_purge.wait(interval):
+            try:
+                self.cache.purge_stale(self.staged_lifetime)
+            except Exception:  # noqa: BLE001 - the purger must survive a bad file
+                log.exception("purging stale staged files failed")
 
     def _credential_source(self) -> CredentialSource:
         kind = self.option("CredentialSource")
@@ -163,6 +197,11 @@ class ProxyState:
 
     def stop(self) -> None:
         self.register.stop_purger()
+        self._stop_purge.set()
+        if self._stale_purger is not None:
+            self._stale_purger.join(timeout=5)
+            self._stale_purger = None
+        self.instance_lock.release()
         if self.http_thread is not None:
             self.http_thread.stop()
             self.http_thread = None

@@ -41,6 +41,7 @@ from seproxy.checksum import adler32
 from seproxy.config import get_config
 from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError, StateError
 from seproxy.handler import catalog
+from seproxy.handler.instance import InstanceRunning
 from seproxy.handler.state import HttpServerFactory, ProxyState
 from seproxy.localfs import LocalSource, get_checksum_xattr, set_checksum_xattr
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
@@ -79,8 +80,15 @@ def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N8
     section = serviceInfo["serviceSectionPath"]
     try:
         state = ProxyState(cfg, section, getattr(cls, "http_server", None))
-        if state.http_flag:
-            state.start_http()
+        try:
+            if state.http_flag:
+                state.start_http()
+            state.finish_startup(serviceInfo.get("URL", ""))
+        except BaseException:
+            state.stop()
+            raise
+    except InstanceRunning as exc:
+        return S_ERROR(str(exc))
     except (ConfigError, StateError) as exc:
         log.error("%s", exc)
         return S_ERROR(str(exc))

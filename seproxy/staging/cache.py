@@ -239,6 +239,7 @@ class CacheArea:
         # never clean up each other's work at start-up
         self.tmp_root = self.base / "tmp"
         self.tmp = self.tmp_root / instance if instance else self.tmp_root
+        self.instance = instance
         #: the root every instance's key directories are under (``HttpCache``, else
         #: ``<BasePath>/httpCache``); this instance writes into ``http_cache``
         self.http_root = Path(os.path.abspath(http_cache)) if http_cache else self.base / "httpCache"
@@ -287,6 +288,21 @@ class CacheArea:
         if any(removed.values()):
             log.info("start-up cleanup removed %(tmp)d partial uploads and %(http)d HTTP key "
                      "directories", removed)
+        return removed
+
+    def purge_stale(self, max_age: float, *, now: float | None = None) -> int:
+        """Remove staged ``getFile``/``putFile`` copies older than ``max_age`` seconds that
+        are not in use (a client interrupted between staging and fetching); their count."""
+        limit = (time.time() if now is None else now) - max_age
+        removed = 0
+        for path, st in self._files():
+            if self.tmp_root in path.parents or st.st_mtime > limit or self.is_in_use(path):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+                log.info("removed %s: staged %d s ago and never fetched", path,
+                         int(limit + max_age - st.st_mtime))
         return removed
 
     # -- in-use marks (files being sent or uploaded) ----------------------------------------

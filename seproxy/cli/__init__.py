@@ -2,9 +2,12 @@
 
 Each module in :data:`SUBCOMMAND_MODULES` exposes ``register(subparsers)`` which
 adds its subcommands and sets ``func`` (called with the parsed namespace, returns
-an exit code). Failures print ``ERROR <message>`` and exit with 2, as DIRAC's
-scripts do. ``-o /Section/Option=value`` and ``-d`` are global options.
+an exit code). Failures print one ``ERROR <message>`` line and exit with 2, as
+DIRAC's scripts do - never a traceback (``-d`` adds it for a bug report).
+``-o /Section/Option=value``, ``-c FILE``, ``-d`` are accepted before and after the
+subcommand. Shell completion: ``eval "$(register-python-argcomplete seproxy)"``.
 """
+# PYTHON_ARGCOMPLETE_OK
 
 from __future__ import annotations
 
@@ -26,12 +29,19 @@ SUBCOMMAND_MODULES = (
 )
 
 
+def version_text() -> str:
+    """seproxy's own version (``ping`` answers DIRAC's, which clients check)."""
+    from seproxy.rpc.version import DIRAC_VERSION
+
+    return f"seproxy {__version__} (speaks DISET as DIRAC {DIRAC_VERSION})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seproxy",
         description="DISET StorageElementProxy service and its DIRAC-compatible tools.",
     )
-    parser.add_argument("--version", action="version", version=f"seproxy {__version__}")
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument(
         "-o", "--option", dest="options", action="append", default=[], metavar="/Path=value",
         help="override a configuration option, e.g. -o /Systems/DataManagement/Services/"
@@ -54,9 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        import argcomplete
+    except ImportError:  # pragma: no cover - a dependency; completion is a convenience
+        pass
+    else:
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    debug = bool(args.debug or getattr(args, "sub_debug", 0))
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
+        level=logging.DEBUG if debug else logging.INFO if args.command == "serve" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     func = getattr(args, "func", None)
@@ -66,10 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except SeproxyError as exc:
-        print(f"ERROR {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), debug)
     except KeyboardInterrupt:
+        print("ERROR interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(f"{where}{exc.strerror or exc}", debug)
+    except Exception as exc:  # noqa: BLE001 - one ERROR line, never a traceback
+        return _error(f"unexpected {type(exc).__name__}: {exc} (run with -d for details)", debug)
+
+
+def _error(message: str, debug: bool) -> int:
+    if debug:
+        logging.getLogger("seproxy.cli").debug("failure", exc_info=True)
+    print(f"ERROR {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -150,6 +150,8 @@ def cmd_proxy_info(args: argparse.Namespace) -> int:
         "group": chain.dirac_group,
         "VOMS (not validated)": chain.voms_attributes,
         "secondsLeft": chain.seconds_left,
+        "expired": chain.seconds_left == 0,
+        "notAfter": min(f.not_after for f in chain.facts).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
     if args.verify:
         from seproxy.security.x509 import verify_with_ca_directory
@@ -164,6 +166,10 @@ def cmd_proxy_info(args: argparse.Namespace) -> int:
         for key, value in info.items():
             if key == "secondsLeft":
                 value = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+                if info["expired"]:
+                    value += f" (expired at {info['notAfter']}; renew it with `seproxy proxy-init`)"
+            elif key in ("expired", "notAfter"):
+                continue
             print(f"{key:<21}: {value}")
     return 0 if chain.seconds_left > 0 else 1
 

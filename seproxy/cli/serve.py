@@ -110,7 +110,7 @@ def _next_commands(args: argparse.Namespace, url: str, http: str, proxy: Path) -
         f"seproxy ping {url}{common}",
         f"seproxy whoami {url}{common}",
         f"echo 'hello grid' > {shlex.quote(str(sample))}",
-        f"seproxy put {shlex.quote(str(sample))} /dirac/user/hello.txt SE-LOCAL --url {url}{common}",
+        f"seproxy put /dirac/user/hello.txt {shlex.quote(str(sample))} SE-LOCAL --url {url}{common}",
         f"seproxy get /dirac/user/hello.txt SE-LOCAL {shlex.quote(str(copy))} --url {url}{common}",
         f"seproxy call SE-LOCAL getFileMetadata /dirac/user/hello.txt --url {url}{common}",
     ]

@@ -37,7 +37,7 @@ def test_serve_prints_commands_that_work(tmp_path):
         joined = "\n".join(outputs)
         assert "DataManagement/StorageElementProxy at dips://" in joined and ": OK" in joined
         assert "user name     testuser" in joined and "group         dirac_user" in joined
-        assert "/dirac/user/hello.txt stored on SE-LOCAL (11 bytes)" in joined
+        assert "/dirac/user/hello.txt stored on SE-LOCAL (11 bytes, adler32 " in joined
         assert (data / "hello.copy").read_text() == "hello grid\n"
         assert not [p.name for p in data.iterdir() if p.name.startswith(".hello.copy")]  # no temp left
         assert outputs[-1] == "hello grid\n"  # curl of the printed HTTP URL
@@ -53,8 +53,8 @@ def test_serve_prints_commands_that_work(tmp_path):
 
 
 def test_cli_errors_exit_2(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "seproxy", "put", str(tmp_path / "missing"),
-                           "/dirac/x", "SE-LOCAL", "--data-dir", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "seproxy", "put", "/dirac/x",
+                           str(tmp_path / "missing"), "SE-LOCAL", "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr == f"ERROR {tmp_path / 'missing'} is not a file\n"
@@ -64,7 +64,8 @@ def test_help_of_each_subcommand():
     from seproxy.cli import build_parser
 
     parser = build_parser()
-    for command in ["serve", "ping", "whoami", "put", "get", "http-url", "call"]:
+    for command in ["serve", "ping", "whoami", "put", "get", "ls", "stat", "mkdir", "rm",
+                    "http-url", "call", "proxy-info", "proxy-init"]:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0

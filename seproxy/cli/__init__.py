@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str, debug: bool) -> int:
-    if debug:
-        logging.getLogger("seproxy.cli").debug("failure", exc_info=True)
+    if debug:  # called from the except clauses of main: the exception is current
+        logging.getLogger("seproxy.cli").debug("failure", exc_info=sys.exc_info())
     print(f"ERROR {message}", file=sys.stderr)
     return 2
 

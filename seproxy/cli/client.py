@@ -164,7 +164,7 @@ def _proxy_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         raise AuthError(f"cannot read the proxy {proxy}: {exc}") from None
     if chain.seconds_left == 0:
         end = min(f.not_after for f in chain.facts)
-        ago = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - end.replace(tzinfo=None)
+        ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - end.replace(tzinfo=None)
         raise AuthError(f"your proxy {proxy} expired at {end:%Y-%m-%d %H:%M:%S} UTC "
                         f"({_duration(ago.total_seconds())} ago): renew it with "
                         "`seproxy proxy-init`")
@@ -300,7 +300,9 @@ def _put_jobs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         jobs = [tuple(args.items)]
     checked = []
     for lfn, local, se in jobs:
-        if not looks_like_lfn(lfn) and os.path.isfile(lfn) and not os.path.exists(local):
+        # the old `put LOCAL LFN SE`: the first argument is a local file, the second is not
+        if not lfn.upper().startswith(LFN_PREFIX) and os.path.isfile(lfn) \
+                and not os.path.exists(local):
             raise SeproxyError(
                 f"arguments in the old order? seproxy put takes LFN LOCAL SE, as "
                 f"dirac-dms-add-file: seproxy put {local} {lfn} {se}")
@@ -443,12 +445,22 @@ def _get_one(s: Session, lfn: str, se: str, target: str) -> dict:
 
 
 # -- namespace commands --------------------------------------------------------------------
+def _namespace_command(args: argparse.Namespace, usage: str) -> tuple[Session, list[str], str]:
+    """``LFN [LFN ...] SE`` checked, then the session (SE checked too)."""
+    lfns, se, rest = split_lfns_se(args.items, args.command)
+    if rest or not lfns:
+        raise SeproxyError(f"usage: {usage}")
+    s = session(args)
+    s.check_se(se)
+    return s, lfns, se
+
+
 def _meta_line(path: str, meta: dict, long: bool, is_dir: bool) -> str:
     if not long:
         return path + ("/" if is_dir else "")
     mtime = meta.get("ModTime")
     when = (mtime.strftime("%Y-%m-%d %H:%M") if isinstance(mtime, datetime.datetime) else
-            datetime.datetime.fromtimestamp(float(mtime), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+            datetime.datetime.fromtimestamp(float(mtime), datetime.UTC).strftime("%Y-%m-%d %H:%M")
             if isinstance(mtime, (int, float)) else str(mtime or "-"))
     kind = "d" if is_dir else "-"
     size = "-" if is_dir else str(meta.get("Size", "?"))
@@ -457,11 +469,7 @@ def _meta_line(path: str, meta: dict, long: bool, is_dir: bool) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    lfns, se, rest = split_lfns_se(args.items, "ls")
-    if rest or not lfns:
-        raise SeproxyError("usage: seproxy ls [-l] [-r] LFN [LFN ...] SE")
-    s = session(args)
-    s.check_se(se)
+    s, lfns, se = _namespace_command(args, "seproxy ls [-l] [-r] LFN [LFN ...] SE")
     listing: dict[str, Any] = {}
     lines: list[str] = []
     todo = list(lfns)
@@ -485,11 +493,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_stat(args: argparse.Namespace) -> int:
-    lfns, se, rest = split_lfns_se(args.items, "stat")
-    if rest or not lfns:
-        raise SeproxyError("usage: seproxy stat LFN [LFN ...] SE")
-    s = session(args)
-    s.check_se(se)
+    s, lfns, se = _namespace_command(args, "seproxy stat LFN [LFN ...] SE")
     found: dict[str, Any] = {}
     lines: list[str] = []
     for lfn in lfns:
@@ -509,11 +513,7 @@ def cmd_stat(args: argparse.Namespace) -> int:
 
 
 def cmd_mkdir(args: argparse.Namespace) -> int:
-    lfns, se, rest = split_lfns_se(args.items, "mkdir")
-    if rest or not lfns:
-        raise SeproxyError("usage: seproxy mkdir LFN [LFN ...] SE")
-    s = session(args)
-    s.check_se(se)
+    s, lfns, se = _namespace_command(args, "seproxy mkdir LFN [LFN ...] SE")
     for lfn in lfns:
         s.single(se, "createDirectory", lfn)
     emit(args, {"Successful": {lfn: True for lfn in lfns}, "Failed": {}},
@@ -522,11 +522,7 @@ def cmd_mkdir(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    lfns, se, rest = split_lfns_se(args.items, "rm")
-    if rest or not lfns:
-        raise SeproxyError("usage: seproxy rm [-r] LFN [LFN ...] SE")
-    s = session(args)
-    s.check_se(se)
+    s, lfns, se = _namespace_command(args, "seproxy rm [-r] LFN [LFN ...] SE")
     lines = []
     removed: dict[str, Any] = {}
     for lfn in lfns:

@@ -82,7 +82,7 @@ class InstanceLock:
         if not self.first:
             return
         info = {"pid": os.getpid(), "host": socket.gethostname(), "url": url,
-                "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+                "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
         with _guard:
             held = _held.get(str(self.path))
             if held is None:

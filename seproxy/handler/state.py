@@ -137,7 +137,7 @@ class ProxyState:
         while not self._stop_purge.wait(interval):
             try:
                 self.cache.purge_stale(self.staged_lifetime)
-            except Exception:  # noqa: BLE001 - the purger must survive a bad file
+            except Exception:
                 log.exception("purging stale staged files failed")
 
     def _credential_source(self) -> CredentialSource:

@@ -8,14 +8,14 @@ call, and ``stream_extension=False`` on the constructor to never offer the
 seproxy stream extension (transfer.extension) - it is offered by default and only
 used when the server answers for it, so DIRAC servers see DIRAC's stream.
 
-``progress_bar(total, description)`` gives a tqdm-backed callback for the CLI.
+The CLI draws its progress bars from ``progress`` (seproxy.cli.progress).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from seproxy.errors import SeproxyError
@@ -191,17 +191,4 @@ def _close(transport: Connection | None) -> None:
             transport.close()
 
 
-@contextlib.contextmanager
-def progress_bar(total: int | None, description: str = "") -> Iterator[Progress]:
-    """A progress callback drawing a tqdm bar (bytes, MiB/s) while the block runs."""
-    from tqdm import tqdm
-
-    with tqdm(total=total if total and total > 0 else None, desc=description, unit="B",
-              unit_scale=True, unit_divisor=1024) as bar:
-        def update(done: int) -> None:
-            bar.update(done - bar.n)
-
-        yield update
-
-
-__all__ = ["StreamOptions", "TransferClient", "file_size", "progress_bar"]
+__all__ = ["StreamOptions", "TransferClient", "file_size"]

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +53,7 @@ def run_tty(argv: list[str], *, cwd: Path | None = None, env: dict | None = None
             timeout: float = 600) -> tuple[int, str]:
     """Run ``argv`` with stdout and stderr on a pseudo-terminal; (exit code, output)."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120x40
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=cwd,
                             env=client_env(env), close_fds=True)
     os.close(slave)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from seproxy import __version__
+from seproxy.cli import logs
 from seproxy.errors import SeproxyError
 
 #: Subcommand modules, imported lazily so that a missing optional dependency
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-c", "--cfg", dest="cfg_files", action="append", default=[],
                         metavar="FILE", help="extra configuration file (may be repeated)")
-    parser.add_argument("-d", "--debug", action="count", default=0, help="more logging")
+    logs.add_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:
@@ -71,11 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
-    debug = bool(args.debug or getattr(args, "sub_debug", 0))
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO if args.command == "serve" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        debug = logs.configure_from_args(args, "INFO" if args.command == "serve" else "WARNING")
+    except OSError as exc:
+        print(f"ERROR cannot open the log file: {exc}", file=sys.stderr)
+        return 2
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir``, ``-c``, ``-o``, ``-d`` accepted after the subcommand too."""
+    """``--data-dir``, ``-c``, ``-o`` and the logging options after the subcommand too."""
     parser.add_argument("--data-dir", metavar="DIR",
                         help="seproxy data directory: dev PKI, proxy, cache, File SE "
                         "(default ~/.seproxy)")
@@ -43,8 +43,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         metavar="FILE", help="extra configuration file (may be repeated)")
     parser.add_argument("-o", "--option", dest="sub_options", action="append", default=[],
                         metavar="/Path=value", help="override a configuration option")
-    parser.add_argument("-d", "--debug", dest="sub_debug", action="count", default=0,
-                        help="more logging")
+    from seproxy.cli import logs
+
+    logs.add_options(parser, "sub_")
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -85,10 +86,6 @@ def load_config(args: argparse.Namespace) -> Config:
         dev = directory / DEV_CFG
         cfg = Config.load([dev] if dev.is_file() else [], overrides=overrides)
         fill_dev_placeholders(cfg, directory)
-    if getattr(args, "debug", 0) or getattr(args, "sub_debug", 0):
-        import logging
-
-        logging.getLogger().setLevel(logging.DEBUG)
     return cfg
 
 

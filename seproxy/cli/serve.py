@@ -36,6 +36,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seproxy.cli import logs
 from seproxy.cli.common import (
     DEV_PROXY,
     SERVICE,
@@ -151,6 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in schema.validate(cfg):  # a bad value raises: ERROR <one line>, exit 2
         log.warning("%s", warning)
     directory = data_dir(args)
+    logs.configure_from_config(args, cfg, cfg.service_section(SERVICE))
     _refuse_second_instance(cfg)
     refresher = start_configuration(cfg, directory)
     made = ensure_dev_site(directory, cfg) if dev_site else []
@@ -174,6 +176,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  HTTP      {http or 'off (HttpAccess = no)'}", file=out)
     if state is not None:
         print(f"  cache     {state.base_path}", file=out)
+        if state.metrics_url:
+            print(f"  metrics   {state.metrics_url}", file=out)
     storage = cfg.getOption(DEV_SE_PATH) if dev_site else None
     if storage:
         print(f"  SE-LOCAL  {storage}", file=out)

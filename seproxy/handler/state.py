@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from seproxy import metrics
 from seproxy.config import Config, Registry, schema
 from seproxy.config.schema import STORAGE_ELEMENT_PROXY
 from seproxy.errors import ConfigError, SeproxyError
@@ -100,6 +101,8 @@ class ProxyState:
         #: staged getFile/putFile copies nobody fetched are removed after this many seconds
         self.staged_lifetime = self.option("StagedFileLifetime")
         self._stop_purge = threading.Event()
+        self.metrics_server: Any = None
+        self.metrics_url = ""
         self._stale_purger: threading.Thread | None = None
         self.credentials = self._credential_source()
         self.http_thread: HttpServer | None = None
@@ -124,6 +127,7 @@ class ProxyState:
         self.instance_lock.record(url)
         if self.instance_lock.first:
             self.cache.clean_startup()
+        self._start_metrics()
         interval = self.purge_interval
         if interval > 0:  # also without HTTP: stagings expire
             self.register.start_purger(interval)
@@ -132,6 +136,20 @@ class ProxyState:
                     target=self._purge_stale_loop, args=(interval,), daemon=True,
                     name="seproxy-staged-purger")
                 self._stale_purger.start()
+
+    def _start_metrics(self) -> None:
+        """``MetricsPort`` (empty: off; 0: any free port) on ``MetricsHost`` (127.0.0.1)."""
+        port = self.option("MetricsPort")
+        if port is None:
+            return
+        host = self.option("MetricsHost")
+        try:
+            self.metrics_server, port = metrics.serve(int(port), host)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"Cannot serve metrics on {host}:{port}: {exc}") from exc
+        metrics.watch_cache(self.cache.usage_and_count)
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        log.info("Prometheus metrics at %s", self.metrics_url)
 
     def _purge_stale_loop(self, interval: float) -> None:
         while not self._stop_purge.wait(interval):
@@ -201,6 +219,11 @@ class ProxyState:
         if self._stale_purger is not None:
             self._stale_purger.join(timeout=5)
             self._stale_purger = None
+        if self.metrics_server is not None:
+            metrics.watch_cache(None)
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         self.instance_lock.release()
         if self.http_thread is not None:
             self.http_thread.stop()

@@ -51,6 +51,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from seproxy import metrics
 from seproxy.errors import PathError, StateError
 from seproxy.staging.keyregister import KeyInUse
 from seproxy.staging.keys import key_digest
@@ -323,6 +324,10 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
             sock.settimeout(timeout)
 
     # -- logging: never log a whole key ----------------------------------------------------
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        metrics.HTTP_DOWNLOADS.labels(str(getattr(code, "value", code))).inc()
+        super().log_request(code, size)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
         line = format % args
         key = self.path[1:] if getattr(self, "path", "") else ""

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seproxy import metrics
 from seproxy.errors import CacheFullError
 from seproxy.staging.keys import dir_expiry, key_digest
 
@@ -301,6 +302,7 @@ class CacheArea:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed += 1
+                metrics.EVICTIONS.labels("stale").inc()
                 log.info("removed %s: staged %d s ago and never fetched", path,
                          int(limit + max_age - st.st_mtime))
         return removed
@@ -351,6 +353,11 @@ class CacheArea:
         """Bytes held in the staging namespaces and in partial uploads."""
         return sum(st.st_size for _, st in self._files())
 
+    def usage_and_count(self) -> tuple[int, int]:
+        """(bytes, files) held in the staging namespaces and in partial uploads."""
+        files = self._files()
+        return sum(st.st_size for _, st in files), len(files)
+
     def make_room(self, needed: int = 0) -> int:
         """Ensure ``needed`` more bytes fit under the high watermark; the bytes evicted.
 
@@ -380,6 +387,7 @@ class CacheArea:
                 path.unlink()
                 usage -= st.st_size
                 evicted += st.st_size
+                metrics.EVICTIONS.labels("watermark").inc()
                 log.info("cache eviction: removed %s (%d bytes)", path, st.st_size)
         if usage + max(needed, 0) > self.high_watermark:
             raise CacheFullError(f"cache full: {usage} bytes in use, {needed} more requested, "

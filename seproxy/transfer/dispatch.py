@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seproxy import metrics
 from seproxy.config import schema
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, unwrap
@@ -79,7 +80,8 @@ def serve_transfer(handler: RequestHandler, direction: str, transport: Connectio
         semaphore.acquire()
     try:
         method = getattr(handler, f"transfer_{name}")
-        result = method(*file_info[:arity], helper)
+        with metrics.transfer(_FLOW[helper_direction]):
+            result = method(*file_info[:arity], helper)
         if result["OK"] and not helper.finishedTransmission():
             result = S_ERROR(stream.MSG_INCOMPLETE)
     except Exception as exc:  # noqa: BLE001 - the transfer boundary: exceptions become S_ERROR
@@ -88,6 +90,8 @@ def serve_transfer(handler: RequestHandler, direction: str, transport: Connectio
     finally:
         if semaphore is not None:
             semaphore.release()
+        handler._rh_transfer_bytes = helper.getTransferedBytes()
+        metrics.transferred(_FLOW[helper_direction], encoding, handler._rh_transfer_bytes)
     if helper_direction == "fromClient" and not helper.peer_gone:
         if not helper.finishedTransmission():
             _stop_sender(helper, result)
@@ -95,6 +99,9 @@ def serve_transfer(handler: RequestHandler, direction: str, transport: Connectio
             _discard(helper, 1)
     return result
 
+
+#: The metrics' view of a helper direction: bytes come in from clients, go out to them.
+_FLOW = {"fromClient": "in", "toClient": "out"}
 
 #: Seconds we wait for the frames a stopped sender still has on the way.
 DRAIN_TIMEOUT = 30.0

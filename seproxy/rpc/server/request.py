@@ -1,12 +1,15 @@
 """Steps every server-side exchange shares (worker, reuse session, message broker):
-send one answer, the framework's own errors, authorise a call, build a fresh handler.
+send one answer, the framework's own errors, authorise a call, build a fresh handler,
+record a finished call (access log and metrics).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from seproxy import accesslog, metrics
 from seproxy.config import schema
 from seproxy.errors import LocalProtocolError, SeproxyError
 from seproxy.returnvalues import S_ERROR
@@ -85,3 +88,13 @@ def handler_init(service: ServingService, proposal: Proposal | None, transport: 
             schema.value(service.cfg, "/DIRAC/VirtualOrganization") or "unknown")
     init["clientAddress"] = tuple(transport.remote_address)
     return init
+
+
+def observe(service: ServingService, handler: RequestHandler, action_type: str, name: str,
+            answer: Any, started: float) -> None:
+    """The access-log line and the call metrics of one finished call."""
+    seconds = time.monotonic() - started
+    ok = isinstance(answer, dict) and bool(answer.get("OK"))
+    metrics.observe_call(metrics.method_label(action_type, name, handler), ok, seconds)
+    accesslog.record(service.name, f"{action_type}/{name}", handler.getRemoteCredentials(), answer,
+                     getattr(handler, "_rh_transfer_bytes", 0), seconds)

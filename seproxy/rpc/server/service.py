@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from seproxy import metrics
 from seproxy.config import Config, Registry, schema
 from seproxy.errors import ConfigError, SeproxyError
 from seproxy.returnvalues import isReturnStructure
@@ -205,6 +206,7 @@ class Service:
             raise
         self.context.service_info["URL"] = self._build_url()
         self._started = True
+        metrics.watch_queue(self.name, self._jobs.qsize)
         self._spawn(self._accept_loop, "acceptor")
         self._spawn(self._reject_loop, "rejector")
         for index in range(self.max_threads):
@@ -301,6 +303,7 @@ class Service:
 
     def _reject(self, transport: ServerConnection) -> None:
         self.context.stats["rejected"] += 1
+        metrics.REJECTIONS.labels(self.name).inc()
         log.warning("Rejecting client %s due to throttling: %d requests waiting (MaxWaitingPetitions=%d)",
                     transport.id, self._jobs.qsize(), self.max_waiting)
         try:

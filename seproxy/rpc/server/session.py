@@ -19,6 +19,7 @@ A client must not pipeline (one request in flight per connection).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from seproxy.errors import SeproxyError
@@ -27,7 +28,7 @@ from seproxy.rpc.connection import ServerConnection
 from seproxy.rpc.server.connections import ConnectionEntry, ConnectionRegistry
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler, finalize_result
-from seproxy.rpc.server.request import authorize, framework_error, handler_init, send
+from seproxy.rpc.server.request import authorize, framework_error, handler_init, observe, send
 from seproxy.rpc.wire.proposal import Proposal
 
 log = logging.getLogger("seproxy.rpc.session")
@@ -173,5 +174,7 @@ def call(service: ServingService, session: ReuseSession, method: str, args: list
         log.exception("Server error while loading handler of %s", service.name)
         return send(service, session.transport, S_ERROR("Server error while loading handler", callStack=[]), method)
     handler.serviceInfoDict["actionTuple"] = ("RPC", method)
+    started = time.monotonic()
     result = finalize_result(handler._rh_call_rpc(method, args), "RPC", method)
+    observe(service, handler, "RPC", method, result, started)
     return send(service, session.transport, result, method)

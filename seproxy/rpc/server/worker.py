@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 
+from seproxy import metrics
 from seproxy.errors import ProtocolError, SeproxyError, TransportError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
 from seproxy.rpc.connection import ServerConnection
 from seproxy.rpc.server import session as sessions
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler, finalize_result
-from seproxy.rpc.server.request import authorize, framework_error, instantiate, send
+from seproxy.rpc.server.request import authorize, framework_error, instantiate, observe, send
 from seproxy.rpc.wire.proposal import (
     INVALID_PROPOSAL,
     PROPOSAL_MAX_SIZE,
@@ -66,7 +67,9 @@ def serve_new(service: ServingService, transport: ServerConnection) -> None:
     try:
         transport.handshake(timeout=service.handshake_timeout)
         credentials = service.compat.credentials(dict(transport.peer_credentials()))
+        metrics.handshake(None)
     except Exception as exc:  # noqa: BLE001 - bad clients must not reach the worker loop
+        metrics.handshake(exc)
         log.info("Handshake with %s failed: %s", transport.remote_address, exc)
         transport.close()
         return
@@ -144,6 +147,7 @@ def run_action(service: ServingService, transport: ServerConnection, trid: str, 
         log.error("Unknown action %s", action_type)
         return False
     answer = finalize_result(result, action_type, name)
+    observe(service, handler, action_type, name, answer, started)
     if log.isEnabledFor(logging.INFO):
         outcome = "OK" if unwrap(answer).ok else f"ERROR: {answer.get('Message')}"
         log.info("Returning response %s %s/%s (%.3f secs) %s", handler.srv_getFormattedRemoteCredentials(),

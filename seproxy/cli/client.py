@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from seproxy.checksum import adler32
-from seproxy.cli.common import SERVICE, add_common_options, check, load_config, proxy_for, to_json
+from seproxy.cli.common import (
+    SERVICE,
+    add_common_options,
+    check,
+    emit,
+    load_config,
+    proxy_for,
+    to_json,
+)
 from seproxy.cli.progress import Bars
 from seproxy.errors import AuthError, SeproxyError
 from seproxy.storage.localfs import adler32_hex, atomic_write, copy_stream, file_adler32
@@ -198,16 +206,6 @@ def session(args: argparse.Namespace, url: str | None = None) -> Session:
     bars = Bars(enabled=False if getattr(args, "no_progress", False) or getattr(args, "json", False)
                 else None)
     return Session(args, rpc, transfer, target, bars, cfg.getSections("/Resources/StorageElements"))
-
-
-def emit(args: argparse.Namespace, value: Any, lines: list[str], *, stream: Any = None) -> None:
-    """JSON (``--json``) or the human lines."""
-    out = stream or sys.stdout
-    if getattr(args, "json", False):
-        print(to_json(value), file=out)
-    else:
-        for line in lines:
-            print(line, file=out)
 
 
 # -- operators ---------------------------------------------------------------------------
@@ -403,8 +401,6 @@ def _destination(lfn: str, dest: str | None, several: bool, force: bool) -> str:
 def cmd_get(args: argparse.Namespace) -> int:
     lfns, se, dest = _get_jobs(args)
     targets = [_destination(lfn, dest, len(lfns) > 1, args.force) for lfn in lfns]
-    if targets.count(STDIO) and len(lfns) > 1:
-        pass  # concatenated on standard output, like cat
     s = session(args)
     s.check_se(se)
     results = [_get_one(s, lfn, se, target) for lfn, target in zip(lfns, targets)]

@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,16 @@ def check(result: Any, what: str = "") -> Any:
     if not reply.ok:
         raise SeproxyError(f"{what}{result.get('Message', 'failed')}")
     return reply.value
+
+
+def emit(args: argparse.Namespace, value: Any, lines: list[str], *, stream: Any = None) -> None:
+    """JSON (``--json``) or the human lines."""
+    out = stream or sys.stdout
+    if getattr(args, "json", False):
+        print(to_json(value), file=out)
+    else:
+        for line in lines:
+            print(line, file=out)
 
 
 def to_json(value: Any) -> str:

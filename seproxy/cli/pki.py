@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from seproxy.cli.common import add_common_options, data_dir, load_config
+from seproxy.cli.common import add_common_options, data_dir, emit, load_config
 from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
@@ -48,27 +48,29 @@ def _pki_dir(args: argparse.Namespace) -> Path:
 def cmd_pki_init(args: argparse.Namespace) -> int:
     hosts = args.host or ["localhost", socket.getfqdn()]
     pki = devpki.DevPKI(_pki_dir(args)).ensure(hostnames=hosts, users=args.user or ["testuser"])
-    print(f"CA directory:     {pki.ca_dir}")
-    print(f"CA certificate:   {pki.ca_cert}")
-    print(f"host certificate: {pki.host_cert} (key {pki.host_key})")
-    for user in args.user or ["testuser"]:
-        cert, key = pki.user_paths(user)
-        print(f"user certificate: {cert} (key {key})")
-    print(f"Use it with: -o /DIRAC/Security/Grid-Security={pki.directory.resolve()}")
+    users = {user: [str(p) for p in pki.user_paths(user)] for user in args.user or ["testuser"]}
+    emit(args, {"CA directory": str(pki.ca_dir), "CA certificate": str(pki.ca_cert),
+                "host certificate": [str(pki.host_cert), str(pki.host_key)], "users": users,
+                "Grid-Security": str(pki.directory.resolve())}, [
+        f"CA directory:     {pki.ca_dir}",
+        f"CA certificate:   {pki.ca_cert}",
+        f"host certificate: {pki.host_cert} (key {pki.host_key})",
+        *(f"user certificate: {cert} (key {key})" for cert, key in users.values()),
+        f"Use it with: -o /DIRAC/Security/Grid-Security={pki.directory.resolve()}"])
     return 0
 
 
 def cmd_pki_host(args: argparse.Namespace) -> int:
     pki = devpki.DevPKI(_pki_dir(args))
     cert, key = pki.issue_host(args.names, days=args.days)
-    print(f"host certificate: {cert} (key {key})")
+    emit(args, {"certificate": str(cert), "key": str(key)}, [f"host certificate: {cert} (key {key})"])
     return 0
 
 
 def cmd_pki_user(args: argparse.Namespace) -> int:
     pki = devpki.DevPKI(_pki_dir(args))
     cert, key = pki.issue_user(args.name, args.dn, days=args.days)
-    print(f"user certificate: {cert} (key {key})")
+    emit(args, {"certificate": str(cert), "key": str(key)}, [f"user certificate: {cert} (key {key})"])
     return 0
 
 
@@ -127,12 +129,15 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
     devpki.write_private(out, pem)
     proxy = X509Chain.from_pem(pem)
     hours, rest = divmod(proxy.seconds_left, 3600)
-    print(f"Proxy generated: {out}")
-    print(f"subject      : {proxy.subject_dn}")
-    print(f"identity     : {proxy.identity_dn}")
-    print(f"DIRAC group  : {proxy.dirac_group or '(none)'}")
-    print(f"limited      : {proxy.is_limited_proxy}")
-    print(f"time left    : {hours:02d}:{rest // 60:02d}")
+    emit(args, {"path": str(out), "subject": proxy.subject_dn, "identity": proxy.identity_dn,
+                "group": proxy.dirac_group, "isLimitedProxy": proxy.is_limited_proxy,
+                "secondsLeft": proxy.seconds_left}, [
+        f"Proxy generated: {out}",
+        f"subject      : {proxy.subject_dn}",
+        f"identity     : {proxy.identity_dn}",
+        f"DIRAC group  : {proxy.dirac_group or '(none)'}",
+        f"limited      : {proxy.is_limited_proxy}",
+        f"time left    : {hours:02d}:{rest // 60:02d}"])
     return 0
 
 
@@ -180,6 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def add_dir(parser: argparse.ArgumentParser) -> None:
         add_common_options(parser)
+        parser.add_argument("--json", action="store_true", help="JSON output")
         parser.add_argument("--dir", help="PKI directory (default: /DIRAC/Security/"
                             "Grid-Security, else <data dir>/pki, the one `seproxy serve` uses)")
 
@@ -208,6 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     proxy = subparsers.add_parser("proxy-init", help="make a DIRAC RFC 3820 proxy")
     add_common_options(proxy)
+    proxy.add_argument("--json", action="store_true", help="JSON output")
     proxy.add_argument("-g", "--group", help="DIRAC group (default: the Registry's default "
                        "group of your DN; none if the Registry does not know it)")
     proxy.add_argument("-l", "--limited", action="store_true", help="make a limited proxy")

@@ -18,6 +18,7 @@ metric                                         labels
 ``seproxy_cache_bytes``, ``seproxy_cache_files``  -
 ``seproxy_cache_evictions_total``              ``reason`` (watermark/stale)
 ``seproxy_http_downloads_total``               ``status``
+``seproxy_build_info``                         ``version``, ``dirac_version``
 =============================================  ==========================================
 """
 
@@ -28,10 +29,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+BUILD = Info("seproxy_build", "seproxy's version and the DIRAC release it answers as",
+             registry=REGISTRY)
 
 CALLS = Counter("seproxy_calls", "Calls served, by method and result (ok or error)",
                 ["method", "result"], registry=REGISTRY)

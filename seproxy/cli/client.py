@@ -334,7 +334,8 @@ def _put_one(s: Session, lfn: str, local: str, se: str) -> dict:
     if local == STDIO:
         with _stdin_pipe() as (fd, adler_of), s.bars.bytes(f"upload {name}", None) as update:
             sent = s.transfer.sendFile(fd, f"putFile/{name}", progress=update)
-            ours = adler_of()
+            # a refused upload leaves the pump blocked on a full pipe: closing it ends the pump
+            ours = adler_of() if sent.get("OK") else ""
         s.value("upload to the proxy", lambda: sent, se)
     else:
         ours = file_adler32(local)

@@ -148,6 +148,9 @@ class ProxyState:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"Cannot serve metrics on {host}:{port}: {exc}") from exc
         metrics.watch_cache(self.cache.usage_and_count)
+        from seproxy import __version__
+        from seproxy.rpc.version import DIRAC_VERSION
+        metrics.BUILD.info({"version": __version__, "dirac_version": DIRAC_VERSION})
         self.metrics_url = f"http://{host}:{port}/metrics"
         log.info("Prometheus metrics at %s", self.metrics_url)
 

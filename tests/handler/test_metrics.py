@@ -74,6 +74,10 @@ def test_scrape_after_known_traffic(se_proxy_factory, tmp_path):
     assert sum(delta(before, after, "seproxy_tls_handshake_failures_total", reason=r)
                for r in ("not TLS", "protocol", "other", "peer closed")) >= 1
     assert ("seproxy_pool_queue_depth", (("service", "DataManagement/StorageElementProxy"),)) in after
+    from seproxy import __version__
+    from seproxy.rpc.version import DIRAC_VERSION
+    assert after[("seproxy_build_info", (("dirac_version", DIRAC_VERSION),
+                                         ("version", __version__)))] == 1
     staged = sum(p.stat().st_size for p in (proxy.base / "ns").rglob("*") if p.is_file())
     assert after[("seproxy_cache_bytes", ())] == staged
 

@@ -150,9 +150,13 @@ class Session:
         return f" (configured: {', '.join(self.known_ses)})" if self.known_ses else ""
 
     def check_se(self, se: str) -> None:
-        """Refuse an SE the local configuration does not know, before anything is sent."""
-        if self.known_ses and se not in self.known_ses:
-            raise SeproxyError(f"unknown storage element {se!r}{self.configured()}")
+        """Before any file byte is sent: an SE this configuration does not list is checked
+        with the proxy (``isValid``; the proxy may know more SEs than this client)."""
+        if se in self.known_ses:
+            return
+        result = self.retry("isValid", lambda: self.rpc.callProxyMethod(se, "isValid", [], {}))
+        if not result.get("OK"):
+            raise SeproxyError(self.explain(str(result.get("Message", "failed")), se))
 
 
 def _proxy_kwargs(args: argparse.Namespace) -> dict[str, Any]:

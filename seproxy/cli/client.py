@@ -45,7 +45,7 @@ from seproxy.cli.common import (
 )
 from seproxy.cli.progress import Bars
 from seproxy.errors import AuthError, SeproxyError
-from seproxy.storage.localfs import adler32_hex, atomic_write, copy_stream, file_adler32
+from seproxy.localfs import adler32_hex, atomic_write, copy_stream, file_adler32
 from seproxy.storage.utils import check_lfn
 
 log = logging.getLogger("seproxy.cli")

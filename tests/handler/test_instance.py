@@ -1,15 +1,13 @@
-"""The instance guard (one process per BasePath + InstanceName) and the staged-file purger."""
+"""The instance guard (one process per BasePath + InstanceName) and the staged-file purger
+of a running service (CacheArea.purge_stale itself: tests/staging/test_cache.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from seproxy.handler.cache import CacheArea
 from seproxy.handler.instance import InstanceLock, InstanceRunning, refuse_if_running
 from tests.conftest import wait_for
 
@@ -49,23 +47,6 @@ def test_same_process_shares_the_lock_and_only_the_first_cleans(tmp_path):
     second.release()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-
-
-def test_purge_stale_removes_only_old_unused_staged_copies(tmp_path):
-    cache = CacheArea(tmp_path, instance="n")
-    ns = cache.ns_root / "abc"
-    for area in ("getFile", "putFile"):
-        (ns / area).mkdir(parents=True)
-    old, fresh, busy = ns / "getFile" / "old", ns / "getFile" / "fresh", ns / "putFile" / "busy"
-    partial = cache.tmp / "upload.part"
-    for path in (old, fresh, busy, partial):
-        path.write_bytes(b"x")
-    past = time.time() - 7200
-    for path in (old, busy, partial):
-        os.utime(path, (past, past))
-    with cache.in_use(busy):
-        assert cache.purge_stale(3600) == 1
-    assert not old.exists() and fresh.exists() and busy.exists() and partial.exists()
 
 
 def test_unfetched_staged_copy_is_purged_by_the_service(se_proxy_factory):

@@ -148,3 +148,20 @@ def test_instances_sharing_a_base_path_keep_their_own_partials(tmp_path):
     (second.http_cache / "key").mkdir()
     assert CacheArea(tmp_path, instance="node1").clean_startup() == {"tmp": 1, "http": 0}
     assert (second.tmp / "b.part").exists() and (second.http_cache / "key").exists()
+
+
+def test_purge_stale_removes_only_old_unused_staged_copies(tmp_path):
+    cache = CacheArea(tmp_path, instance="n")
+    ns = cache.ns_root / "abc"
+    for area in ("getFile", "putFile"):
+        (ns / area).mkdir(parents=True)
+    old, fresh, busy = ns / "getFile" / "old", ns / "getFile" / "fresh", ns / "putFile" / "busy"
+    partial = cache.tmp / "upload.part"
+    for path in (old, fresh, busy, partial):
+        path.write_bytes(b"x")
+    past = time.time() - 7200
+    for path in (old, busy, partial):
+        os.utime(path, (past, past))
+    with cache.in_use(busy):
+        assert cache.purge_stale(3600) == 1
+    assert not old.exists() and fresh.exists() and busy.exists() and partial.exists()

@@ -64,8 +64,7 @@ def test_2_second_instance_refused_first_keeps_its_data(dev_site, tmp_path):
 def test_3_no_user_proxy_never_the_host(dev_site, tmp_path):
     client = tmp_path / "client"
     client.mkdir()
-    shutil.copytree(dev_site.data / "pki", client / "pki")
-    shutil.copy(dev_site.data / "dev.cfg", client / "dev.cfg")
+    shutil.copytree(dev_site.data / "pki", client / "pki")  # the dev site's CA and Registry, no proxy
     (tmp_path / "h.txt").write_text("host?\n")
     args = ["--url", dev_site.url, "--data-dir", str(client)]
     for argv in (["whoami", dev_site.url, "--data-dir", str(client)],

@@ -143,3 +143,19 @@ def test_usage_errors_are_one_line(dev_site, argv):
     done = dev_site.run(*argv)
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("ERROR ")
+
+
+def test_se_unknown_to_this_client_is_asked_of_the_proxy(dev_site, tmp_path):
+    """A client configuration without /Resources/StorageElements: the proxy decides."""
+    client_cfg = tmp_path / "client.cfg"
+    client_cfg.write_text("DIRAC\n{\n  Security\n  {\n    CALocation = "
+                          f"{dev_site.data / 'pki' / 'certificates'}\n  }}\n}}\n")
+    (tmp_path / "f.txt").write_text("asked\n")
+    common = ["-c", str(client_cfg), "--url", dev_site.url, "--proxy", str(dev_site.data / "proxy.pem")]
+    done = dev_site.run("put", "/dirac/user/c/asked.txt", str(tmp_path / "f.txt"), "SE-LOCAL", *common,
+                        client=False)
+    assert done.returncode == 0, done.stderr
+    refused = dev_site.run("put", "/dirac/user/c/asked.txt", str(tmp_path / "f.txt"), "NO-SUCH-SE",
+                           *common, client=False)
+    assert refused.returncode == 2
+    assert refused.stderr == "ERROR unknown storage element 'NO-SUCH-SE'\n"

@@ -227,12 +227,12 @@ class ProxyState:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
             self.metrics_server = None
-        self.instance_lock.release()
         if self.http_thread is not None:
             self.http_thread.stop()
             self.http_thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.dispose()
+        self.instance_lock.release()  # last: a successor may clean up from now on
 
     # -- storage -----------------------------------------------------------------------------
     def storage_element(self, name: str, vo: str, credentials: Any) -> Any:

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from seproxy.storage import StorageElement
 from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.dirac import INSTANCE_8, merge_cfg
 from tests.handler.conftest import REGISTRY, SE, se_cfg
 from tests.interop.peer_venv import FREEZE_AFTER, FREEZE_BEFORE, parse_freeze
+from tests.storage.helpers import make_config, se_tree
 from tests.storage.test_dirac_compare import RSS_CS_FALLBACK
 
 pytestmark = pytest.mark.interop
@@ -217,3 +220,89 @@ def test_errors_are_per_file_failures(request, se_proxy_factory, tmp_path, major
     for result in (dead_put, dead_exists):
         assert result["OK"] and result["Value"]["Successful"] == {}
         assert "Can't connect to" in result["Value"]["Failed"][small], result
+
+
+# ----------------------------------------------------------------------------- S3 and XROOT
+
+
+def backend_tree(request: pytest.FixtureRequest, backend: str) -> tuple[str, dict[str, Any]]:
+    """An SE of ``backend`` on its test server (moto / xrootd): name and configuration tree."""
+    tag = uuid.uuid4().hex[:12]
+    if backend == "S3":
+        server = request.getfixturevalue("moto_s3")
+        section, protocol = server.section(server.create_bucket(f"b{tag}")), "s3"
+    else:
+        server = request.getfixturevalue("xrootd_server")
+        section, protocol = server.section(f"/p{tag}", Timeout="10"), "root"
+    name = f"SE-{backend}"
+    return name, se_tree(name, {backend: section}, AccessProtocols=protocol, WriteProtocols=protocol)
+
+
+@pytest.mark.parametrize("backend", ["S3", "XROOT"])
+@pytest.mark.parametrize("major", [9, 8])
+def test_s3_and_xroot_through_the_proxy(request, se_proxy_factory, tmp_path, major, backend):
+    """The same story on S3 (moto) and XROOT (xrootd) SEs behind the proxy; "direct" is
+    seproxy's own StorageElement on the same configuration (the DIRAC venvs have neither
+    boto3 nor the XRootD bindings), itself compared with DIRAC's in tests/storage."""
+    name, tree = backend_tree(request, backend)
+    se_text = cfg_text(tree)
+    se_proxy = se_proxy_factory(extra_cfg=se_text)
+    files = write_files(tmp_path / "up", [0, 1, MiB + 5, 9 * MiB])
+    lfns = [*files, MISSING]
+    down = tmp_path / "down"
+    down.mkdir()
+    via = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(),
+                     merge_cfg(se_text, proxy_cfg(major, se_proxy.svc.url, se=name)))
+    put, *reads, listing, get = run_se(
+        via, major, se_call("putFile", {lfn: str(p) for lfn, p in files.items()}, se=name),
+        *(se_call(m, lfns, se=name) for m in READS), se_call("listDirectory", D, se=name),
+        se_call("getFile", lfns, localPath=str(down), se=name))
+    sizes_by_lfn = {lfn: p.stat().st_size for lfn, p in files.items()}
+    assert put == {"OK": True, "Value": {"Failed": {}, "Successful": sizes_by_lfn}}, put
+    assert get["OK"] and get["Value"]["Successful"] == sizes_by_lfn, get
+    assert set(get["Value"]["Failed"]) == {MISSING}
+    for path in files.values():
+        assert (down / path.name).read_bytes() == path.read_bytes()
+
+    direct = StorageElement(name, vo="dirac", config=make_config(tree))
+    for method, proxied in zip(READS, reads):
+        plain = getattr(direct, method)(lfns)
+        assert proxied["OK"] and proxied["Value"]["Successful"] == plain["Value"]["Successful"], \
+            leaf_differences(proxied, plain)
+        assert set(proxied["Value"]["Failed"]) == set(plain["Value"]["Failed"]) == (
+            set() if method == "exists" else {MISSING})
+    assert listing["Value"]["Successful"][D]["Files"].keys() == set(files)
+    assert listing["Value"] == direct.listDirectory(D)["Value"]
+
+    removed, gone = run_se(via, major, se_call("removeFile", list(files), se=name),
+                           se_call("exists", list(files), se=name))
+    assert removed["Value"] == {"Failed": {}, "Successful": {lfn: True for lfn in files}}
+    assert gone["Value"]["Successful"] == {lfn: False for lfn in files}
+    assert direct.exists(list(files))["Value"]["Successful"] == {lfn: False for lfn in files}
+
+
+@pytest.mark.parametrize("major", [9, 8])
+def test_directory_methods_equal_direct(request, se_proxy, tmp_path, major):
+    tree = tmp_path / "tree"
+    write_files(tree, [10, 2000])
+    write_files(tree / "sub", [0, 33])
+    top = "/dirac/pd"
+
+    def story(client: Any, down: Path) -> list[Any]:
+        down.mkdir()
+        return run_se(client, major, se_call("putDirectory", {top: str(tree)}),
+                      se_call("createDirectory", [f"{top}/made/deep"]),
+                      se_call("isDirectory", [top, f"{top}/made/deep", f"{top}/f10.bin"]),
+                      se_call("getDirectorySize", [top, f"{top}/sub"]),
+                      se_call("getDirectory", [top, f"{top}/nothere"], localPath=str(down)),
+                      se_call("removeDirectory", top, recursive=True), se_call("exists", top))
+
+    via = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(),
+                     proxy_cfg(major, se_proxy.svc.url))
+    proxied = story(via, tmp_path / "down-proxy")
+    assert proxied[0]["Value"]["Successful"] == {top: {"Files": 4, "Size": 2043}}, proxied[0]
+    assert (tmp_path / "down-proxy/pd/sub/f33.bin").read_bytes() == (tree / "sub/f33.bin").read_bytes()
+    direct = client_for(request, major, None, se_proxy.storage, se_proxy.proxy())
+    plain = story(direct, tmp_path / "down-direct")
+    for mine, theirs in zip(proxied, plain):
+        assert mine == theirs, leaf_differences(mine, theirs)

@@ -306,3 +306,19 @@ def test_directory_methods_equal_direct(request, se_proxy, tmp_path, major):
     plain = story(direct, tmp_path / "down-direct")
     for mine, theirs in zip(proxied, plain):
         assert mine == theirs, leaf_differences(mine, theirs)
+
+
+@pytest.mark.parametrize(("major", "layout"), [(9, 8), (8, 9)])
+def test_proxy_urls_in_the_other_versions_layout(request, se_proxy, tmp_path, major, layout):
+    """DIRAC resolves the URLs in its own layout; the plugin also reads the other one."""
+    files = write_files(tmp_path / "up", [123])
+    (lfn, path), = files.items()
+    extra = proxy_cfg(layout, se_proxy.svc.url)
+    if layout < 9 <= major:  # an 8.0-style Setup/instance map in a 9.x client's configuration
+        extra = merge_cfg(extra, cfg_text({"DIRAC": {"Setup": "Interop", "Setups": {
+            "Interop": {"DataManagement": INSTANCE_8}}}}))
+    via = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(), extra)
+    put, size = run_se(via, major, se_call("putFile", {lfn: str(path)}), se_call("getFileSize", lfn))
+    assert put["Value"] == {"Failed": {}, "Successful": {lfn: 123}}, put
+    assert size["Value"] == {"Failed": {}, "Successful": {lfn: 123}}
+    assert (se_proxy.storage / lfn.lstrip("/")).read_bytes() == path.read_bytes()

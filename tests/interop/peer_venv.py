@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -350,7 +351,22 @@ def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT) -> DiracVenv:
             os.rename(venv_dir, final)
         finally:
             shutil.rmtree(build, ignore_errors=True)
+        _prune_seproxy_venvs(base, keep=final)
     return DiracVenv(base.spec, final)
+
+
+#: copies for other source states unused for this long are removed when a new one is built
+STALE_SECONDS = 6 * 3600
+
+
+def _prune_seproxy_venvs(base: DiracVenv, keep: Path) -> None:
+    now = time.time()
+    for other in base.path.parent.glob(f"{base.path.name}+seproxy-*"):
+        marker = other / "seproxy-installed.json"
+        used = max((p.stat().st_atime for p in (marker, other / "bin" / "python") if p.exists()),
+                   default=0.0)
+        if other != keep and now - used > STALE_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def parse_freeze(text: str) -> dict[str, str]:

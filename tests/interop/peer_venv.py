@@ -313,9 +313,15 @@ def _source_digest(repo: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+#: pip runs for the DIRAC venv copies see only that venv (a checkout on PYTHONPATH would show
+#: up in ``pip freeze`` through the ``seproxy.egg-info`` that building the wheel leaves there)
+_NO_PYTHONPATH = {"PYTHONPATH": ""}
+
+
 def _freeze(python: Path) -> str:
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "freeze", "--all",
-                           *_PIP_FLAGS[:1]], capture_output=True, text=True, timeout=300)
+                           *_PIP_FLAGS[:1]], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **_NO_PYTHONPATH}, check=False)
     if proc.returncode != 0:
         raise InteropSetupError(f"pip freeze in {python} failed: {proc.stderr[-2000:]}")
     return proc.stdout
@@ -343,7 +349,7 @@ def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT) -> DiracVenv:
             (venv_dir / FREEZE_BEFORE).write_text(_freeze(python))
             _run_build_step([sys.executable, "-m", "pip", "--python", python, "install", *_PIP_FLAGS,
                              str(repo)], f"pip install of seproxy into a copy of DIRAC {base.version}",
-                            _NETWORK_HINT)
+                            _NETWORK_HINT, _NO_PYTHONPATH)
             (venv_dir / FREEZE_AFTER).write_text(_freeze(python))
             (venv_dir / ready.name).write_text(json.dumps({"base": base.path.name, "repo": str(repo)}))
             if final.exists():

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from seproxy.storage import StorageElement
+from tests.conftest import free_port
 from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.dirac import INSTANCE_8, merge_cfg
 from tests.handler.conftest import REGISTRY, SE, se_cfg
@@ -322,3 +323,50 @@ def test_proxy_urls_in_the_other_versions_layout(request, se_proxy, tmp_path, ma
     assert put["Value"] == {"Failed": {}, "Successful": {lfn: 123}}, put
     assert size["Value"] == {"Failed": {}, "Successful": {lfn: 123}}
     assert (se_proxy.storage / lfn.lstrip("/")).read_bytes() == path.read_bytes()
+
+
+# ----------------------------------------------------------------------------- a DIRAC service
+
+
+@pytest.mark.parametrize("major", [9, 8])
+def test_through_dirac8s_own_proxy_service(request, dirac_services, pki, tmp_path, major):
+    """The plugin against DIRAC 8.0.86's own StorageElementProxy service: no seproxy on the
+    server, so the transfers run DIRAC's stop-and-wait stream and every call its own
+    connection (the service refuses sessions). Its ProxyManager is a stand-in
+    (tests/interop/ProxyManagerStandIn.py) that signs with the test user's proxy."""
+    storage, cache = tmp_path / "storage", tmp_path / "cache"
+    storage.mkdir()
+    cache.mkdir()
+    user_proxy = pki.proxy("dirac_user")
+    pm_port = free_port()
+    pm_url = f"dips://127.0.0.1:{pm_port}/Framework/ProxyManager"
+    urls = cfg_text({"Systems": {"Framework": {INSTANCE_8: {"URLs": {"ProxyManager": pm_url}}}}})
+    service = dirac_services.start(f"proxy-8-{tmp_path.name}", {
+        "DataManagement/StorageElementProxy": {"BasePath": cache, "HttpAccess": "False"},
+        "Framework/ProxyManager": {"HandlerPath": "ProxyManagerStandIn.py", "Port": pm_port,
+                                   "ProxyFile": user_proxy,
+                                   "Authorization": {"Default": "authenticated"}},
+    }, version=8, extra_cfg=merge_cfg(se_cfg(storage), urls))
+    proxy_url = service.urls["DataManagement/StorageElementProxy"]
+    files = write_files(tmp_path / "up", [0, 3 * MiB + 1])
+    lfns = [*files, MISSING]
+    down = tmp_path / "down"
+    down.mkdir()
+    via = client_for(request, major, None, storage, user_proxy, proxy_cfg(major, proxy_url))
+    put, exists, size, get, removed = run_se(
+        via, major, se_call("putFile", {lfn: str(p) for lfn, p in files.items()}), se_call("exists", lfns),
+        se_call("getFileSize", lfns), se_call("getFile", lfns, localPath=str(down)),
+        se_call("removeFile", list(files)))
+    sizes = {lfn: p.stat().st_size for lfn, p in files.items()}
+    assert put["Value"] == {"Failed": {}, "Successful": sizes}, (put, service.log_tail())
+    assert exists["Value"]["Successful"] == {**{lfn: True for lfn in files}, MISSING: False}
+    assert size["Value"]["Successful"] == sizes and set(size["Value"]["Failed"]) == {MISSING}
+    assert get["Value"]["Successful"] == sizes and set(get["Value"]["Failed"]) == {MISSING}
+    for path in files.values():
+        assert (down / path.name).read_bytes() == path.read_bytes()
+    assert removed["Value"] == {"Failed": {}, "Successful": {lfn: True for lfn in files}}
+    assert not any((storage / lfn.lstrip("/")).exists() for lfn in files)
+    served = service.log_tail(2000)
+    for action in ("FileTransfer/fromClient", "RPC/uploadFile", "RPC/prepareFile",
+                   "FileTransfer/toClient", "RPC/callProxyMethod", "RPC/getVOMSProxy"):
+        assert action in served, action

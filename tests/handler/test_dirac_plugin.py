@@ -212,6 +212,11 @@ def test_errors_are_per_file_failures(request, se_proxy_factory, tmp_path, major
     assert MISSING in missing["Value"]["Failed"]
     assert other_se["OK"] and other_se["Value"]["Successful"] == {}
     assert other_se["Value"]["Failed"][small]
+    # local sources that cannot be read, and a wrong sourceSize: the File plugin's words
+    bad = {f"{D}/nofile": str(tmp_path / "nofile"), f"{D}/adir": str(tmp_path)}
+    calls = (se_call("putFile", bad), se_call("putFile", {f"{D}/sized": str(files[small])}, sourceSize=99))
+    direct = client_for(request, major, None, se_proxy.storage, se_proxy.proxy())
+    assert run_se(via, major, *calls) == run_se(direct, major, *calls)
     # everything dead: per-file failures, no exception in the user's process
     nowhere = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(),
                          proxy_cfg(major, dead_url()))

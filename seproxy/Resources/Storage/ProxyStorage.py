@@ -219,6 +219,17 @@ def _by_name(method: str) -> Callable[..., Result]:
     return _never_raises(call)
 
 
+def _unreadable(source: Any) -> str:
+    """Why ``source`` cannot be uploaded ("" if it can): not a readable local file."""
+    if not isinstance(source, str):
+        return f"ProxyStorage.putFile: the source must be a local file name, not {source!r}"
+    try:
+        with open(source, "rb"):
+            return ""
+    except OSError as exc:
+        return str(exc)
+
+
 def _bulk(successful: dict, failed: dict) -> Result:
     return S_OK({"Failed": failed, "Successful": successful})
 
@@ -273,12 +284,14 @@ class ProxyStorage(StorageBase):
             return res
         successful, failed = {}, {}
         for lfn, source in res["Value"].items():
-            if not isinstance(source, str) or not os.path.isfile(source):
-                failed[lfn] = f"ProxyStorage.putFile: {source!r} is not a local file"
+            problem = _unreadable(source)
+            if problem:  # DIRAC's File plugin words it the same (the OSError's text)
+                failed[lfn] = problem
                 continue
             size = os.path.getsize(source)
             if sourceSize and size != sourceSize:
-                failed[lfn] = f"ProxyStorage.putFile: {source} has {size} bytes, not {sourceSize}"
+                failed[lfn] = (f"Source and destination file sizes do not match "
+                               f"({sourceSize} vs {size}).")
                 continue
             one = self._on_urls(lambda url, lfn=lfn, source=source: self._put_one(url, lfn, source))
             if one["OK"]:

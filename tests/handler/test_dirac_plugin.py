@@ -375,3 +375,18 @@ def test_through_dirac8s_own_proxy_service(request, dirac_services, pki, tmp_pat
     for action in ("FileTransfer/fromClient", "RPC/uploadFile", "RPC/prepareFile",
                    "FileTransfer/toClient", "RPC/callProxyMethod", "RPC/getVOMSProxy"):
         assert action in served, action
+
+
+@pytest.mark.parametrize("major", [9, 8])
+def test_ca_directory_from_diracs_configuration(request, se_proxy, pki, tmp_path, major):
+    """No X509_CERT_DIR: the plugin's clients use the CA directory DIRAC finds in its
+    configuration (/DIRAC/Security/CALocation), like DIRAC's own clients."""
+    files = write_files(tmp_path / "up", [77])
+    (lfn, path), = files.items()
+    extra = merge_cfg(proxy_cfg(major, se_proxy.svc.url),
+                      cfg_text({"DIRAC": {"Security": {"CALocation": str(pki.ca_dir)}}}))
+    via = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(), extra).with_(cert_dir=None)
+    put, get = run_se(via, major, se_call("putFile", {lfn: str(path)}),
+                      se_call("getFile", lfn, localPath=str(tmp_path)))
+    assert put["Value"] == {"Failed": {}, "Successful": {lfn: 77}}, put
+    assert get["Value"] == {"Failed": {}, "Successful": {lfn: 77}}, get

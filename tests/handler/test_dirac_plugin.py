@@ -288,7 +288,7 @@ def test_s3_and_xroot_through_the_proxy(request, se_proxy_factory, tmp_path, maj
 
 
 @pytest.mark.parametrize("major", [9, 8])
-def test_directory_methods_equal_direct(request, se_proxy, tmp_path, major):
+def test_directory_and_staging_methods_equal_direct(request, se_proxy, tmp_path, major):
     tree = tmp_path / "tree"
     write_files(tree, [10, 2000])
     write_files(tree / "sub", [0, 33])
@@ -301,6 +301,9 @@ def test_directory_methods_equal_direct(request, se_proxy, tmp_path, major):
                       se_call("isDirectory", [top, f"{top}/made/deep", f"{top}/f10.bin"]),
                       se_call("getDirectorySize", [top, f"{top}/sub"]),
                       se_call("getDirectory", [top, f"{top}/nothere"], localPath=str(down)),
+                      se_call("prestageFile", f"{top}/f10.bin"), se_call("prestageFileStatus",
+                                                                         {f"{top}/f10.bin": "t"}),
+                      se_call("releaseFile", f"{top}/f10.bin"), se_call("getOccupancy"),
                       se_call("removeDirectory", top, recursive=True), se_call("exists", top))
 
     via = client_for(request, major, None, se_proxy.storage, se_proxy.proxy(),

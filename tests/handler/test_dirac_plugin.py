@@ -339,8 +339,7 @@ def test_proxy_urls_in_the_other_versions_layout(request, se_proxy, tmp_path, ma
 @pytest.mark.parametrize("major", [9, 8])
 def test_through_dirac8s_own_proxy_service(request, dirac_services, pki, tmp_path, major):
     """The plugin against DIRAC 8.0.86's own StorageElementProxy service: no seproxy on the
-    server, so the transfers run DIRAC's stop-and-wait stream and every call its own
-    connection (the service refuses sessions). Its ProxyManager is a stand-in
+    server, so the transfers run DIRAC's stop-and-wait stream. Its ProxyManager is a stand-in
     (tests/interop/ProxyManagerStandIn.py) that signs with the test user's proxy."""
     storage, cache = tmp_path / "storage", tmp_path / "cache"
     storage.mkdir()

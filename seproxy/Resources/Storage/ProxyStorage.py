@@ -14,12 +14,12 @@ The service URLs are DIRAC's (``/Systems/DataManagement[/<instance>]/URLs`` and
 ``FailoverURLs``, 9.x and 8.0 layouts); a URL that cannot be reached is skipped for
 a minute and the next one tried. A put or a get stays on one URL for its two steps
 (the staged file lives on that server). The calls go through seproxy's own
-``RPCClient`` (one reused connection for many calls) and ``TransferClient``, given
-what DIRAC would use (its proxy location, CA directory, host certificate settings,
-encoding): the transfer client offers the windowed stream extension, which a seproxy
-service accepts and a DIRAC service ignores (the transfer then runs DIRAC's own
-stop-and-wait stream), and a DIRAC service refuses the session, after which every call
-has its own connection, as DIRAC's client does. If seproxy's clients cannot be set up
+``RPCClient`` and ``TransferClient``, given what DIRAC would use (its proxy location,
+CA directory, host certificate settings, encoding): the transfer client offers the
+windowed stream extension, which a seproxy service accepts and a DIRAC service ignores
+(the transfer then runs DIRAC's own stop-and-wait stream). Every call has its own
+connection, as with DIRAC's clients (no pooled connections: DIRAC code may fork, and a
+child must not share a parent's TLS connection). If seproxy's clients cannot be set up
 (no usable TLS backend...), DIRAC's ``RPCClient``/``TransferClient`` are used.
 
 Results are DIRAC's bulk ``S_OK({"Successful": {...}, "Failed": {...}})`` keyed by
@@ -176,7 +176,7 @@ def _seproxy_client(kind: str, url: str) -> Any:
         if proxy:
             kwargs["proxyLocation"] = proxy
         if kind == "rpc":
-            return SeproxyRPCClient(url, reuseConnection=True, **kwargs)
+            return SeproxyRPCClient(url, **kwargs)
         return SeproxyTransferClient(url, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any set-up problem: DIRAC's clients do the work
         sLog.debug("seproxy's clients cannot be set up", repr(exc))

@@ -23,7 +23,13 @@ from tests.conftest import free_port
 from tests.fixtures.cfgtext import cfg_text
 from tests.fixtures.dirac import INSTANCE_8, merge_cfg
 from tests.handler.conftest import REGISTRY, SE, se_cfg
-from tests.interop.peer_venv import FREEZE_AFTER, FREEZE_BEFORE, parse_freeze
+from tests.interop.peer_venv import (
+    FREEZE_AFTER,
+    FREEZE_BEFORE,
+    InteropSetupError,
+    ensure_seproxy_venv,
+    parse_freeze,
+)
 from tests.storage.helpers import make_config, se_tree
 from tests.storage.test_dirac_compare import RSS_CS_FALLBACK
 
@@ -142,13 +148,31 @@ def test_300_mib_through_the_proxy(request, se_proxy, tmp_path, major):
     roundtrip(request, se_proxy, tmp_path, major, "json" if major >= 9 else "dencode", [300 * MiB])
 
 
+def assert_install_changed_nothing(venv_path: Path) -> None:
+    before = parse_freeze((venv_path / FREEZE_BEFORE).read_text())
+    after = parse_freeze((venv_path / FREEZE_AFTER).read_text())
+    assert "dirac" in before and "m2crypto" in before and "seproxy" not in before
+    assert {name: after.get(name) for name in before} == before
+    assert "seproxy" in after
+
+
 def test_pip_install_changes_no_dirac_package(dirac9_seproxy_client, dirac8_seproxy_client):
     for client in (dirac9_seproxy_client, dirac8_seproxy_client):
-        before = parse_freeze((client.venv.path / FREEZE_BEFORE).read_text())
-        after = parse_freeze((client.venv.path / FREEZE_AFTER).read_text())
-        assert "dirac" in before and "m2crypto" in before and "seproxy" not in before
-        assert {name: after.get(name) for name in before} == before
-        assert "seproxy" in after
+        assert_install_changed_nothing(client.venv.path)
+
+
+#: what a full `pip install DIRAC==9.1.22` has and the minimal peer venv lacks (issue 14)
+DIRAC9_CRYPTOGRAPHY = "cryptography==51.0.1"
+
+
+@pytest.mark.xfail(strict=True, reason="pyOpenSSL (26.4.0, the newest) requires cryptography < 51, so "
+                   "installing seproxy downgrades a DIRAC 9.1 environment's cryptography 51.0.1 to 50.0.2")
+def test_pip_install_keeps_dirac9s_newest_cryptography(dirac9_venv):
+    try:
+        venv = ensure_seproxy_venv(dirac9_venv, preinstall=(DIRAC9_CRYPTOGRAPHY,))
+    except InteropSetupError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    assert_install_changed_nothing(venv.path)
 
 
 def test_dirac_loads_seproxys_module_and_keeps_its_own_rank(request, dirac9_seproxy_client,

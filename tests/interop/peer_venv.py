@@ -327,14 +327,18 @@ def _freeze(python: Path) -> str:
     return proc.stdout
 
 
-def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT) -> DiracVenv:
+def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT,
+                        preinstall: tuple[str, ...] = ()) -> DiracVenv:
     """A copy of the DIRAC venv ``base`` with this checkout ``pip install``-ed into it, as a DIRAC
     user installs seproxy (a wheel built from the tree, dependencies from the index).
 
-    Cached per (base venv, source digest); ``pip freeze --all`` before and after the install
+    ``preinstall``: requirements installed into the copy first (what a full DIRAC installation
+    has and the minimal peer venv lacks, e.g. its ``cryptography``). Cached per (base venv,
+    preinstall, source digest); ``pip freeze --all`` before and after the install of seproxy
     are kept in the venv (:data:`FREEZE_BEFORE`, :data:`FREEZE_AFTER`).
     """
-    final = base.path.parent / f"{base.path.name}+seproxy-{_source_digest(repo)}"
+    extra = hashlib.sha256(json.dumps(preinstall).encode()).hexdigest()[:6] if preinstall else ""
+    final = base.path.parent / f"{base.path.name}+seproxy-{_source_digest(repo)}{extra}"
     ready = final / "seproxy-installed.json"
     if ready.is_file():
         return DiracVenv(base.spec, final)
@@ -346,6 +350,10 @@ def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT) -> DiracVenv:
         try:
             shutil.copytree(base.path, venv_dir, symlinks=True)
             python = venv_dir / "bin" / "python"
+            if preinstall:
+                _run_build_step([sys.executable, "-m", "pip", "--python", python, "install",
+                                 *_PIP_FLAGS, *preinstall], f"pip install of {preinstall}",
+                                _NETWORK_HINT, _NO_PYTHONPATH)
             (venv_dir / FREEZE_BEFORE).write_text(_freeze(python))
             _run_build_step([sys.executable, "-m", "pip", "--python", python, "install", *_PIP_FLAGS,
                              str(repo)], f"pip install of seproxy into a copy of DIRAC {base.version}",

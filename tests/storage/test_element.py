@@ -300,6 +300,6 @@ def test_protocol_sections_argument_restricts_plugins(tmp_path: Path) -> None:
     ("00000abc", "00000abc"), ("0001abcd", "0001abcd"), ("fffffff1", "fffffff1"),
 ])
 def test_file_metadata_checksum_is_dirac_text(checksum: str, dirac_text: str) -> None:
-    from seproxy.storage.localfs import dirac_adler_text
+    from seproxy.localfs import dirac_adler_text
 
     assert dirac_adler_text(checksum) == dirac_text

@@ -102,7 +102,8 @@ def client_cfg(data: Path, url: str) -> str:
 def seproxy_cli(data: Path, url: str, *argv: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "seproxy", *argv, "--url", url, "--data-dir", str(data),
-                    "--proxy", str(data / "proxy.pem")], check=True, capture_output=True, timeout=1800)
+                    "--proxy", str(data / "proxy.pem")],
+                   check=True, capture_output=True, timeout=1800)
     return time.perf_counter() - start
 
 
@@ -156,8 +157,8 @@ def section(rates: dict[str, float], size_mib: int, repeat: int, load: float) ->
         "## DIRAC plugin\n\n"
         f"`python bench/dirac_plugin.py --size {size_mib} --repeat {repeat} --write`, "
         f"{machine_line(load)}\n{load_note(load)}\n\n"
-        f"Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) in its "
-        f"own process; a {size_mib} MiB file; best of {repeat}; MiB/s = size / wall time. "
+        "Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) "
+        f"in its own process; a {size_mib} MiB file; best of {repeat}; MiB/s = size / wall time. "
         "DIRAC rows run in one DIRAC 9.1.22 process (the cached interop venv with this checkout "
         "`pip install`-ed), timed around the call: `StorageElement.putFile`/`getFile` with "
         "`UseProxy = True` (seproxy's `Resources.Storage.ProxyStorage`: seproxy's clients, the "

@@ -21,7 +21,8 @@ class ProxyManagerStandIn(RequestHandler):
 
     types_getVOMSProxy = [str, str, str, int, [str, type(None)]]
 
-    def export_getVOMSProxy(self, userDN, userGroup, requestPem, requiredLifetime, vomsAttribute=None):
+    def export_getVOMSProxy(self, userDN, userGroup, requestPem, requiredLifetime,
+                            vomsAttribute=None):
         chain = X509Chain()
         result = chain.loadProxyFromFile(self.getCSOption("ProxyFile", ""))
         if not result["OK"]:

@@ -13,9 +13,10 @@ process, then, with a file of ``--size`` MiB, in one run:
 * **seproxy put / get**: the ``seproxy put``/``get`` commands, wall clock of the process
   (includes its start-up, ~0.3 s).
 
-Best of ``--repeat`` runs each. Usage: ``python bench/dirac_plugin.py [--size 1024]
-[--repeat 2] [--write]``; ``--write`` replaces the ``## DIRAC plugin`` section of
-docs/BENCHMARKS.md.
+Best of ``--repeat`` rounds; each round runs every path once, in the order plugin
+(JSON, DEncode), ``seproxy put``/``get``, TransferClient (JSON, DEncode). Usage:
+``python bench/dirac_plugin.py [--size 1024] [--repeat 3] [--write]``; ``--write`` replaces
+the ``## DIRAC plugin`` section of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
 from bench.seproxy import make_file, start_serve  # noqa: E402
 from tests.fixtures.cfgtext import cfg_text  # noqa: E402
 from tests.interop.peer_services import dirac_cfg  # noqa: E402
@@ -50,7 +51,7 @@ from DIRAC.Core.DISET.RPCClient import RPCClient
 from DIRAC.Core.DISET.TransferClient import TransferClient
 from DIRAC.Resources.Storage.StorageElement import StorageElement
 
-source, down, url, repeat = args
+source, down, url, repeat, which = args
 lfn, name = %(lfn)r, os.path.basename(%(lfn)r)
 se = StorageElement(%(se)r)
 out = os.path.join(down, name)
@@ -83,8 +84,10 @@ def dirac_get():
     res = RPCClient(url).prepareFile(%(se)r, lfn)
     return TransferClient(url).receiveFile(out, "getFile/" + name) if res["OK"] else res
 
-result = {"plugin put": timed(plugin_put), "plugin get": timed(plugin_get),
-          "TransferClient put": timed(dirac_put), "TransferClient get": timed(dirac_get)}
+if which == "plugin":
+    result = {"plugin put": timed(plugin_put), "plugin get": timed(plugin_get)}
+else:
+    result = {"TransferClient put": timed(dirac_put), "TransferClient get": timed(dirac_get)}
 """ % {"lfn": LFN, "se": SE}
 
 
@@ -119,23 +122,29 @@ def run(size_mib: int, repeat: int) -> dict[str, float]:
         down = work / "down"
         down.mkdir()
         seconds: dict[str, float] = {}
-        for encoding in ("json", "dencode"):
+
+        def keep(name: str, value: float) -> None:
+            seconds[name] = min(value, seconds.get(name, value))
+
+        def dirac(which: str, encoding: str) -> None:
             outcome = venv.run([{"exec": RSS_CS_FALLBACK},
-                                {"exec": TIMED, "args": [str(source), str(down), url, repeat]}],
+                                {"exec": TIMED, "args": [str(source), str(down), url, 1, which]}],
                                cfg=client_cfg(data, url), encoding=encoding,
                                proxy=data / "proxy.pem", cert_dir=data / "pki" / "certificates",
                                timeout=3600)
             for name, value in outcome[1].unwrap().items():
-                seconds[f"DIRAC 9.1 {name} ({'JSON' if encoding == 'json' else 'DEncode'})"] = value
+                keep(f"DIRAC 9.1 {name} ({'JSON' if encoding == 'json' else 'DEncode'})", value)
+
         copy = work / "copy.bin"
-        put = get = None
+        # rounds interleave the paths, so that each sees the machine's load of the moment
         for _ in range(repeat):
-            took = seproxy_cli(data, url, "put", str(source), LFN, SE)
-            put = took if put is None else min(put, took)
-            took = seproxy_cli(data, url, "get", LFN, SE, str(copy))
-            get = took if get is None else min(get, took)
+            for encoding in ("json", "dencode"):
+                dirac("plugin", encoding)
+            keep("seproxy put", seproxy_cli(data, url, "put", str(source), LFN, SE))
+            keep("seproxy get", seproxy_cli(data, url, "get", LFN, SE, str(copy)))
             copy.unlink()
-        seconds["seproxy put"], seconds["seproxy get"] = put, get
+            for encoding in ("json", "dencode"):
+                dirac("TransferClient", encoding)
         return {name: size_mib / value for name, value in seconds.items()}
     finally:
         if serve is not None and serve.poll() is None:
@@ -158,7 +167,9 @@ def section(rates: dict[str, float], size_mib: int, repeat: int, load: float) ->
         f"`python bench/dirac_plugin.py --size {size_mib} --repeat {repeat} --write`, "
         f"{machine_line(load)}\n{load_note(load)}\n\n"
         "Method: `seproxy serve` on the embedded default (dips, TLS, File SE on local disk) "
-        f"in its own process; a {size_mib} MiB file; best of {repeat}; MiB/s = size / wall time. "
+        f"in its own process; a {size_mib} MiB file; best of {repeat} rounds, each running every "
+        "path once (plugin, `seproxy put`/`get`, TransferClient: the paths share each moment's "
+        "load); MiB/s = size / wall time. "
         "DIRAC rows run in one DIRAC 9.1.22 process (the cached interop venv with this checkout "
         "`pip install`-ed), timed around the call: `StorageElement.putFile`/`getFile` with "
         "`UseProxy = True` (seproxy's `Resources.Storage.ProxyStorage`: seproxy's clients, the "
@@ -168,13 +179,14 @@ def section(rates: dict[str, float], size_mib: int, repeat: int, load: float) ->
         "the CLI process's wall clock (start-up included). Client and server share the 2 cores.\n\n"
         "| path | MiB/s |\n|---|---:|\n" + rows + "\n\n"
         "Plugin vs `seproxy put`/`get` (target >= 80%): " + ", ".join(ratios) + ".\n"
+        + ("\n" + kept_notes("DIRAC plugin") if kept_notes("DIRAC plugin") else "")
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="file size in MiB (default 1024)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     args = parser.parse_args()
     load = os.getloadavg()[0]

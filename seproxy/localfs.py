@@ -52,6 +52,13 @@ def adler32_hex(value: int) -> str:
     return f"{value & 0xFFFFFFFF:08x}"
 
 
+def dirac_adler_text(checksum: str) -> str:
+    """An adler32 as DIRAC's File plugin writes it in metadata: DIRAC turns ``0x`` into
+    ``0000`` and keeps the last 8 characters, so values below ``0x1000`` come out short
+    (the empty file's ``00000001`` is ``000001``)."""
+    return ("00000" + format(int(checksum, 16), "x"))[-8:]
+
+
 def copy_stream(
     src: BinaryIO,
     dst: BinaryIO | Callable[[bytes], object],
@@ -309,6 +316,7 @@ __all__ = [
     "atomic_write",
     "checksum_of",
     "copy_stream",
+    "dirac_adler_text",
     "file_adler32",
     "get_checksum_xattr",
     "is_temp_name",

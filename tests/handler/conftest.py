@@ -19,6 +19,7 @@ from seproxy.cli.wiring import StorageElementProxyHandler
 from seproxy.rpc.client.base import RPCClient
 from seproxy.transfer.client import TransferClient
 from tests.fixtures.cfgtext import cfg_text
+from tests.fixtures.dirac import merge_cfg
 from tests.fixtures.pki import REGISTRY_CFG
 from tests.storage.helpers import file_section
 
@@ -92,7 +93,8 @@ class ProxyUnderTest:
 def se_proxy_factory(seproxy_service, pki, tmp_path):
     started: list[ProxyUnderTest] = []
 
-    def start(**options: Any) -> ProxyUnderTest:
+    def start(extra_cfg: str = "", **options: Any) -> ProxyUnderTest:
+        """``extra_cfg``: more configuration (other SEs...) merged after SE-LOCAL's."""
         storage = tmp_path / "storage"
         storage.mkdir(exist_ok=True)
         base = tmp_path / "cache"
@@ -102,7 +104,7 @@ def se_proxy_factory(seproxy_service, pki, tmp_path):
         svc = seproxy_service(StorageElementProxyHandler, name=NAME, protocol="dips", options=opts,
                               authorization={"Default": "authenticated",
                                              "FileTransfer/Default": "authenticated"},
-                              registry=REGISTRY, cfg_text=se_cfg(storage))
+                              registry=REGISTRY, cfg_text=merge_cfg(se_cfg(storage), extra_cfg))
         running = ProxyUnderTest(svc, pki, storage, Path(opts["BasePath"]))
         started.append(running)
         return running

@@ -1,9 +1,8 @@
 """Real DIRAC clients (PyPI DIRAC in their own venvs) against seproxy's StorageElementProxy.
 
-(a) DIRAC 8.0's ``StorageElement`` with proxy routing on (``UseProxy``) drives the
-service through its ``Proxy`` plugin; every result equals a direct File-plugin access
-by the same DIRAC client. (b) DIRAC 9.1's raw ``RPCClient``/``TransferClient`` calls in
-the plugin's order. (c) ``prepareFileForHTTP`` then ``curl``. (e) ping/whoami.
+DIRAC 9.1's raw ``RPCClient``/``TransferClient`` calls in the Proxy plugin's order;
+``prepareFileForHTTP`` then ``curl``; ping/whoami. ``StorageElement`` with ``UseProxy``
+(seproxy's DIRAC extension, no patching of DIRAC): ``test_dirac_plugin.py``.
 """
 
 from __future__ import annotations
@@ -14,63 +13,9 @@ import subprocess
 
 import pytest
 
-from tests.fixtures.cfgtext import cfg_text
-from tests.fixtures.dirac import merge_cfg
-from tests.handler.conftest import REGISTRY, SE, se_cfg
+from tests.handler.conftest import SE
 
 pytestmark = pytest.mark.interop
-
-
-def se_client_cfg(storage, proxy_url: str | None) -> str:
-    text = se_cfg(storage)
-    if proxy_url:
-        text += cfg_text({
-            "LocalSite": {"StorageElements": {SE: {"UseProxy": "True"}}},
-            "Systems": {"DataManagement": {"Tests": {"URLs": {"StorageElementProxy": proxy_url}}}},
-        })
-    return merge_cfg(REGISTRY, text)
-
-
-def call(method, *args, **kwargs):
-    return {"se": SE, "method": method, "args": list(args), "kwargs": kwargs}
-
-
-#: DIRAC 8.0.86's ProxyStorage.getFile/putFile build ``TransferClient(client.serviceURL)``
-#: but its ``Client`` keeps the URL in ``serverURL`` (``serviceURL`` becomes an RPC stub,
-#: TypeError) - a client-side bug whatever the server. The shim gives the plugin the
-#: attribute it expects; every other line of DIRAC's client runs unchanged.
-PLUGIN_SHIM = {"exec": "from DIRAC.Core.Base.Client import Client\n"
-                       "Client.serviceURL = property(lambda self: self.serverURL)\n"}
-
-
-def test_dirac8_storage_element_through_the_proxy(se_proxy, dirac8_client, tmp_path):
-    data = os.urandom(1024 * 1024 + 5)
-    local = tmp_path / "up.bin"
-    local.write_bytes(data)
-    lfn = "/dirac/user/t/up.bin"
-    down = tmp_path / "down"
-    down.mkdir()
-    via_proxy = dirac8_client.with_(cfg_extra=se_client_cfg(se_proxy.storage, se_proxy.svc.url),
-                                    proxy=se_proxy.proxy())
-    outs = via_proxy.run(PLUGIN_SHIM, call("putFile", {lfn: str(local)}), call("exists", lfn),
-                         call("getFileSize", lfn), call("getFileMetadata", lfn),
-                         call("listDirectory", "/dirac/user/t"), call("getFile", lfn, localPath=str(down)))
-    put, exists, size, meta, listing, get = (o.unwrap() for o in outs[1:])
-    assert put["OK"] and put["Value"]["Successful"] == {lfn: len(data)}, put
-    assert (se_proxy.storage / "dirac/user/t/up.bin").read_bytes() == data
-    assert get["OK"] and get["Value"]["Successful"] == {lfn: len(data)}, get
-    assert (down / "up.bin").read_bytes() == data
-    direct = dirac8_client.with_(cfg_extra=se_client_cfg(se_proxy.storage, None), proxy=se_proxy.proxy())
-    d_exists, d_size, d_meta, d_listing = (o.unwrap() for o in direct.run(
-        call("exists", lfn), call("getFileSize", lfn), call("getFileMetadata", lfn),
-        call("listDirectory", "/dirac/user/t")))
-    for proxied, plain in ((exists, d_exists), (size, d_size), (meta, d_meta), (listing, d_listing)):
-        assert proxied["OK"], proxied
-        assert proxied["Value"] == plain["Value"]
-    removed, gone = (o.unwrap() for o in via_proxy.run(call("removeFile", lfn), call("exists", lfn)))
-    assert removed["Value"]["Successful"] == {lfn: True}
-    assert gone["Value"]["Successful"] == {lfn: False}
-    assert not (se_proxy.storage / "dirac/user/t/up.bin").exists()
 
 
 def test_dirac9_raw_calls_in_proxy_plugin_order(se_proxy, dirac9_client, tmp_path):

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -290,3 +291,107 @@ def venv_or_fail(spec: VenvSpec, cache: Path | None = None, *,
         pytest.fail(f"cannot prepare the real DIRAC {spec.dirac_version} peer venv: {exc}\n"
                     "(interop tests are not skippable by default; SEPROXY_SKIP_INTEROP=1 skips them)",
                     pytrace=False)
+
+
+# ----------------------------------------------------------------------------- DIRAC + seproxy
+
+REPO_ROOT = INTEROP_DIR.parent.parent
+#: what changes the installed seproxy (the venv is rebuilt when any of it changes)
+_SEPROXY_SOURCES = ("pyproject.toml", "seproxy")
+FREEZE_BEFORE = "seproxy-freeze-before.txt"
+FREEZE_AFTER = "seproxy-freeze-after.txt"
+
+
+def _source_digest(repo: Path) -> str:
+    digest = hashlib.sha256()
+    for top in _SEPROXY_SOURCES:
+        root = repo / top
+        files = [root] if root.is_file() else sorted(
+            p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        for path in files:
+            digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+#: pip runs for the DIRAC venv copies see only that venv (a checkout on PYTHONPATH would show
+#: up in ``pip freeze`` through the ``seproxy.egg-info`` that building the wheel leaves there)
+_NO_PYTHONPATH = {"PYTHONPATH": ""}
+
+
+def _freeze(python: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "freeze", "--all",
+                           *_PIP_FLAGS[:1]], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **_NO_PYTHONPATH}, check=False)
+    if proc.returncode != 0:
+        raise InteropSetupError(f"pip freeze in {python} failed: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def ensure_seproxy_venv(base: DiracVenv, repo: Path = REPO_ROOT,
+                        preinstall: tuple[str, ...] = ()) -> DiracVenv:
+    """A copy of the DIRAC venv ``base`` with this checkout ``pip install``-ed into it, as a DIRAC
+    user installs seproxy (a wheel built from the tree, dependencies from the index).
+
+    ``preinstall``: requirements installed into the copy first (what a full DIRAC installation
+    has and the minimal peer venv lacks, e.g. its ``cryptography``). Cached per (base venv,
+    preinstall, source digest); ``pip freeze --all`` before and after the install of seproxy
+    are kept in the venv (:data:`FREEZE_BEFORE`, :data:`FREEZE_AFTER`).
+    """
+    extra = hashlib.sha256(json.dumps(preinstall).encode()).hexdigest()[:6] if preinstall else ""
+    final = base.path.parent / f"{base.path.name}+seproxy-{_source_digest(repo)}{extra}"
+    ready = final / "seproxy-installed.json"
+    if ready.is_file():
+        return DiracVenv(base.spec, final)
+    with _file_lock(base.path.parent.parent / "locks" / f"{final.name}.lock"):
+        if ready.is_file():
+            return DiracVenv(base.spec, final)
+        build = Path(tempfile.mkdtemp(prefix=".build-seproxy-", dir=base.path.parent))
+        venv_dir = build / "venv"
+        try:
+            shutil.copytree(base.path, venv_dir, symlinks=True)
+            python = venv_dir / "bin" / "python"
+            if preinstall:
+                _run_build_step([sys.executable, "-m", "pip", "--python", python, "install",
+                                 *_PIP_FLAGS, *preinstall], f"pip install of {preinstall}",
+                                _NETWORK_HINT, _NO_PYTHONPATH)
+            (venv_dir / FREEZE_BEFORE).write_text(_freeze(python))
+            _run_build_step([sys.executable, "-m", "pip", "--python", python, "install", *_PIP_FLAGS,
+                             str(repo)], f"pip install of seproxy into a copy of DIRAC {base.version}",
+                            _NETWORK_HINT, _NO_PYTHONPATH)
+            (venv_dir / FREEZE_AFTER).write_text(_freeze(python))
+            (venv_dir / ready.name).write_text(json.dumps({"base": base.path.name, "repo": str(repo)}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(venv_dir, final)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+        _prune_seproxy_venvs(base, keep=final)
+    return DiracVenv(base.spec, final)
+
+
+#: copies for other source states unused for this long are removed when a new one is built
+STALE_SECONDS = 6 * 3600
+
+
+def _prune_seproxy_venvs(base: DiracVenv, keep: Path) -> None:
+    now = time.time()
+    for other in base.path.parent.glob(f"{base.path.name}+seproxy-*"):
+        marker = other / "seproxy-installed.json"
+        used = max((p.stat().st_atime for p in (marker, other / "bin" / "python") if p.exists()),
+                   default=0.0)
+        if other != keep and now - used > STALE_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def parse_freeze(text: str) -> dict[str, str]:
+    """``pip freeze`` lines -> {normalised name: version}."""
+    out = {}
+    for line in text.splitlines():
+        for separator in ("==", " @ "):
+            if separator in line:
+                name, version = line.split(separator, 1)
+                break
+        else:
+            continue
+        out[name.strip().lower().replace("_", "-")] = version.strip()
+    return out

@@ -293,3 +293,13 @@ def test_protocol_sections_argument_restricts_plugins(tmp_path: Path) -> None:
     assert StorageElement("SE-2", protocolSections="A", config=cfg).getProtocolSections()[
         "Value"
     ] == ["A"]
+
+
+@pytest.mark.parametrize(("checksum", "dirac_text"), [
+    ("00000001", "000001"),  # the empty file, as DIRAC's File plugin reports it
+    ("00000abc", "00000abc"), ("0001abcd", "0001abcd"), ("fffffff1", "fffffff1"),
+])
+def test_file_metadata_checksum_is_dirac_text(checksum: str, dirac_text: str) -> None:
+    from seproxy.localfs import dirac_adler_text
+
+    assert dirac_adler_text(checksum) == dirac_text

@@ -34,6 +34,7 @@ from seproxy.localfs import (
     atomic_copy,
     atomic_move,
     checksum_of,
+    dirac_adler_text,
     is_temp_name,
     known_checksum,
 )
@@ -129,7 +130,7 @@ class FileStorage(StorageBase):
             Mode=stat.S_IMODE(st.st_mode),
             Directory=stat.S_ISDIR(st.st_mode),
             File=is_file,
-            Checksum=checksum_of(path, st) if is_file else "",
+            Checksum=dirac_adler_text(checksum_of(path, st)) if is_file else "",
             **DISK_STATUS,
         )
 

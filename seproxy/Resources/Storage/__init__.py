@@ -1,0 +1,1 @@
+"""DIRAC storage plugins provided by seproxy (loaded by DIRAC's ``StorageFactory``)."""

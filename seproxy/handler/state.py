@@ -104,6 +104,8 @@ class ProxyState:
         self.metrics_server: Any = None
         self.metrics_url = ""
         self._stale_purger: threading.Thread | None = None
+        #: set once the start-up removal of storage-element orphans is done (or skipped)
+        self.orphans_cleaned = threading.Event()
         self.credentials = self._credential_source()
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
@@ -127,6 +129,11 @@ class ProxyState:
         self.instance_lock.record(url)
         if self.instance_lock.first:
             self.cache.clean_startup()
+        if self.instance_lock.first and self.option("StorageOrphanCleanup"):
+            threading.Thread(target=self._clean_storage_orphans, name="seproxy-orphan-cleanup",
+                             daemon=True).start()
+        else:
+            self.orphans_cleaned.set()
         self._start_metrics()
         interval = self.purge_interval
         if interval > 0:  # also without HTTP: stagings expire
@@ -182,6 +189,33 @@ class ProxyState:
                                 scratch_dir=self.cache.tmp, proxy_manager=proxy_manager,
                                 delegation_margin=self.option("ProxyRenewMargin"),
                                 delegation_cache_size=self.option("ProxyCacheSize"))
+
+    def _clean_storage_orphans(self) -> None:
+        """Remove the upload temporaries a killed process left in the local (File)
+        storage elements; live uploads (locked temporaries) are kept."""
+        from seproxy.storage.element import StorageElement
+
+        try:
+            for name in self.cfg.getSections("/Resources/StorageElements"):
+                try:
+                    se = StorageElement(name, config=self.cfg)
+                except Exception as exc:  # noqa: BLE001 - one bad SE must not stop the rest
+                    log.info("orphan cleanup: cannot open %s: %s", name, exc)
+                    continue
+                for plugin in se.storages.values():
+                    clean = getattr(plugin, "remove_orphans", None)
+                    if clean is None:
+                        continue
+                    try:
+                        files, size = clean()
+                    except OSError as exc:
+                        log.warning("orphan cleanup of %s failed: %s", name, exc)
+                        continue
+                    if files:
+                        log.info("start-up cleanup removed %d orphaned temporaries (%d bytes) "
+                                 "from storage element %s", files, size, name)
+        finally:
+            self.orphans_cleaned.set()
 
     # -- HTTP ------------------------------------------------------------------------------
     def start_http(self) -> None:

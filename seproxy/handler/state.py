@@ -82,6 +82,8 @@ class ProxyState:
     def _setup(self, cfg: Config) -> None:
         self.max_file_size = self.option("MaxFileSize")
         self.min_free = self.option("MinFreeSpace")
+        self._space_lock = threading.Lock()
+        self._reserved = 0  # bytes announced by the uploads in progress
         self.call_timeout = self.option("CallTimeout")
         self.transfer_timeout = self.option("TransferTimeout")
         self.key_lifetime = self.option("HttpKeyLifetime")
@@ -288,3 +290,41 @@ class ProxyState:
     def disk_free(self) -> int:
         st = os.statvfs(self.base_path)
         return st.f_bavail * st.f_frsize
+
+    def reserve_space(self, size: int) -> SpaceReservation | None:
+        """Reserve ``size`` bytes for an upload if that keeps ``MinFreeSpace`` free
+        (counting the other uploads' reservations); None when it does not fit."""
+        with self._space_lock:
+            if self.disk_free() - self._reserved - self.min_free <= size:
+                return None
+            self._reserved += size
+        return SpaceReservation(self, size)
+
+    def space_for(self, size: int) -> bool:
+        """True if ``size`` more bytes (of an upload of unknown size) keep MinFreeSpace."""
+        with self._space_lock:
+            return self.disk_free() - self._reserved - self.min_free > size
+
+    def _unreserve(self, size: int) -> None:
+        with self._space_lock:
+            self._reserved -= size
+
+
+class SpaceReservation:
+    """Bytes an announced upload may still write (released when the upload ends)."""
+
+    def __init__(self, state: ProxyState, size: int) -> None:
+        self._state = state
+        self.size = size
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._state._unreserve(self.size)  # noqa: SLF001 - the state's own helper
+
+    def __enter__(self) -> SpaceReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

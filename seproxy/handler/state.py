@@ -51,7 +51,8 @@ class HttpServerFactory(Protocol):
 
     def __call__(self, port: int, path: str, *, register: KeyLookup, host: str,
                  ssl_context: ssl.SSLContext | None, multi_use: bool, max_connections: int,
-                 purge_interval: float) -> HttpServer: ...
+                 purge_interval: float, header_timeout: float, max_pending: int,
+                 max_pending_per_ip: int) -> HttpServer: ...
 
 
 class ProxyState:
@@ -232,7 +233,10 @@ class ProxyState:
                 port, str(self.cache.http_root), register=self.register, host=bind,
                 ssl_context=ssl_context, multi_use=self.option("HttpMultiUse"),
                 max_connections=self.option("HttpMaxConnections"),
-                purge_interval=self.option("HttpPurgeInterval"))
+                purge_interval=self.option("HttpPurgeInterval"),
+                header_timeout=self.option("HttpHeaderTimeout"),
+                max_pending=self.option("HttpMaxPending"),
+                max_pending_per_ip=self.option("HttpMaxPendingPerIP"))
         except OSError as exc:
             raise ConfigError(f"Cannot listen for HTTP on {bind or '*'}:{port}: "
                               f"{exc.strerror or exc}") from exc

@@ -40,7 +40,7 @@ class Conn:
 
 
 def proposal_frame(service: str) -> bytes:
-    from seproxy.rpc.proposal import build_proposal
+    from seproxy.rpc.wire.proposal import build_proposal
     from seproxy.rpc.wire import codec
     payload = codec.encode(build_proposal(service, "Connection", "new"), "dencode")
     return b"%d:%s" % (len(payload), payload)

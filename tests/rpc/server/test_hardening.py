@@ -18,12 +18,12 @@ from collections.abc import Iterator
 import pytest
 
 from seproxy.returnvalues import EUNAUTHORIZED, S_OK
-from seproxy.rpc.proposal import build_proposal
+from seproxy.rpc.wire.proposal import build_proposal
 from seproxy.rpc.wire import codec
 from seproxy.security.x509 import X509Chain
 from tests.conftest import wait_for
 from tests.rpc.handlers import RPCTestHandler
-from tests.rpc.test_service import Gate
+from tests.rpc.server.test_service import Gate
 
 pytestmark = pytest.mark.timeout(300)
 NAME = "Test/Hardening"

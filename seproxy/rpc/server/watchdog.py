@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any
 
-log = logging.getLogger("seproxy.rpc.watchdog")
+log = logging.getLogger("seproxy.rpc.server.watchdog")
 
 
 class Watch:

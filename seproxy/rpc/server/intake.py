@@ -32,9 +32,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from seproxy import metrics
 from seproxy.errors import ProtocolError, SeproxyError
 
-log = logging.getLogger("seproxy.rpc.intake")
+log = logging.getLogger("seproxy.rpc.server.intake")
 
 #: Backend "would block" codes (seproxy.rpc.transport.base.WANT_READ / WANT_WRITE).
 _WANT_READ, _WANT_WRITE = -1, -2
@@ -162,11 +163,16 @@ class Intake:
         transport = pending.transport
         try:
             if pending.handshaking:
-                want = transport.handshake_step()
+                try:
+                    want = transport.handshake_step()
+                except Exception as exc:
+                    metrics.handshake(exc)
+                    raise
                 if want != 0:
                     self._want(pending, selectors.EVENT_WRITE if want == _WANT_WRITE
                                else selectors.EVENT_READ)
                     return
+                metrics.handshake(None)
                 pending.handshaking = False
                 self._want(pending, selectors.EVENT_READ)
             payload = transport.receive_frame_nowait(self.max_proposal)
@@ -207,6 +213,8 @@ class Intake:
             self._finish(pending)
             self.stats["timed_out"] += 1
             what = "TLS handshake" if pending.handshaking else "proposal"
+            if pending.handshaking:
+                metrics.handshake(TimeoutError(f"TLS handshake timed out after {self.deadline:g} s"))
             log.info("Closing %s: no complete %s within %g s", pending.transport.id, what, self.deadline)
             _close(pending.transport)
 

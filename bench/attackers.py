@@ -10,8 +10,10 @@ once" stays true for the whole measurement):
 ``loris-dips``   TLS handshake, then a frame header and one byte per ``drip`` seconds;
 ``loris-http``   ``GET /`` and one more byte per ``drip`` seconds on the HTTP port.
 
-Attack connections leave from ``source`` (default 127.0.0.2, another loopback address),
-so per-address limits of the service see them apart from the normal client.
+Attack connections leave from ``sources`` loopback addresses (default 50 addresses
+127.0.1.1-127.0.1.50, round robin: a distributed attack that per-address caps do not
+stop), never from 127.0.0.1, so the normal client is told apart; ``sources=1`` makes it a
+single-address attack (127.0.1.1), which the per-address caps cut short.
 ``counts()`` reports how many of each are open right now, and how many were re-opened.
 """
 
@@ -49,10 +51,12 @@ def proposal_frame(service: str) -> bytes:
 class Attack:
     def __init__(self, host: str, dips_port: int, http_port: int, targets: dict[str, int], *,
                  proxy: str, ca_dir: str, service: str, drip: float = 20.0,
-                 source: str = "127.0.0.2") -> None:
+                 sources: int = 50) -> None:
         self.host, self.dips_port, self.http_port = host, dips_port, http_port
         self.targets = {k: v for k, v in targets.items() if v}
-        self.drip, self.source = drip, source
+        self.drip = drip
+        self.sources = [f"127.0.1.{n}" for n in range(1, max(1, sources) + 1)]
+        self._next_source = 0
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.ctx.check_hostname = False
         self.ctx.verify_mode = ssl.CERT_NONE
@@ -73,7 +77,8 @@ class Attack:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            sock.bind((self.source, 0))
+            self._next_source = (self._next_source + 1) % len(self.sources)
+            sock.bind((self.sources[self._next_source], 0))
             port = self.http_port if kind == "loris-http" else self.dips_port
             sock.connect_ex((self.host, port))
         except OSError:

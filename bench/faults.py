@@ -138,6 +138,17 @@ def proc_stats(pid: int) -> dict:
     return out
 
 
+def settled(pid: int, before: dict, timeout: float = 30.0) -> dict:
+    """The process's figures once its fds are back near ``before`` (attack connections
+    closed by their deadline), or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = proc_stats(pid)
+        if now["fds"] <= before.get("fds", 0) + 4 or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)
+
+
 # -- the normal client -----------------------------------------------------------------------
 DIRAC_PINGS = """
 import time
@@ -242,19 +253,28 @@ class Context:
         return TransferClient(svc.url, config=svc.cfg, **kwargs)
 
 
-def attack_case(name: str, targets: dict[str, int], drip: float = 20.0) -> Callable[[Context], Row]:
+def attack_case(name: str, targets: dict[str, int], drip: float = 20.0,
+                sources: int = 50) -> Callable[[Context], Row]:
     def run(ctx: Context) -> Row:
         svc = ctx.service()
         row = Row(name, before=proc_stats(svc.pid))
+        if not targets:  # the baseline: no attack
+            row.ping = ctx.pinger.ping(svc, ctx.seconds)
+            row.after = proc_stats(svc.pid)
+            row.operations = f"no attack; {row.ping['pings']} pings"
+            row.errors = f"{row.ping['errors']} ping errors"
+            row.verdict = "pass" if row.ping["errors"] == 0 else "FAIL"
+            return row
         with AttackProcess(host="127.0.0.1", dips_port=svc.port, http_port=svc.http_port,
                            targets=targets, proxy=ctx.proxy(), ca_dir=str(ctx.pki.ca_dir),
-                           service=NAME, drip=drip) as attack:
+                           service=NAME, drip=drip, sources=sources) as attack:
             held = attack.wait_held(0.9, timeout=60)
             during = proc_stats(svc.pid)
             row.ping = ctx.pinger.ping(svc, ctx.seconds)
             held_end = attack.counts()
-        row.after = proc_stats(svc.pid)
-        desc = ", ".join(f"{n} {k}" for k, n in targets.items())
+        row.after = settled(svc.pid, row.before)
+        desc = ", ".join(f"{n} {k}" for k, n in targets.items()) + (
+            f" from {sources} address{'es' if sources > 1 else ''}")
         opened = sum(v.get("reopened", 0) + v.get("open", 0) for v in held_end.values())
         row.operations = (f"{desc} held (at start: " +
                           ", ".join(f"{k} {v.get('held', 0)}" for k, v in held.items()) +
@@ -262,7 +282,8 @@ def attack_case(name: str, targets: dict[str, int], drip: float = 20.0) -> Calla
         row.errors = f"{row.ping['errors']} ping errors" + (
             f" ({row.ping['first_error'][:60]})" if row.ping["errors"] else "")
         row.verified = f"during: RSS {during['rss']:.0f} MiB, {during['fds']} fds, {during['threads']} threads"
-        ok = row.ping["errors"] == 0 and row.ping["p99"] < 50
+        # the CI form checks function only (no timing assertion); by hand p99 < 50 ms too
+        ok = row.ping["errors"] == 0 and (ctx.quick or row.ping["p99"] < 50)
         row.verdict = "pass" if ok else "FAIL"
         return row
     run.__name__ = name
@@ -443,12 +464,14 @@ def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
     scale = 0.2 if quick else 1.0
     n = lambda x: max(1, int(x * scale))  # noqa: E731
     return {
+        "baseline": attack_case("baseline: no attack", {}),
         "availability": attack_case("availability: TCP-only + idle TLS + HTTP slow-loris",
                                     {"tcp": n(300), "tls": n(300), "loris-http": n(64)}),
         "1": attack_case("1 idle after Connection/new proposal", {"proposal": 20}),
         "2a": attack_case("2 TCP connections that never start TLS", {"tcp": n(300)}),
         "2b": attack_case("2 one byte per 20 s (dips)", {"loris-dips": 20}),
         "2c": attack_case("2000 idle TCP", {"tcp": n(2000)}),
+        "2d": attack_case("2 TCP-only from one address (per-address cap)", {"tcp": n(300)}, sources=1),
         "7": attack_case("7 HTTP slow-loris", {"loris-http": 64}),
         "loris-both": attack_case("slow-loris on both ports", {"loris-dips": 64, "loris-http": 64}),
         "5": case_oversized_upload,

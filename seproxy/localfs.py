@@ -153,11 +153,13 @@ def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
 
     def opener(path: str, _flags: int) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(path, flags, mode)
+        # created with mode 0 ("being set up"); the real mode comes after the lock
+        return os.open(path, flags, 0)
 
     fh = open(tmp, "wb", buffering=0, opener=opener)  # noqa: SIM115 (closed below)
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # "a writer is alive" (see remove_orphans)
+        os.fchmod(fh.fileno(), mode)
         with fh:
             yield fh  # type: ignore[misc]
             fh.flush()
@@ -170,16 +172,17 @@ def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
     _fsync_directory(os.path.dirname(final_path))
 
 
-#: A temporary younger than this is left alone even when unlocked: its writer may be
-#: between creating it and taking the lock.
-ORPHAN_GRACE = 5.0
+#: A temporary still in mode 0 (its writer was between creating it and taking the lock)
+#: is left alone until it is this old.
+ORPHAN_GRACE = 60.0
 
 
 def remove_orphans(root: str, *, grace: float = ORPHAN_GRACE) -> tuple[int, int]:
     """Remove the upload temporaries under ``root`` whose writer is gone.
 
     A temporary counts as orphaned when its ``flock`` can be taken (no process holds
-    it open for writing) and it is older than ``grace`` seconds. Symlinks are never
+    it open for writing) and its writer had got past the lock (its mode is no longer
+    0), or - mode still 0 - it is older than ``grace`` seconds. Symlinks are never
     followed. Returns ``(files removed, bytes freed)``.
     """
     removed = freed = 0
@@ -195,8 +198,10 @@ def remove_orphans(root: str, *, grace: float = ORPHAN_GRACE) -> tuple[int, int]
                 continue  # gone, or a symlink
             try:
                 st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < grace:
+                if not stat.S_ISREG(st.st_mode):
                     continue
+                if stat.S_IMODE(st.st_mode) == 0 and now - st.st_mtime < grace:
+                    continue  # its writer may not have taken the lock yet
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:

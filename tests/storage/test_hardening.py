@@ -100,7 +100,8 @@ def test_remove_directory_never_touches_link_targets(root, outside):
 
 
 # -- item 12: orphaned temporaries ---------------------------------------------------------------
-def orphan(directory: Path, final: str, size: int = 4096, age: float = 3600) -> Path:
+def orphan(directory: Path, final: str, size: int = 4096, age: float = 0) -> Path:
+    """A temporary whose writer died after taking its lock (mode set), ``age`` s old."""
     path = Path(temp_name_for(str(directory / final)))
     path.write_bytes(b"p" * size)
     old = time.time() - age
@@ -130,6 +131,26 @@ def test_remove_orphans_keeps_live_uploads(root):
     assert not any(p.exists() for p in dead)
     assert (root / "dirac" / "d" / "live.dat").read_bytes() == b"in progress"
     assert (root / "dirac" / "d" / "real.dat").read_bytes() == b"12345"
+
+
+def test_remove_orphans_spares_a_writer_setting_up(root):
+    """Mode 0 and no lock: a writer between creating its temporary and locking it."""
+    d = root / "dirac" / "d"
+    young = Path(temp_name_for(str(d / "young.dat")))
+    young.write_bytes(b"")
+    os.chmod(young, 0)
+    stale = orphan(d, "stale.dat", age=3600)
+    os.chmod(stale, 0)
+    assert localfs.remove_orphans(str(root)) == (1, 4096)
+    assert young.exists() and not stale.exists()
+
+
+def test_atomic_write_locks_before_it_sets_the_mode(root):
+    target = root / "dirac" / "d" / "new.dat"
+    with localfs.atomic_write(str(target), mode=0o640) as fh:
+        assert os.stat(fh.name).st_mode & 0o777 == 0o640
+        fh.write(b"x")
+    assert target.stat().st_mode & 0o777 == 0o640
 
 
 def test_remove_orphans_never_follows_links(root, outside):

@@ -460,6 +460,42 @@ def case_parallel_mkdir(ctx: Context) -> Row:
     return row
 
 
+def case_large_frames(ctx: Context) -> Row:
+    """#8: 10 concurrent RPCs with a 60 MiB argument each; the service's peak RSS."""
+    svc = ctx.service()
+    row = Row("8 10 x 60 MiB RPC frames at once", before=proc_stats(svc.pid))
+    size = (12 if ctx.quick else 60) * 1024 * 1024
+    big = "x" * size
+    peak = {"rss": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak["rss"] = max(peak["rss"], proc_stats(svc.pid)["rss"])
+            done.wait(0.02)
+
+    results: list[dict] = []
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    callers = [threading.Thread(target=lambda: results.append(
+        ctx.rpc(timeout=600).echo(big))) for _ in range(10)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(900)
+    done.set()
+    sampler.join()
+    ok = [r for r in results if r.get("OK") and len(r.get("Value", "")) == size]
+    busy = [r for r in results if not r.get("OK") and "busy" in str(r.get("Message"))]
+    row.operations = f"10 concurrent echo() of {size >> 20} MiB (MaxLargeFrames 4)"
+    row.errors = f"{len(results) - len(ok)} failed ({len(busy)} busy)"
+    row.verified = f"{len(ok)} answers equal the argument; peak RSS {peak['rss']:.0f} MiB " \
+                   f"({(peak['rss'] - row.before['rss']) / (size >> 20):.1f}x one frame above idle)"
+    row.after = settled(svc.pid, row.before)
+    row.verdict = "pass" if len(ok) + len(busy) == 10 and ok else "FAIL"
+    return row
+
+
 def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
     scale = 0.2 if quick else 1.0
     n = lambda x: max(1, int(x * scale))  # noqa: E731
@@ -475,6 +511,7 @@ def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
         "7": attack_case("7 HTTP slow-loris", {"loris-http": 64}),
         "loris-both": attack_case("slow-loris on both ports", {"loris-dips": 64, "loris-http": 64}),
         "5": case_oversized_upload,
+        "8": case_large_frames,
         "9": case_symlink,
         "10": case_http_range_and_race,
         "11": case_non_utf8,

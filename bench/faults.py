@@ -1,7 +1,8 @@
 """Fault battery: attacks and faults against a running StorageElementProxy, with figures.
 
-The service runs in its own process (``tests.rpc.service_process``: dips with the dev
-PKI, HTTP access on, a File storage element), exactly as ``seproxy serve`` runs it.
+The service runs in its own process (``tests.rpc.service_process``, which builds it with
+``seproxy.cli.wiring`` as ``seproxy serve`` does: dips with the test PKI, HTTP access on,
+a File storage element).
 Each case reports: operations done, client-visible errors, whether the data checked
 afterwards is right, the service's RSS / open fds / threads before and after, and the
 p99 latency of a normal client's ``ping`` during the attack. The normal client is real
@@ -72,9 +73,7 @@ def service_cfg(pki: PKI, work: Path, options: dict | None = None) -> tuple[Any,
     storage.mkdir(exist_ok=True)
     http_port = free_port()
     opts = {"BasePath": str(base), "HttpAccess": True, "HttpPort": http_port, "HttpHost": "127.0.0.1",
-            "HttpURLHost": "127.0.0.1", "HandlerPath": str(REPO / "seproxy" / "handler" /
-                                                           "storage_element_proxy.py"),
-            "MaxThreads": 20}
+            "HttpURLHost": "127.0.0.1", "MaxThreads": 20}  # the handler: seproxy.cli.wiring's
     opts.update(options or {})
     se = ("Resources\n{\n  StorageElements\n  {\n    " + SE + "\n    {\n"
           "      BackendType = File\n      AccessProtocols = file\n      WriteProtocols = file\n"

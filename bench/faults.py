@@ -506,6 +506,7 @@ def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
         "2a": attack_case("2 TCP connections that never start TLS", {"tcp": n(300)}),
         "2b": attack_case("2 one byte per 20 s (dips)", {"loris-dips": 20}),
         "2c": attack_case("2000 idle TCP", {"tcp": n(2000)}),
+        "tls": attack_case("300 idle TLS", {"tls": n(300)}),
         "2d": attack_case("2 TCP-only from one address (per-address cap)", {"tcp": n(300)}, sources=1),
         "7": attack_case("7 HTTP slow-loris", {"loris-http": 64}),
         "loris-both": attack_case("slow-loris on both ports", {"loris-dips": 64, "loris-http": 64}),

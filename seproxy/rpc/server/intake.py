@@ -10,12 +10,19 @@ TLS handshake (non-blocking, ``handshake_step``) or sending its proposal frame
   (the service answers DIRAC's "Invalid action proposal" and closes);
 * closed, when its deadline passes: one deadline for handshake *and* proposal together,
   counted from the accept (a client dripping a byte at a time gets no more time than a
-  silent one), or on any transport error.
+  silent one), drawn between half and all of ``deadline`` so that a burst of idle
+  connections is not closed - and re-opened - in one burst again; or on any transport
+  error.
 
 Bounded: at most ``max_pending`` connections in total and ``max_per_ip`` per client
 address wait here; beyond that a new connection is closed at once (as DIRAC does when
 it throttles). So TCP connections that never start TLS, idle TLS connections and
 slow proposals cost a file descriptor each for at most the deadline, never a worker.
+
+Fair: each round of the loop serves the ready connections of the addresses with the
+fewest connections waiting first, and at most ``BATCH`` of them (handshake steps cost
+CPU): a burst of handshakes from a few busy addresses does not queue ahead of a client
+that has one connection here.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import heapq
 import itertools
 import logging
 import os
+import random
 import selectors
 import threading
 import time
@@ -37,6 +45,8 @@ from seproxy.errors import ProtocolError, SeproxyError
 
 log = logging.getLogger("seproxy.rpc.server.intake")
 
+#: Connections stepped per round of the loop (then the selector is asked again).
+BATCH = 16
 #: Backend "would block" codes (seproxy.rpc.transport.base.WANT_READ / WANT_WRITE).
 _WANT_READ, _WANT_WRITE = -1, -2
 
@@ -94,7 +104,10 @@ class Intake:
             else:
                 self._count += 1
                 self._per_ip[ip] += 1
-                self._incoming.append(_Pending(transport, ip, time.monotonic() + self.deadline))
+                # the deadline is drawn between half and all of it: connections opened in
+                # one burst do not all expire (and come back for new handshakes) at once
+                deadline = self.deadline * (0.5 + 0.5 * random.random())  # noqa: S311 - not a secret
+                self._incoming.append(_Pending(transport, ip, time.monotonic() + deadline))
                 refused = False
         if refused:
             log.warning("Rejecting client %s due to throttling: %d connections waiting for their "
@@ -124,30 +137,45 @@ class Intake:
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self) -> None:
+        fresh: list[_Pending] = []  # registered, not stepped yet (the ClientHello may be there)
         while not self._stopped:
             while self._heap and self._heap[0][2].done:
                 heapq.heappop(self._heap)
             timeout = None
-            if self._heap:
+            if fresh:
+                timeout = 0.0
+            elif self._heap:
                 timeout = max(0.0, self._heap[0][0] - time.monotonic())
             try:
                 events = self._selector.select(timeout)
             except (OSError, ValueError):  # pragma: no cover - closed at stop
                 return
+            ready = []
             for key, _mask in events:
                 if key.data is None:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
-                    self._take_incoming()
+                    fresh.extend(self._take_incoming())
                 elif not key.data.done:
-                    self._step(key.data)
+                    ready.append(key.data)
+            ready.extend(p for p in fresh if p not in ready)
+            # lightest addresses first, a bounded batch: the rest stays ready (level-
+            # triggered selector) or fresh, for the next round
+            ready.sort(key=lambda p: self._per_ip.get(p.ip, 0))
+            batch = ready[:BATCH]
+            for pending in batch:
+                if not pending.done:
+                    self._step(pending)
+            stepped = set(map(id, batch))
+            fresh = [p for p in fresh if id(p) not in stepped and not p.done]
             self._expire()
 
-    def _take_incoming(self) -> None:
+    def _take_incoming(self) -> list[_Pending]:
+        taken: list[_Pending] = []
         while True:
             with self._lock:
                 if not self._incoming:
-                    return
+                    return taken
                 pending = self._incoming.popleft()
             try:
                 self._selector.register(pending.transport.fileno(), selectors.EVENT_READ, pending)
@@ -157,7 +185,7 @@ class Intake:
                 _close(pending.transport)
                 continue
             heapq.heappush(self._heap, (pending.deadline, next(self._seq), pending))
-            self._step(pending)  # the ClientHello may be there already
+            taken.append(pending)
 
     def _step(self, pending: _Pending) -> None:
         transport = pending.transport

@@ -76,6 +76,8 @@ REJECTOR_QUEUE = 64
 #: action types the framework serves itself; the others need a server in the action table
 FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
 REJECT_TIMEOUT = 2.0
+#: Connections accepted per wake-up of the accept loop.
+ACCEPT_BATCH = 64
 
 
 
@@ -273,7 +275,7 @@ class Service:
                     paused = False
                 for key, _ in selector.select(timeout=0.05 if paused else 1.0):
                     if key.data == "listen":
-                        self._accept_one()
+                        self._accept_ready()
                     elif key.data == "wake":
                         try:
                             while self._wake_r.recv(4096):
@@ -310,22 +312,25 @@ class Service:
                 session.close()
         self._parked_count = len(parked)
 
-    def _accept_one(self) -> None:
-        try:
-            transport = self.listener.accept(timeout=0)
-        except SeproxyError as exc:
-            log.debug("accept failed: %s", exc)
-            return
-        ip = transport.remote_address[0]
-        if ip in self.context.registry.banned_ips():
-            self.context.stats["banned"] += 1
-            log.warning("Closing connection from banned IP %s", ip)
-            transport.close()
-            return
-        self.context.stats["accepted"] += 1  # before the hand-over: it may be served at once
-        if not self.intake.add(transport):
-            self.context.stats["accepted"] -= 1
-            self.context.stats["rejected"] += 1
+    def _accept_ready(self) -> None:
+        """Accept what the backlog holds (up to ACCEPT_BATCH): a burst of connections is
+        taken in one go, so a client's connection does not wait behind it in the kernel."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                transport = self.listener.accept(timeout=0)
+            except SeproxyError as exc:
+                log.debug("accept: %s", exc)
+                return
+            ip = transport.remote_address[0]
+            if ip in self.context.registry.banned_ips():
+                self.context.stats["banned"] += 1
+                log.warning("Closing connection from banned IP %s", ip)
+                transport.close()
+                continue
+            self.context.stats["accepted"] += 1  # before the hand-over: it may be served at once
+            if not self.intake.add(transport):
+                self.context.stats["accepted"] -= 1
+                self.context.stats["rejected"] += 1
 
     def _proposal_arrived(self, transport: ServerConnection, payload: bytes) -> None:
         """From the intake: a whole proposal is there; a worker serves it (or we refuse)."""

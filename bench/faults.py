@@ -495,6 +495,182 @@ def case_large_frames(ctx: Context) -> Row:
     return row
 
 
+def case_malformed(ctx: Context) -> Row:
+    """Malformed input at rate: random frames after TLS, random proposals, random HTTP."""
+    import random
+    import socket
+    import ssl
+    svc = ctx.service()
+    row = Row("malformed input at rate", before=proc_stats(svc.pid))
+    rng = random.Random(17)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    tls.load_cert_chain(ctx.proxy())
+    count = 100 if ctx.quick else 600
+    kinds = {"garbage": 0, "bad length": 0, "bad payload": 0, "http": 0}
+
+    def garbage_frame() -> bytes:
+        choice = rng.randrange(4)
+        if choice == 0:
+            kinds["garbage"] += 1
+            return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+        if choice == 1:
+            kinds["bad length"] += 1
+            return rng.choice([b"99999999999999:", b"-5:", b"12a:", b":", b"dka", b"1" * 40])
+        kinds["bad payload"] += 1
+        body = rng.choice([b"l" * rng.randrange(1, 50), b"d1:xi1e", b"s99:x", b"{\"OK\": [",
+                           b"i" + b"9" * 400 + b"e", bytes(rng.randrange(256) for _ in range(64))])
+        return b"%d:%s" % (len(body), body)
+
+    started = time.monotonic()
+    for n in range(count):
+        try:
+            if n % 4 == 3:
+                kinds["http"] += 1
+                with socket.create_connection(("127.0.0.1", svc.http_port), timeout=0.5) as sock:
+                    sock.sendall(rng.choice([b"GET " + bytes(rng.randrange(33, 127) for _ in range(300)),
+                                             b"\x00\xff" * 50 + b"\r\n\r\n", b"GET / HTTP/1.1\r\n" +
+                                             b"X: " + b"y" * 70000 + b"\r\n\r\n",
+                                             b"HEAD /%s HTTP/1.0\r\nRange: bytes=-0\r\n\r\n" % b"k" * 20]))
+                    with contextlib.suppress(OSError):
+                        sock.recv(4096)
+                continue
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as raw:
+                with tls.wrap_socket(raw) as sock:
+                    sock.settimeout(0.5)  # an answer or a close, or we go (the deadline closes it)
+                    sock.sendall(garbage_frame())
+                    with contextlib.suppress(OSError):
+                        sock.recv(4096)
+        except OSError:
+            pass
+    elapsed = time.monotonic() - started
+    ping = ctx.rpc(timeout=10).ping()
+    row.operations = f"{count} hostile connections in {elapsed:.0f} s ({count / elapsed:.0f}/s): " + \
+        ", ".join(f"{v} {k}" for k, v in kinds.items())
+    row.errors = "service answered every one or closed it"
+    row.verified = f"ping afterwards: {'OK' if ping['OK'] else ping['Message']}; service alive: " \
+                   f"{svc.process.poll() is None}"
+    row.after = settled(svc.pid, row.before)
+    row.verdict = "pass" if ping["OK"] and svc.process.poll() is None else "FAIL"
+    return row
+
+
+def case_cache_full(ctx: Context) -> Row:
+    """The cache filesystem full (a 32 MiB tmpfs): clean errors, nothing half-written."""
+    mount = ctx.work / "smallfs"
+    mount.mkdir(exist_ok=True)
+    row = Row("cache filesystem full (32 MiB tmpfs)")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(mount)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        row.errors, row.verdict = f"cannot mount a tmpfs: {exc}", "FAIL"
+        return row
+    svc = start_service(ctx.pki, ctx.work / "svc-full", {"BasePath": str(mount / "cache"),
+                                                         "MinFreeSpace": "1M"})
+    try:
+        row.before = proc_stats(svc.pid)
+        from seproxy.rpc.client import RPCClient
+        from seproxy.transfer.client import TransferClient
+        proxy = ctx.proxy()
+        src = ctx.work / "ten.bin"
+        src.write_bytes(os.urandom(10 * 1024 * 1024))
+        results = []
+        for n in range(5):
+            client = TransferClient(svc.url, config=svc.cfg, proxyLocation=proxy)
+            results.append(client.sendFile(str(src), f"putFile/f{n}.bin"))
+        read_fd, write_fd = os.pipe()  # a size the server cannot know in advance
+
+        def feed() -> None:
+            with contextlib.suppress(OSError), open(src, "rb") as fh, os.fdopen(write_fd, "wb") as out:
+                for _ in range(4):
+                    fh.seek(0)
+                    out.write(fh.read())
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        piped = TransferClient(svc.url, config=svc.cfg, proxyLocation=proxy).sendFile(read_fd, "putFile/pipe.bin")
+        os.close(read_fd)
+        feeder.join(30)
+        ok = [r for r in results if r["OK"]]
+        msgs = sorted({r["Message"] for r in results + [piped] if not r["OK"]})
+        staged = [p for p in (mount / "cache" / "ns").rglob("*") if p.is_file()]
+        whole = all(p.stat().st_size == src.stat().st_size for p in staged)
+        tmp_left = lambda: [p for p in (mount / "cache" / "tmp").rglob("*") if p.is_file()]  # noqa: E731
+        deadline = time.monotonic() + 15  # the service cleans up after it has answered
+        while tmp_left() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tmp_left = tmp_left()
+        ping = RPCClient(svc.url, config=svc.cfg, proxyLocation=proxy, timeout=10).ping()
+        row.operations = "5 uploads of 10 MiB (size announced) + 1 of 40 MiB through a pipe"
+        row.errors = f"{len(ok)} stored, refused: " + "; ".join(m[:50] for m in msgs)
+        row.verified = (f"{len(staged)} staged files, all whole: {whole}; {len(tmp_left)} partial left; "
+                        f"ping {'OK' if ping['OK'] else 'failed'}")
+        row.after = proc_stats(svc.pid)
+        row.verdict = "pass" if whole and not tmp_left and ping["OK"] and not piped["OK"] else "FAIL"
+    finally:
+        stop_service(svc)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+    return row
+
+
+def case_client_killed(ctx: Context) -> Row:
+    """kill -9 of a client process mid-upload and mid-download."""
+    svc = ctx.service()
+    row = Row("kill -9 of clients mid-transfer", before=proc_stats(svc.pid))
+    big = ctx.work / "client-big.bin"
+    big.write_bytes(os.urandom(200 * 1024 * 1024 if not ctx.quick else 48 * 1024 * 1024))
+    cfg_file = ctx.work / "client.cfg"
+    cfg_file.write_text(svc.cfg.serialize())
+    proxy = ctx.proxy()
+    code = ("import sys; from seproxy.config import Config; from seproxy.transfer.client import TransferClient; "
+            "c = TransferClient(sys.argv[1], config=Config.load([sys.argv[2]], use_default=False), "
+            "proxyLocation=sys.argv[3]); "
+            "print(getattr(c, sys.argv[4])(sys.argv[5], sys.argv[6]))")
+    tmp_dir = svc.base / "tmp"
+
+    def tmp_bytes() -> int:
+        return sum(p.stat().st_size for p in tmp_dir.rglob("*") if p.is_file())
+
+    up = subprocess.Popen([sys.executable, "-c", code, svc.url, str(cfg_file), proxy, "sendFile",
+                           str(big), "putFile/killed.bin"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 60
+    while tmp_bytes() < 8 * 1024 * 1024 and time.monotonic() < deadline and up.poll() is None:
+        time.sleep(0.01)
+    seen = tmp_bytes()
+    up.kill()
+    up.wait(30)
+    deadline = time.monotonic() + 30
+    while tmp_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    staged = [p for p in (svc.base / "ns").rglob("killed.bin")]
+    row.operations = f"upload killed after {seen >> 20} MiB received"
+    left = tmp_bytes()
+    # download: stage a file, kill the downloading client mid-stream
+    sent = ctx.transfer().sendFile(str(big), "putFile/dl.bin")
+    put = ctx.rpc().uploadFile(SE, "/dirac/killed/dl.bin") if sent["OK"] else sent
+    prep = ctx.rpc().prepareFile(SE, "/dirac/killed/dl.bin") if put["OK"] else put
+    out = ctx.work / "dl-out.bin"
+    down = subprocess.Popen([sys.executable, "-c", code, svc.url, str(cfg_file), proxy, "receiveFile",
+                             str(out), "getFile/dl.bin"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.monotonic() + 60
+    partial = lambda: [p for p in ctx.work.glob(".dl-out.bin*")]  # noqa: E731
+    while not partial() and time.monotonic() < deadline and down.poll() is None:
+        time.sleep(0.01)
+    down.kill()
+    down.wait(30)
+    ping = ctx.rpc(timeout=10).ping()
+    row.operations += f"; download killed mid-stream (prepareFile {prep.get('OK')})"
+    row.errors = "client processes killed: no answer expected"
+    row.verified = (f"upload: {left} partial bytes left on the server, final name "
+                    f"{'present' if staged else 'absent'}; download: "
+                    f"{'no' if not out.exists() else 'a'} file under the final name; ping "
+                    f"{'OK' if ping['OK'] else 'failed'}")
+    row.after = settled(svc.pid, row.before)
+    row.verdict = "pass" if not left and not staged and not out.exists() and ping["OK"] else "FAIL"
+    return row
+
+
 def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
     scale = 0.2 if quick else 1.0
     n = lambda x: max(1, int(x * scale))  # noqa: E731
@@ -513,6 +689,9 @@ def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
         "5": case_oversized_upload,
         "8": case_large_frames,
         "9": case_symlink,
+        "malformed": case_malformed,
+        "cachefull": case_cache_full,
+        "clientkill": case_client_killed,
         "10": case_http_range_and_race,
         "11": case_non_utf8,
         "12": case_kill_upload,

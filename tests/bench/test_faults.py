@@ -25,7 +25,7 @@ def load_faults():
 def test_fault_battery_quick(capsys):
     faults = load_faults()
     code = faults.main(["--quick", "--seproxy-client", "--seconds", "2",
-                        "--cases", "availability,1,2b,2d,7,5,9,10,11,12,13"])
+                        "--cases", "availability,1,2b,2d,7,5,8,9,10,11,12,13,malformed,clientkill"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.count("| pass |") == 11, out
+    assert out.count("| pass |") == 14, out

@@ -229,6 +229,7 @@ class Context:
     pinger: Pinger
     seconds: float
     quick: bool
+    soak_minutes: float = 5.0
     svc: Service | None = None
 
     def service(self) -> Service:
@@ -671,6 +672,91 @@ def case_client_killed(ctx: Context) -> Row:
     return row
 
 
+def slope(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) pairs, per minute."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mx = sum(t for t, _ in samples) / n
+    my = sum(v for _, v in samples) / n
+    den = sum((t - mx) ** 2 for t, _ in samples) or 1.0
+    return 60.0 * sum((t - mx) * (v - my) for t, v in samples) / den
+
+
+def case_soak(ctx: Context) -> Row:
+    """Mixed traffic (uploads, downloads, reuse-connection pings, HTTP) under a standing
+    attack for ``--soak-minutes``; RSS / fds / threads sampled, slope of the second half."""
+    svc = ctx.service()
+    minutes = ctx.soak_minutes
+    row = Row(f"soak: {minutes:g} min of mixed traffic under attack", before=proc_stats(svc.pid))
+    stop = threading.Event()
+    counts = {"put": 0, "get": 0, "ping": 0, "http": 0, "errors": 0}
+    first_error: list[str] = []
+    src = ctx.work / "soak.bin"
+    src.write_bytes(os.urandom(4 * 1024 * 1024))
+
+    def note(res: dict, kind: str) -> None:
+        counts[kind] += 1
+        if not res.get("OK"):
+            counts["errors"] += 1
+            first_error[:] = first_error or [f"{kind}: {res.get('Message')}"]
+
+    def transfers(n: int) -> None:
+        import http.client
+        while not stop.is_set():
+            lfn = f"/dirac/soak/{n}.bin"
+            sent = ctx.transfer().sendFile(str(src), f"putFile/{n}.bin")
+            note(ctx.rpc().uploadFile(SE, lfn) if sent["OK"] else sent, "put")
+            dest = ctx.work / f"soak-{n}.out"
+            prep = ctx.rpc().prepareFile(SE, lfn)
+            note(ctx.transfer().receiveFile(str(dest), f"getFile/{n}.bin") if prep["OK"] else prep, "get")
+            http_prep = ctx.rpc().prepareFileForHTTP(lfn)
+            if http_prep.get("OK") and http_prep.get("HttpKey"):
+                conn = http.client.HTTPConnection("127.0.0.1", svc.http_port, timeout=30)
+                conn.request("GET", "/" + http_prep["HttpKey"])
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                note({"OK": resp.status == 200 and len(body) == src.stat().st_size,
+                      "Message": f"HTTP {resp.status}"}, "http")
+            else:
+                note(http_prep, "http")
+
+    def pings() -> None:
+        client = ctx.rpc(reuseConnection=True, timeout=30)
+        while not stop.is_set():
+            note(client.ping(), "ping")
+            stop.wait(0.02)
+
+    workers = [threading.Thread(target=transfers, args=(n,)) for n in range(2)]
+    workers.append(threading.Thread(target=pings))
+    samples: list[tuple[float, dict]] = []
+    with AttackProcess(host="127.0.0.1", dips_port=svc.port, http_port=svc.http_port,
+                       targets={"tcp": 100, "tls": 100, "loris-http": 32, "loris-dips": 16},
+                       proxy=ctx.proxy(), ca_dir=str(ctx.pki.ca_dir), service=NAME, drip=20.0):
+        for t in workers:
+            t.start()
+        begin = time.monotonic()
+        end = begin + minutes * 60
+        while time.monotonic() < end:
+            samples.append((time.monotonic() - begin, proc_stats(svc.pid)))
+            time.sleep(min(10.0, max(0.5, minutes * 60 / 40)))
+        stop.set()
+        for t in workers:
+            t.join(120)
+    row.after = settled(svc.pid, row.before)
+    half = [(t, s) for t, s in samples if t >= samples[-1][0] / 2]
+    slopes = {k: slope([(t, s[k]) for t, s in half]) for k in ("rss", "fds", "threads")}
+    row.operations = (f"{counts['put']} uploads, {counts['get']} downloads, {counts['http']} HTTP GETs "
+                      f"(4 MiB each), {counts['ping']} reuse pings; 100 tcp, 100 tls, 32+16 slow-loris held")
+    row.errors = f"{counts['errors']} errors" + (f" ({first_error[0][:60]})" if first_error else "")
+    row.verified = (f"{len(samples)} samples; second-half slope: RSS {slopes['rss']:+.2f} MiB/min, "
+                    f"fds {slopes['fds']:+.2f}/min, threads {slopes['threads']:+.2f}/min; "
+                    f"RSS range {min(s['rss'] for _, s in samples):.0f}-{max(s['rss'] for _, s in samples):.0f} MiB")
+    row.verdict = "pass" if counts["errors"] == 0 else "FAIL"
+    return row
+
+
 def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
     scale = 0.2 if quick else 1.0
     n = lambda x: max(1, int(x * scale))  # noqa: E731
@@ -692,6 +778,7 @@ def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
         "malformed": case_malformed,
         "cachefull": case_cache_full,
         "clientkill": case_client_killed,
+        "soak": case_soak,
         "10": case_http_range_and_race,
         "11": case_non_utf8,
         "12": case_kill_upload,
@@ -734,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
     parser.add_argument("--seconds", type=float, default=0.0, help="pinging per attack case")
     parser.add_argument("--seproxy-client", action="store_true", help="ping with seproxy's client")
+    parser.add_argument("--soak-minutes", type=float, default=0.0, help="length of the soak case")
     parser.add_argument("--write", action="store_true", help="update docs/RELIABILITY.md")
     args = parser.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 20.0)
@@ -745,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         pki = PKI(work / "pki")
         pinger = Pinger(pki, use_dirac=not args.seproxy_client)
-        ctx = Context(pki, work, pinger, seconds, args.quick)
+        ctx = Context(pki, work, pinger, seconds, args.quick,
+                      soak_minutes=args.soak_minutes or (0.5 if args.quick else 5.0))
         try:
             for cid in chosen:
                 print(f"-- case {cid}", flush=True)

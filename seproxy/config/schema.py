@@ -282,7 +282,7 @@ SERVICE = Section("service", "Any DISET service section (framework)", "<service 
       "file transfer must arrive", 0.001),
     Opt("MaxPendingConnections", "int", 1024, "connections still in their TLS handshake or "
       "proposal, at most (more are closed at once)", 1, 10 ** 6),
-    Opt("MaxPendingPerIP", "int", 64, "the same per client address", 1, 10 ** 6),
+    Opt("MaxPendingPerIP", "int", 256, "the same per client address", 1, 10 ** 6),
     Opt("MaxConnectionsPerIP", "int", 256, "connections past their proposal (in a worker, a reuse "
       "session, a message connection) per client address; more get a 'busy' answer (0: no cap)",
       0, 10 ** 6),

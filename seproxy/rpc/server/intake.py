@@ -65,7 +65,7 @@ class _Pending:
 
 class Intake:
     def __init__(self, ready: Callable[[Any, bytes], None], bad: Callable[[Any, Exception], None], *,
-                 deadline: float = 10.0, max_pending: int = 1024, max_per_ip: int = 64,
+                 deadline: float = 10.0, max_pending: int = 1024, max_per_ip: int = 256,
                  max_proposal: int = 1 << 20, name: str = "service") -> None:
         self._ready = ready
         self._bad = bad

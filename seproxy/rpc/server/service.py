@@ -33,7 +33,7 @@ declared with types and defaults in ``seproxy.config.schema``:
 whole proposal), ``RequestTimeout`` (60 s for a whole request after the proposal),
 ``TransferWindowTimeout`` (120 s per chunk window of a transfer), ``EnableSessions``
 (yes), ``SessionIdleTimeout`` (60 s), ``MaxSessions`` (256), ``MaxPendingConnections``
-(1024), ``MaxPendingPerIP`` (64), ``MaxConnectionsPerIP`` (256), ``MaxConnectionsPerDN``
+(1024), ``MaxPendingPerIP`` (256), ``MaxConnectionsPerIP`` (256), ``MaxConnectionsPerDN``
 (128), ``MaxLargeFrames`` (4), ``LargeFrameSize`` (8388608 bytes).
 """
 
@@ -72,7 +72,8 @@ from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, INVALID_PROPOSAL, PROP
 
 log = logging.getLogger("seproxy.rpc.service")
 
-REJECTOR_QUEUE = 64
+#: Refusals waiting for the rejector (each is one small answer: the proposal is in already).
+REJECTOR_QUEUE = 1024
 #: action types the framework serves itself; the others need a server in the action table
 FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
 REJECT_TIMEOUT = 2.0

@@ -15,8 +15,11 @@ TLS handshake (non-blocking, ``handshake_step``) or sending its proposal frame
   error.
 
 Bounded: at most ``max_pending`` connections in total and ``max_per_ip`` per client
-address wait here; beyond that a new connection is closed at once (as DIRAC does when
-it throttles). So TCP connections that never start TLS, idle TLS connections and
+address wait here. A new connection beyond ``max_per_ip`` is closed at once (as DIRAC
+does when it throttles); one beyond ``max_pending`` takes the place of the oldest
+waiting connection of the address with the most waiting, if that address has more than
+the newcomer's (else it is closed at once): a flood from many addresses cannot lock out
+a client that opens one connection. So TCP connections that never start TLS, idle TLS connections and
 slow proposals cost a file descriptor each for at most the deadline, never a worker.
 
 Fair: each round of the loop serves the ready connections of the addresses with the
@@ -85,7 +88,9 @@ class Intake:
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopped = False
-        self.stats = {"refused": 0, "timed_out": 0, "failed": 0, "handed": 0}
+        self.stats = {"refused": 0, "timed_out": 0, "failed": 0, "handed": 0, "evicted": 0}
+        self._evictions = 0  # evictions asked for by add() (the total cap was reached)
+        self._by_ip: dict[str, collections.deque[_Pending]] = {}  # oldest first
         self._thread = threading.Thread(target=self._loop, name=f"{name}:intake", daemon=True)
         self._thread.start()
 
@@ -98,10 +103,14 @@ class Intake:
         """Take an accepted connection; False (and closed) when a limit is reached."""
         ip = str(transport.remote_address[0])
         with self._lock:
-            if self._stopped or self._count >= self.max_pending or self._per_ip[ip] >= self.max_per_ip:
+            full = self._count >= self.max_pending
+            if (self._stopped or self._per_ip[ip] >= self.max_per_ip
+                    or (full and max(self._per_ip.values(), default=0) <= self._per_ip[ip] + 1)):
                 self.stats["refused"] += 1
                 refused = True
             else:
+                if full:  # the intake thread evicts one of the heaviest address's connections
+                    self._evictions += 1
                 self._count += 1
                 self._per_ip[ip] += 1
                 # the deadline is drawn between half and all of it: connections opened in
@@ -156,6 +165,7 @@ class Intake:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
                     fresh.extend(self._take_incoming())
+                    self._evict()
                 elif not key.data.done:
                     ready.append(key.data)
             ready.extend(p for p in fresh if p not in ready)
@@ -185,7 +195,28 @@ class Intake:
                 _close(pending.transport)
                 continue
             heapq.heappush(self._heap, (pending.deadline, next(self._seq), pending))
+            self._by_ip.setdefault(pending.ip, collections.deque()).append(pending)
             taken.append(pending)
+
+    def _evict(self) -> None:
+        """Close the oldest waiting connection of the busiest address, once per request."""
+        while True:
+            with self._lock:
+                if self._evictions <= 0:
+                    return
+                self._evictions -= 1
+                ip = max(self._per_ip, key=self._per_ip.__getitem__, default=None)
+            queue = self._by_ip.get(ip) if ip is not None else None
+            while queue and queue[0].done:
+                queue.popleft()
+            if not queue:
+                continue
+            victim = queue.popleft()
+            self._finish(victim)
+            self.stats["evicted"] += 1
+            log.info("Closing %s: too many connections waiting (MaxPendingConnections), most of "
+                     "them from %s", victim.transport.id, ip)
+            _close(victim.transport)
 
     def _step(self, pending: _Pending) -> None:
         transport = pending.transport
@@ -258,6 +289,7 @@ class Intake:
             self._per_ip[pending.ip] -= 1
             if self._per_ip[pending.ip] <= 0:
                 del self._per_ip[pending.ip]
+                self._by_ip.pop(pending.ip, None)
 
 
 def _close(transport: Any) -> None:

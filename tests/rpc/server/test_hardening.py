@@ -281,3 +281,19 @@ def test_large_frames_in_flight_are_bounded(seproxy_service):
     assert [r["OK"] for r in results] == [True] * 3, results
     assert all(r["Value"] == len(big) for r in results)
     assert svc.service.large_frames.peak == 1
+
+
+def test_total_pending_cap_does_not_lock_out_a_light_client(hardened):
+    """A flood of idle connections from another address fills MaxPendingConnections: a
+    client with one connection still gets in (the flood's oldest connection makes room)."""
+    svc = hardened(MaxPendingConnections=10, MaxPendingPerIP=100)
+    with sockets() as held:
+        for _ in range(30):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", svc.port))
+            held.append(sock)
+        assert wait_for(lambda: sum(closed_by_peer(s) for s in held) >= 20, 10)
+        for _ in range(3):
+            res = svc.client(timeout=5).ping()
+            assert res["OK"], res

@@ -15,7 +15,7 @@ Attack connections come from a separate process (bench/attackers.py) bound to
 
 Usage: ``PYTHONPATH=. python bench/faults.py [--quick] [--cases a,b] [--seconds S]
 [--seproxy-client] [--write]``; ``--write`` replaces docs/RELIABILITY.md's table section
-(``## Results``), keeping the rest. ``--quick`` is the CI form (small counts, seconds).
+(``## Fault battery results``), keeping the rest. ``--quick`` is the CI form (small counts, seconds).
 """
 
 from __future__ import annotations
@@ -806,7 +806,7 @@ def table(rows: list[Row], pinger: Pinger) -> str:
 
 def write_results(text: str) -> None:
     current = RELIABILITY.read_text() if RELIABILITY.exists() else "# Reliability\n\n"
-    marker = "## Results"
+    marker = "## Fault battery results"
     head = current.split(marker, 1)[0].rstrip("\n")
     tail = ""
     if marker in current:

@@ -105,7 +105,9 @@ class ThreadedSocketServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.intake.close()
+        intake = getattr(self, "intake", None)  # absent when the bind failed
+        if intake is not None:
+            intake.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("HTTP: error while serving %s", client_address)

@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -245,6 +246,7 @@ class Intake:
             self._finish(pending)
             self.stats["failed"] += 1
             log.info("Connection %s failed before its proposal: %s", transport.id, exc)
+            _drain(transport)  # what the peer sent is read: the close is no reset
             _close(transport)
             return
         if payload is None:
@@ -290,6 +292,19 @@ class Intake:
             if self._per_ip[pending.ip] <= 0:
                 del self._per_ip[pending.ip]
                 self._by_ip.pop(pending.ip, None)
+
+
+def _drain(transport: Any) -> None:
+    """Read away (without waiting) what the peer has sent on the raw socket."""
+    with contextlib.suppress(Exception):
+        sock = socket.socket(fileno=os.dup(transport.fileno()))
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                while sock.recv(65536):
+                    pass
+        finally:
+            sock.close()
 
 
 def _close(transport: Any) -> None:

@@ -22,6 +22,7 @@ Everything below the DIRAC-facing boundary raises one of these; the boundary
      +-- StateError         the shared state database cannot be reached or refused a statement
      +-- ItemFailed         a storage plugin primitive fails one item with a DIRAC ``Failed`` value
      +-- PathError          a file name or LFN that would escape its root (``..``, NUL, ...)
+     +-- KeyInUse           a single-use download key another download holds (HTTP 409)
      +-- SErrorException    carries an S_ERROR result through code that raises
                             (DIRAC API, ``seproxy.returnvalues``)
 
@@ -119,3 +120,7 @@ class ItemFailed(SeproxyError):
     def __init__(self, value: object) -> None:
         super().__init__(value)  # type: ignore[arg-type] - DIRAC values may be dicts
         self.value = value
+
+
+class KeyInUse(SeproxyError):
+    """A single-use download key is claimed by another running download."""

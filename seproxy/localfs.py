@@ -5,7 +5,10 @@ to ``putFile`` together with what its producer already knows about it.
 Atomic write: data goes to a hidden temporary name in the *same directory*
 (``.<name>.seproxy-<random>.part``), is fsync'ed, then renamed over the final
 name; on any error the temporary file is removed. A reader therefore sees the
-old file, the complete new file, or nothing -- never a partial file.
+old file, the complete new file, or nothing -- never a partial file. The writer
+holds an exclusive ``flock`` on its temporary file, so a temporary whose lock can be
+taken has no live writer: :func:`remove_orphans` removes those (left by a process
+killed mid-write) without touching uploads in progress, in this or another process.
 
 ``user.XrdCks.adler32`` holds XRootD's ``XrdCksData`` record (96 bytes, all
 integers big-endian):
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -149,10 +153,13 @@ def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
 
     def opener(path: str, _flags: int) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(path, flags, mode)
+        # created with mode 0 ("being set up"); the real mode comes after the lock
+        return os.open(path, flags, 0)
 
     fh = open(tmp, "wb", buffering=0, opener=opener)  # noqa: SIM115 (closed below)
     try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # "a writer is alive" (see remove_orphans)
+        os.fchmod(fh.fileno(), mode)
         with fh:
             yield fh  # type: ignore[misc]
             fh.flush()
@@ -163,6 +170,52 @@ def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         raise
     _fsync_directory(os.path.dirname(final_path))
+
+
+#: A temporary still in mode 0 (its writer was between creating it and taking the lock)
+#: is left alone until it is this old.
+ORPHAN_GRACE = 60.0
+
+
+def remove_orphans(root: str, *, grace: float = ORPHAN_GRACE) -> tuple[int, int]:
+    """Remove the upload temporaries under ``root`` whose writer is gone.
+
+    A temporary counts as orphaned when its ``flock`` can be taken (no process holds
+    it open for writing) and its writer had got past the lock (its mode is no longer
+    0), or - mode still 0 - it is older than ``grace`` seconds. Symlinks are never
+    followed. Returns ``(files removed, bytes freed)``.
+    """
+    removed = freed = 0
+    now = time.time()
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            if not is_temp_name(name):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue  # gone, or a symlink
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if stat.S_IMODE(st.st_mode) == 0 and now - st.st_mtime < grace:
+                    continue  # its writer may not have taken the lock yet
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live writer holds it
+                current = os.lstat(path)
+                if (current.st_dev, current.st_ino) == (st.st_dev, st.st_ino):
+                    os.unlink(path)
+                    removed += 1
+                    freed += st.st_size
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+    return removed, freed
 
 
 def atomic_copy(
@@ -322,6 +375,7 @@ __all__ = [
     "is_temp_name",
     "kernel_copy",
     "known_checksum",
+    "remove_orphans",
     "set_checksum_xattr",
     "temp_name_for",
 ]

@@ -274,8 +274,22 @@ SERVICE = Section("service", "Any DISET service section (framework)", "<service 
     Opt("MaxWaitingPetitions", "int", 100, "connections queued when every worker is busy; more are "
       "refused with DIRAC's overload answer", 1, 1000000),
     Opt("SocketBacklog", "int", 128, "listen() backlog of the DISET port", 1, 65535),
-    Opt("HandshakeTimeout", "float", 10.0, "seconds for a client's TLS handshake", 0.001),
-    Opt("RequestTimeout", "float", 60.0, "seconds per read of a proposal or RPC arguments", 0.001),
+    Opt("HandshakeTimeout", "float", 10.0, "seconds for a client's TLS handshake and whole proposal "
+      "together (no worker is used until the proposal is in)", 0.001),
+    Opt("RequestTimeout", "float", 60.0, "seconds for a whole request after the proposal (RPC "
+      "arguments, delegation, Connection/new arguments, each reuse-session request)", 0.001),
+    Opt("TransferWindowTimeout", "float", 120.0, "seconds within which every chunk window of a "
+      "file transfer must arrive", 0.001),
+    Opt("MaxPendingConnections", "int", 1024, "connections still in their TLS handshake or "
+      "proposal, at most (more are closed at once)", 1, 10 ** 6),
+    Opt("MaxPendingPerIP", "int", 256, "the same per client address", 1, 10 ** 6),
+    Opt("MaxConnectionsPerIP", "int", 256, "connections past their proposal (in a worker, a reuse "
+      "session, a message connection) per client address; more get a 'busy' answer (0: no cap)",
+      0, 10 ** 6),
+    Opt("MaxConnectionsPerDN", "int", 128, "the same per certificate DN (0: no cap)", 0, 10 ** 6),
+    Opt("MaxLargeFrames", "int", 4, "request frames of LargeFrameSize or more read and decoded at "
+      "once; more wait (up to RequestTimeout, then 'busy')", 1, 10 ** 4),
+    Opt("LargeFrameSize", "size", 8 << 20, "what counts as a large request frame", 1),
     Opt("EnableSessions", "bool", True, "allow seproxy's connection-reuse extension (no: refused as "
       "DIRAC does)"),
     Opt("SessionIdleTimeout", "float", 60.0, "seconds an idle reuse session is kept", 0.001),

@@ -51,7 +51,8 @@ class HttpServerFactory(Protocol):
 
     def __call__(self, port: int, path: str, *, register: KeyLookup, host: str,
                  ssl_context: ssl.SSLContext | None, multi_use: bool, max_connections: int,
-                 purge_interval: float) -> HttpServer: ...
+                 purge_interval: float, header_timeout: float, max_pending: int,
+                 max_pending_per_ip: int) -> HttpServer: ...
 
 
 class ProxyState:
@@ -82,6 +83,8 @@ class ProxyState:
     def _setup(self, cfg: Config) -> None:
         self.max_file_size = self.option("MaxFileSize")
         self.min_free = self.option("MinFreeSpace")
+        self._space_lock = threading.Lock()
+        self._reserved = 0  # bytes announced by the uploads in progress
         self.call_timeout = self.option("CallTimeout")
         self.transfer_timeout = self.option("TransferTimeout")
         self.key_lifetime = self.option("HttpKeyLifetime")
@@ -104,6 +107,8 @@ class ProxyState:
         self.metrics_server: Any = None
         self.metrics_url = ""
         self._stale_purger: threading.Thread | None = None
+        #: set once the start-up removal of storage-element orphans is done (or skipped)
+        self.orphans_cleaned = threading.Event()
         self.credentials = self._credential_source()
         self.http_thread: HttpServer | None = None
         self.http_url_base = ""
@@ -127,6 +132,11 @@ class ProxyState:
         self.instance_lock.record(url)
         if self.instance_lock.first:
             self.cache.clean_startup()
+        if self.instance_lock.first and self.option("StorageOrphanCleanup"):
+            threading.Thread(target=self._clean_storage_orphans, name="seproxy-orphan-cleanup",
+                             daemon=True).start()
+        else:
+            self.orphans_cleaned.set()
         self._start_metrics()
         interval = self.purge_interval
         if interval > 0:  # also without HTTP: stagings expire
@@ -183,6 +193,33 @@ class ProxyState:
                                 delegation_margin=self.option("ProxyRenewMargin"),
                                 delegation_cache_size=self.option("ProxyCacheSize"))
 
+    def _clean_storage_orphans(self) -> None:
+        """Remove the upload temporaries a killed process left in the local (File)
+        storage elements; live uploads (locked temporaries) are kept."""
+        from seproxy.storage.element import StorageElement
+
+        try:
+            for name in self.cfg.getSections("/Resources/StorageElements"):
+                try:
+                    se = StorageElement(name, config=self.cfg)
+                except Exception as exc:  # noqa: BLE001 - one bad SE must not stop the rest
+                    log.info("orphan cleanup: cannot open %s: %s", name, exc)
+                    continue
+                for plugin in se.storages.values():
+                    clean = getattr(plugin, "remove_orphans", None)
+                    if clean is None:
+                        continue
+                    try:
+                        files, size = clean()
+                    except OSError as exc:
+                        log.warning("orphan cleanup of %s failed: %s", name, exc)
+                        continue
+                    if files:
+                        log.info("start-up cleanup removed %d orphaned temporaries (%d bytes) "
+                                 "from storage element %s", files, size, name)
+        finally:
+            self.orphans_cleaned.set()
+
     # -- HTTP ------------------------------------------------------------------------------
     def start_http(self) -> None:
         if self._http_server is None:
@@ -196,7 +233,10 @@ class ProxyState:
                 port, str(self.cache.http_root), register=self.register, host=bind,
                 ssl_context=ssl_context, multi_use=self.option("HttpMultiUse"),
                 max_connections=self.option("HttpMaxConnections"),
-                purge_interval=self.option("HttpPurgeInterval"))
+                purge_interval=self.option("HttpPurgeInterval"),
+                header_timeout=self.option("HttpHeaderTimeout"),
+                max_pending=self.option("HttpMaxPending"),
+                max_pending_per_ip=self.option("HttpMaxPendingPerIP"))
         except OSError as exc:
             raise ConfigError(f"Cannot listen for HTTP on {bind or '*'}:{port}: "
                               f"{exc.strerror or exc}") from exc
@@ -254,3 +294,41 @@ class ProxyState:
     def disk_free(self) -> int:
         st = os.statvfs(self.base_path)
         return st.f_bavail * st.f_frsize
+
+    def reserve_space(self, size: int) -> SpaceReservation | None:
+        """Reserve ``size`` bytes for an upload if that keeps ``MinFreeSpace`` free
+        (counting the other uploads' reservations); None when it does not fit."""
+        with self._space_lock:
+            if self.disk_free() - self._reserved - self.min_free <= size:
+                return None
+            self._reserved += size
+        return SpaceReservation(self, size)
+
+    def space_for(self, size: int) -> bool:
+        """True if ``size`` more bytes (of an upload of unknown size) keep MinFreeSpace."""
+        with self._space_lock:
+            return self.disk_free() - self._reserved - self.min_free > size
+
+    def _unreserve(self, size: int) -> None:
+        with self._space_lock:
+            self._reserved -= size
+
+
+class SpaceReservation:
+    """Bytes an announced upload may still write (released when the upload ends)."""
+
+    def __init__(self, state: ProxyState, size: int) -> None:
+        self._state = state
+        self.size = size
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._state._unreserve(self.size)  # noqa: SLF001 - the state's own helper
+
+    def __enter__(self) -> SpaceReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

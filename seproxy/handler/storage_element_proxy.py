@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from seproxy.checksum import adler32
 from seproxy.config import get_config
-from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError, StateError
+from seproxy.errors import AuthError, CacheFullError, ConfigError, PathError, SeproxyError, StateError, TransferError
 from seproxy.handler import catalog
 from seproxy.handler.instance import InstanceRunning
 from seproxy.handler.state import HttpServerFactory, ProxyState
@@ -191,6 +191,9 @@ class StorageElementProxyHandler(RequestHandler):
 
     def export_callProxyMethod(self, se: str, name: str, args: list, kargs: dict) -> dict:  # noqa: N802
         """Run the whitelisted StorageElement method ``name`` as the caller."""
+        bad = _utf8_error("argument", se, name, args, kargs)
+        if bad is not None:
+            return bad
         state = self._state()
         return state.run_limited(state.call_timeout, "__proxyWrapper", self._proxy_wrapper,
                                  se, name, args, kargs)
@@ -231,6 +234,9 @@ class StorageElementProxyHandler(RequestHandler):
 
     def export_uploadFile(self, se: str, pfn: str) -> dict:  # noqa: N802
         """Put the caller's staged ``putFile/<basename(pfn)>`` to ``pfn`` on ``se``."""
+        bad = _utf8_error("LFN", se, pfn)
+        if bad is not None:
+            return bad
         state = self._state()
         return state.run_limited(state.transfer_timeout, "__uploadFile", self._upload_file, se, pfn)
 
@@ -271,6 +277,9 @@ class StorageElementProxyHandler(RequestHandler):
 
     def export_prepareFile(self, se: str, pfn: str) -> dict:  # noqa: N802
         """Download ``pfn`` from ``se`` into the caller's ``getFile/`` area."""
+        bad = _utf8_error("LFN", se, pfn)
+        if bad is not None:
+            return bad
         state = self._state()
         return state.run_limited(state.transfer_timeout, "__prepareFile", self._prepare_file, se, pfn)
 
@@ -318,12 +327,19 @@ class StorageElementProxyHandler(RequestHandler):
         lfns = [lfn] if isinstance(lfn, str) else lfn
         if not all(isinstance(item, str) for item in lfns):
             return S_ERROR("prepareFileForHTTP: LFNs must be strings")
+        bad = _utf8_error("LFN", lfns)
+        if bad is not None:
+            return bad
         try:
             staging = state.register.staging_dir()
         except OSError as exc:
             return S_ERROR(f"prepareFileForHTTP: {exc.strerror or exc}")
-        result = state.run_limited(state.transfer_timeout, "__prepareFileForHTTP",
-                                   self._prepare_file_for_http, lfns, staging)
+        try:
+            result = state.run_limited(state.transfer_timeout, "__prepareFileForHTTP",
+                                       self._prepare_file_for_http, lfns, staging)
+        except BaseException:
+            purgeCacheDirectory(staging)
+            raise
         if not result["OK"] or not result["Value"]["Successful"]:
             purgeCacheDirectory(staging)
             if result["OK"]:
@@ -405,15 +421,25 @@ class StorageElementProxyHandler(RequestHandler):
             namespace = self._namespace()
         except PathError as exc:
             return S_ERROR(str(exc))
-        size = fileSize if isinstance(fileSize, int) and not isinstance(fileSize, bool) else -1
+        if isinstance(fileSize, bool) or not isinstance(fileSize, int) or fileSize < -1:
+            return S_ERROR(f"Invalid file size {fileSize!r}: an integer >= 0 is needed "
+                           "(-1 when unknown)")
+        size = fileSize
         if state.max_file_size and size > state.max_file_size:
             return S_ERROR(f"File too large: {size} bytes, MaxFileSize is {state.max_file_size}")
-        if state.disk_free() - state.min_free <= max(size, 0):
+        reservation = state.reserve_space(max(size, 0))
+        if reservation is None:
             return S_ERROR("Not enough disk space")
-        try:
-            state.cache.make_room(max(size, 0))
-        except CacheFullError:
-            return S_ERROR("Not enough disk space")
+        with reservation:
+            try:
+                state.cache.make_room(max(size, 0))
+            except CacheFullError:
+                return S_ERROR("Not enough disk space")
+            return self._receive_upload(fileID, token, fileHelper, area, name, namespace, size)
+
+    def _receive_upload(self, fileID: Any, token: Any, fileHelper: Any, area: str,  # noqa: N803
+                        name: str, namespace: Namespace, size: int) -> dict:
+        state = self._state()
         if isinstance(token, str) and "NoCheckSum" in token:
             fileHelper.disableCheckSum()
         try:
@@ -429,7 +455,7 @@ class StorageElementProxyHandler(RequestHandler):
             except OSError:
                 return S_ERROR("Failed to get file descriptor")
             with state.cache.in_use(state.cache.tmp / tmp_name):
-                result = self._receive(fileHelper, fd, state)
+                result = self._receive(fileHelper, fd, state, size)
                 if result["OK"]:
                     set_checksum_xattr(str(state.cache.tmp / tmp_name), result.pop("adler32"))
                     os.replace(tmp_name, name, src_dir_fd=tmp_fd, dst_dir_fd=dir_fd)
@@ -443,10 +469,12 @@ class StorageElementProxyHandler(RequestHandler):
             os.close(dir_fd)
 
     @staticmethod
-    def _receive(fileHelper: FileHelper, fd: int, state: ProxyState) -> dict:  # noqa: N803
-        """Stream into ``fd`` (closed here), flushed to disk on success; the answer carries
-        the adler32 of the bytes written (key ``adler32``, for the caller only)."""
-        with _Adler32File(fd) as sink:
+    def _receive(fileHelper: FileHelper, fd: int, state: ProxyState, size: int) -> dict:  # noqa: N803
+        """Stream into ``fd`` (closed here), flushed to disk on success; never more than the
+        announced ``size`` bytes, and with an unknown size (<= 0) never below MinFreeSpace.
+        The answer carries the adler32 of the bytes written (key ``adler32``, for the
+        caller only)."""
+        with _GuardedSink(fd, state, size) as sink:
             result = fileHelper.networkToDataSink(sink, maxFileSize=state.max_file_size)
             if result["OK"]:
                 try:
@@ -499,6 +527,71 @@ def _discard(path: Any, tmp_dir: Any) -> None:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+class _GuardedSink(_Adler32File):
+    """An upload's file: refuses bytes beyond the announced size and, when the size is
+    unknown, bytes that would eat into ``MinFreeSpace`` (checked at every write). DIRAC
+    clients announce -1 when they cannot stat the source and 0 for a pipe or socket
+    (``stat`` of a stream): both count as unknown."""
+
+    def __init__(self, fd: int, state: ProxyState, announced: int) -> None:
+        super().__init__(fd)
+        self._state = state
+        self._announced = announced
+        self._written = 0
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        count = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if 0 < self._announced < self._written + count:
+            raise TransferError(f"Received more data than the announced {self._announced} bytes")
+        if self._announced <= 0 and not self._state.space_for(count):
+            raise TransferError("Not enough disk space")
+        written = super().write(data)
+        self._written += written or 0
+        return written  # type: ignore[return-value]
+
+
+def _not_utf8(value: Any, depth: int = 0) -> str | None:
+    """The first string in ``value`` (nested lists, tuples, dict keys and values) that is
+    not valid Unicode (a DEncode byte string or a JSON lone surrogate), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    if depth > 50:
+        return None
+    if isinstance(value, dict):
+        items: Any = (x for pair in value.items() for x in pair)
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    for item in items:
+        bad = _not_utf8(item, depth + 1)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _utf8_error(what: str, *values: Any) -> dict | None:
+    """S_ERROR naming the first non-UTF-8 string among ``values`` (escaped), or None."""
+    for value in values:
+        bad = _not_utf8(value)
+        if bad is not None:
+            shown = bad.encode("utf-8", "surrogateescape" if _escapable(bad) else "backslashreplace")
+            return S_ERROR(f"Invalid {what} {shown!r}: not valid UTF-8")
+    return None
+
+
+def _escapable(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_download(fileHelper: FileHelper, message: str) -> dict:  # noqa: N803

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import io
 import logging
 import os
 import re
@@ -52,8 +53,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from seproxy import metrics
-from seproxy.errors import PathError, StateError
-from seproxy.staging.keyregister import KeyInUse
+from seproxy.errors import KeyInUse, PathError, StateError
 from seproxy.staging.keys import key_digest
 from seproxy.staging.namespace import open_dir, open_regular
 
@@ -193,11 +193,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
             return False
         return max(size - length, 0), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
+    if last and int(last) < start:
+        return None  # RFC 7233 2.1: syntactically invalid, the header is ignored
     if start >= size:
-        return False
+        return False  # first-byte-pos beyond the entity: unsatisfiable (416)
+    end = int(last) if last else size - 1
     return start, min(end, size - 1)
 
 
@@ -213,6 +213,15 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
     #: Socket timeout for a request (seconds).
     timeout = 60
     server_version = "seproxy-http"
+
+    def setup(self) -> None:
+        super().setup()
+        # the server's intake already read the request header without blocking a thread
+        take = getattr(self.server, "take_header", None)
+        header = take(self.request) if take is not None else None
+        if header is not None:
+            self.rfile.close()  # the socket's reader holds a reference that would keep it open
+            self.rfile = io.BytesIO(header)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server API
         self._serve(body=False)

@@ -63,3 +63,18 @@ class ServerConnection(Connection, Protocol):
 
     def fileno(self) -> int:
         """The socket's descriptor (parked reuse sessions wait in a selector)."""
+
+    def receive_frame_nowait(self, max_size: int | None = None) -> bytes | None:
+        """A whole frame if what is readable now completes one, else None (never waits)."""
+
+    def next_frame_length(self) -> int:
+        """Wait for the next frame's header; its body length (the body is not read)."""
+
+    def receive_frame_view(self, max_size: int | None = None) -> memoryview:
+        """Like ``receive_frame``; a large body is a view of a buffer the connection reuses."""
+
+    def take_body_buffer(self, replacement: bytearray | None = None) -> bytearray | None:
+        """Hand over (drop) the large-frame buffer."""
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked on the connection, from any thread (socket shut down)."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from seproxy import metrics
-from seproxy.errors import CacheFullError
+from seproxy.errors import CacheFullError, KeyInUse
 from seproxy.staging.keys import dir_expiry, key_digest
 
 log = logging.getLogger("seproxy.handler.cache")  # the name operators configured before the move
@@ -55,6 +55,7 @@ class _Entry:
     value: Any
     users: int = 0
     dead: bool = False  # deleted or expired while in use: delete the value on release
+    claimed: bool = False  # a single-use download of this entry is running
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Lease:
     key: Any
     entry: _Entry
     released: bool = False
+    exclusive: bool = False
 
     @property
     def value(self) -> Any:
@@ -84,6 +86,7 @@ class ExpiringRegister:
         self._clock = clock
         self._entries: dict[Any, _Entry] = {}
         self._lock = threading.RLock()
+        self._released = threading.Condition(self._lock)  # a claim ended
         self._purger: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -144,7 +147,10 @@ class ExpiringRegister:
 
     # -- in-use accounting (HTTP downloads) --------------------------------------------
     def lookup(self, key: str, *, exclusive: bool = False, wait: float = 0.0) -> Lease | None:
-        """The HTTP front's look-up by the key itself (indexed by :func:`key_digest`)."""
+        """The HTTP front's look-up by the key itself (indexed by :func:`key_digest`);
+        ``exclusive`` claims it for one download (see :meth:`claim`)."""
+        if exclusive:
+            return self.claim(key_digest(key), wait)
         return self.acquire(key_digest(key))
 
     def acquire(self, cKey: Any) -> Lease | None:  # noqa: N803
@@ -160,6 +166,26 @@ class ExpiringRegister:
             entry.users += 1
             return Lease(cKey, entry)
 
+    def claim(self, cKey: Any, wait: float = 0.0) -> Lease | None:  # noqa: N803
+        """Like :meth:`acquire`, but exclusive: one claim of a key at a time (the check and
+        the mark are one atomic step). A claim held by someone else is waited for up to
+        ``wait`` seconds (the holder may be just finishing, and may consume the key:
+        then ``None``); after that :class:`KeyInUse` is raised."""
+        deadline = self._clock() + wait
+        with self._released:
+            while True:
+                entry = self._live(cKey, 0)
+                if entry is None:
+                    return None
+                if not entry.claimed:
+                    entry.claimed = True
+                    entry.users += 1
+                    return Lease(cKey, entry, exclusive=True)
+                left = deadline - self._clock()
+                if left <= 0:
+                    raise KeyInUse(cKey)
+                self._released.wait(left)
+
     def release(self, lease: Lease, *, consume: bool = False) -> None:
         """End a use; ``consume`` also removes the key (a single-use download is done)."""
         entry = lease.entry
@@ -168,6 +194,9 @@ class ExpiringRegister:
                 return
             lease.released = True
             entry.users -= 1
+            if lease.exclusive:
+                entry.claimed = False
+                self._released.notify_all()
             if consume and self._entries.get(lease.key) is entry:
                 del self._entries[lease.key]
                 entry.dead = True

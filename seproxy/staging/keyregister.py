@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from seproxy.errors import SeproxyError
+from seproxy.errors import KeyInUse, SeproxyError
 from seproxy.staging import db
 from seproxy.staging.cache import CacheArea, purgeCacheDirectory
 from seproxy.staging.keys import KeyGrant, KeySigner, dir_expiry
@@ -47,10 +47,6 @@ log = logging.getLogger("seproxy.staging.keyregister")
 CLAIMED, BUSY, CONSUMED = "claimed", "busy", "consumed"
 #: seconds between two attempts of a GET waiting for another GET's claim to end
 _CLAIM_POLL = 0.1
-
-
-class KeyInUse(SeproxyError):
-    """Another download holds the claim on this single-use key."""
 
 
 class Claims(Protocol):

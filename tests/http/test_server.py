@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,10 @@ def test_interrupted_download_keeps_the_key(server, cache, register):
         sock.sendall(f"GET /{key} HTTP/1.0\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.0 200")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    resp, body = request(server.port, "GET", f"/{key}")
+    answers = []  # 409 until the server has noticed the reset and released its claim
+    assert wait_for(lambda: answers.append(request(server.port, "GET", f"/{key}"))
+                    or answers[-1][0].status != 409, 20, 0.05)
+    resp, body = answers[-1]
     assert resp.status == 200 and body == data
 
 
@@ -226,23 +230,149 @@ def test_other_methods_are_501(server, cache, register):
     assert resp.status == 501
 
 
+def stalled_download(port: int, key: str) -> socket.socket:
+    """A GET whose client reads nothing: its response holds a connection slot."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"GET /{key} HTTP/1.0\r\n\r\n".encode())
+    assert sock.recv(12).startswith(b"HTTP/1.0 200")
+    return sock  # the entity is larger than the socket buffers: the sender blocks
+
+
 def test_connection_bound_gives_503(cache, register):
     thread = HttpThread(0, str(cache), register=register, host="127.0.0.1", max_connections=1,
-                        purge_interval=0)
+                        purge_interval=0, multi_use=True)
     try:
-        with socket.create_connection(("127.0.0.1", thread.port), timeout=30) as idle:
-            idle.sendall(b"GET /")  # an unfinished request holds the only slot
-            with socket.create_connection(("127.0.0.1", thread.port), timeout=30) as second:
-                reply = second.recv(200)
-            assert reply.startswith(b"HTTP/1.0 503")
+        big = stage(cache, register, {"big": os.urandom(32 * 1024 * 1024)})
+        with stalled_download(thread.port, big) as holder:
+            reply = request(thread.port, "GET", "/" + new_key())
+            assert reply[0].status == 503
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         key = stage(cache, register, {"f": b"free again"})
-        answers = []  # the slot comes back once the idle connection's handler finishes
+        answers = []  # the slot comes back once the stalled download's handler finishes
         wait_for(lambda: answers.append(request(thread.port, "GET", f"/{key}"))
                  or answers[-1][0].status != 503, 20, 0.05)
         resp, body = answers[-1]
         assert resp.status == 200 and body == b"free again"
     finally:
         thread.stop()
+
+
+def test_slow_loris_does_not_starve_others(cache, register):
+    """64 sockets with unfinished request headers hold no connection slot (issue 17 item 7)."""
+    thread = HttpThread(0, str(cache), register=register, host="127.0.0.1", max_connections=4,
+                        purge_interval=0, header_timeout=30)
+    slow = []
+    try:
+        for _ in range(64):
+            sock = socket.create_connection(("127.0.0.1", thread.port), timeout=30)
+            sock.sendall(b"GET /")
+            slow.append(sock)
+        for _ in range(8):
+            key = stage(cache, register, {"f": b"served"})
+            resp, body = request(thread.port, "GET", f"/{key}")
+            assert resp.status == 200 and body == b"served"
+    finally:
+        for sock in slow:
+            sock.close()
+        thread.stop()
+
+
+def test_request_header_deadline_is_for_the_whole_header(cache, register):
+    """One byte at a time, each well within any per-read timeout: cut at the deadline."""
+    thread = HttpThread(0, str(cache), register=register, host="127.0.0.1", purge_interval=0,
+                        header_timeout=1.0)
+    stop = threading.Event()
+    closed = threading.Event()
+    sock = socket.create_connection(("127.0.0.1", thread.port), timeout=30)
+
+    def drip() -> None:
+        try:
+            for byte in b"GET /" + b"x" * 10_000:
+                sock.sendall(bytes([byte]))
+                if stop.wait(0.1):
+                    return
+        except OSError:
+            closed.set()
+
+    def reader() -> None:
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        closed.set()
+
+    threads = [threading.Thread(target=drip), threading.Thread(target=reader)]
+    try:
+        for t in threads:
+            t.start()
+        assert closed.wait(15), "the dripping client was not cut off at the header deadline"
+    finally:
+        stop.set()
+        sock.close()
+        for t in threads:
+            t.join(timeout=10)
+        thread.stop()
+
+
+def test_unsatisfiable_open_range_is_416_and_key_kept(server, cache, register):
+    data = b"0123456789"
+    key = stage(cache, register, {"f": data})
+    for header in ("bytes=10-", "bytes=11-", "bytes=10-20", "bytes=99999999999999999999-"):
+        resp, body = request(server.port, "GET", f"/{key}", {"Range": header})
+        assert resp.status == 416, header
+        assert resp.getheader("Content-Range") == "bytes */10" and body == b""
+    resp, body = request(server.port, "GET", f"/{key}")
+    assert resp.status == 200 and body == data
+
+
+def test_unsatisfiable_range_in_a_tar_is_416(server, cache, register):
+    key = stage(cache, register, {"a": b"x" * 10, "b": b"y" * 10})
+    resp, _ = request(server.port, "HEAD", f"/{key}")
+    size = int(resp.getheader("Content-Length"))
+    resp, body = request(server.port, "GET", f"/{key}", {"Range": f"bytes={size}-"})
+    assert resp.status == 416 and body == b""
+
+
+def test_concurrent_get_on_a_single_use_key(server, cache, register):
+    """While one GET is sending, a second GET on the same key gets 409 (or 401), never data."""
+    data = os.urandom(32 * 1024 * 1024)
+    key = stage(cache, register, {"big": data})
+    with stalled_download(server.port, key) as first:
+        for _ in range(3):
+            resp, body = request(server.port, "GET", f"/{key}")
+            assert resp.status in (401, 409), resp.status
+            assert data[:1000] not in body
+        received = bytearray()
+        while chunk := first.recv(1 << 20):
+            received.extend(chunk)
+    assert received.endswith(data[-100_000:])
+    assert wait_for(lambda: not register.exists(key_digest(key)))
+    resp, _ = request(server.port, "GET", f"/{key}")
+    assert resp.status == 401
+
+
+def test_parallel_gets_on_a_single_use_key(server, cache, register):
+    data = os.urandom(4 * 1024 * 1024)
+    key = stage(cache, register, {"f": data})
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def get() -> None:
+        barrier.wait(timeout=30)
+        resp, body = request(server.port, "GET", f"/{key}")
+        statuses.append(resp.status)
+        if resp.status == 200:
+            assert body == data
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(statuses) == 8
+    assert statuses.count(200) == 1, statuses
+    assert all(s in (200, 401, 409) for s in statuses), statuses
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

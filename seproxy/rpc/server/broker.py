@@ -2,6 +2,11 @@
 thread over all its message connections) and ``MessageSender`` (``serviceInfo["messageSender"]``).
 
 The frames and the :class:`~seproxy.rpc.messages.Message` object are in :mod:`seproxy.rpc.messages`.
+
+Bounded: ``Connection/new`` arguments must arrive within ``RequestTimeout``; connections
+being opened count against ``MaxMessagingConnections``; the reader never waits on one
+connection (frames are collected as they trickle in, at most ``MAX_MESSAGE_SIZE`` bytes);
+a connection ends when the peer's certificate chain expires.
 """
 
 from __future__ import annotations
@@ -9,17 +14,23 @@ from __future__ import annotations
 import logging
 import selectors
 import threading
+import time
 from typing import Any
 
 from seproxy.errors import SeproxyError
 from seproxy.returnvalues import S_ERROR, S_OK, isReturnStructure, unwrap
-from seproxy.rpc.connection import Connection
+from seproxy.rpc.connection import Connection, ServerConnection
 from seproxy.rpc.messages import Message, MessageEndpoint, parse_frame
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler
 from seproxy.rpc.server.request import authorize, instantiate, send
+from seproxy.rpc.server.watchdog import Watch
+from seproxy.rpc.wire import codec
 
 log = logging.getLogger("seproxy.rpc.messages")
+
+#: Largest message frame a connection may send (bytes).
+MAX_MESSAGE_SIZE = 1 << 20
 
 
 class MessageSender:
@@ -41,7 +52,9 @@ class MessageBroker(MessageEndpoint):
     def __init__(self, service: ServingService) -> None:
         super().__init__(f"{service.name}MSB")
         self.service = service
-        self._conns: dict[str, tuple[Connection, list]] = {}
+        self._conns: dict[str, tuple[ServerConnection, list]] = {}
+        self._not_after: dict[str, float] = {}  # trid -> monotonic end of the peer's credential
+        self._opening = 0  # Connection/new being set up (count against the limit)
         self._selector: selectors.BaseSelector | None = None
         self._closed = False
 
@@ -71,11 +84,29 @@ class MessageBroker(MessageEndpoint):
         return S_OK()
 
     # -- Connection/new --------------------------------------------------------------------
-    def serve_connection(self, handler: RequestHandler, transport: Connection, trid: str, method: str) -> bool:
+    def serve_connection(self, handler: RequestHandler, transport: ServerConnection, trid: str, method: str,
+                         watch: Watch | None = None) -> bool:
+        """``Connection/new``: read its arguments (whole within the request deadline
+        ``watch``), run ``conn_new``, then hand the connection to the reader thread."""
         limit = self.service.option("MaxMessagingConnections")
-        if len(self._conns) >= limit:
+        with self._lock:
+            full = len(self._conns) + self._opening >= limit
+            if not full:
+                self._opening += 1
+        if full:
             log.warning("Maximum number of message connections (%d) reached", limit)
+            send(self.service, transport, S_ERROR(
+                f"Service {self.service.name} is busy: too many message connections "
+                f"(MaxMessagingConnections={limit}); try again later"))
             return False
+        try:
+            return self._open(handler, transport, trid, method, watch)
+        finally:
+            with self._lock:
+                self._opening -= 1
+
+    def _open(self, handler: RequestHandler, transport: ServerConnection, trid: str, method: str,
+              watch: Watch | None) -> bool:
         if method != "new":
             send(self.service, transport, S_ERROR(f"Invalid connection method {method}"))
             return False
@@ -83,6 +114,9 @@ class MessageBroker(MessageEndpoint):
             envelope = transport.receive_data()
         except SeproxyError:
             return False
+        finally:
+            if watch is not None:
+                watch.cancel()
         args = unwrap(envelope).value
         error = self._check_args(args)
         if error:
@@ -92,8 +126,12 @@ class MessageBroker(MessageEndpoint):
         send(self.service, transport, result if isReturnStructure(result) else S_OK())
         if not unwrap(result).ok:
             return False
+        chain = transport.peer_chain()
+        seconds = chain.seconds_left if chain is not None else None
         with self._lock:
             self._conns[trid] = (transport, list(args))
+            if seconds is not None:  # the connection ends with the peer's credential
+                self._not_after[trid] = time.monotonic() + seconds
         self._callback(handler, "conn_connected", trid, args)
         self._listen(trid, transport)
         return True
@@ -135,6 +173,11 @@ class MessageBroker(MessageEndpoint):
                 events = self._selector.select(timeout=0.5)
             except (OSError, ValueError):
                 return
+            now = time.monotonic()
+            for trid, not_after in list(self._not_after.items()):
+                if not_after <= now:
+                    log.info("Message connection %s closed: the peer's credential expired", trid)
+                    self._drop(trid)
             for key, _ in events:
                 try:
                     self._read_one(key.data)
@@ -148,7 +191,12 @@ class MessageBroker(MessageEndpoint):
             return
         transport = entry[0]
         try:
-            body = parse_frame(transport.receive_data())
+            # never wait here: one reader serves every connection, so a frame that
+            # arrives a byte at a time is collected across wake-ups
+            payload = transport.receive_frame_nowait(MAX_MESSAGE_SIZE)
+            if payload is None:
+                return
+            body = parse_frame(codec.decode(payload))
             if not body["request"]:
                 self.got_response(body)
                 return
@@ -187,6 +235,7 @@ class MessageBroker(MessageEndpoint):
     def _drop(self, trid: str) -> None:
         with self._lock:
             entry = self._conns.pop(trid, None)
+            self._not_after.pop(trid, None)
         if entry is None:
             return
         transport, args = entry

@@ -1,4 +1,5 @@
-"""Per-service registry of live connections and per-method concurrency limits.
+"""Per-service registry of live connections, per-method concurrency limits, per-address
+and per-DN connection caps, and the slots for large frames being decoded.
 
 ``ConnectionRegistry`` maps a transport id (``"<localIP>:<localPort>-><remoteIP>:<remotePort>"``)
 to the transport, the caller's credential dict (shared with the handler, mutable) and
@@ -6,6 +7,9 @@ data associated by the framework (``connectData`` of message connections).
 ``MethodLimits`` holds one semaphore per ``<ActionType>/<name>``, sized from the
 service option ``ThreadLimit/<ActionType>/<name>`` (default 15, PROTOCOL.md 5.2); none
 when that limit is not below the service's worker count (it could never be reached).
+``ConnectionCaps`` counts the connections past their proposal (in a worker, a parked
+reuse session or a message connection) per client address and per DN; ``FrameSlots``
+bounds how many frames of at least ``LargeFrameSize`` bytes are read and decoded at once.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ class ConnectionEntry:
     transport: Connection
     credentials: dict
     data: dict = field(default_factory=dict)
+    #: called once when the entry leaves the registry (e.g. to release its caps)
+    on_remove: Callable[[], None] | None = None
 
 
 class ConnectionRegistry:
@@ -29,10 +35,11 @@ class ConnectionRegistry:
         self._lock = threading.Lock()
         self._entries: dict[str, ConnectionEntry] = {}
 
-    def add(self, transport: Connection, credentials: dict) -> str:
+    def add(self, transport: Connection, credentials: dict,
+            on_remove: Callable[[], None] | None = None) -> str:
         trid = transport.id
         with self._lock:
-            self._entries[trid] = ConnectionEntry(transport, credentials)
+            self._entries[trid] = ConnectionEntry(transport, credentials, on_remove=on_remove)
         return trid
 
     def get(self, trid: str) -> ConnectionEntry | None:
@@ -41,7 +48,11 @@ class ConnectionRegistry:
 
     def remove(self, trid: str) -> ConnectionEntry | None:
         with self._lock:
-            return self._entries.pop(trid, None)
+            entry = self._entries.pop(trid, None)
+        if entry is not None and entry.on_remove is not None:
+            release, entry.on_remove = entry.on_remove, None
+            release()
+        return entry
 
     def close(self, trid: str) -> None:
         entry = self.remove(trid)
@@ -91,3 +102,68 @@ class MethodLimits:
                 unreachable = self._concurrency is not None and limit >= self._concurrency
                 self._sems[key] = None if unreachable else threading.BoundedSemaphore(limit)
             return self._sems[key]
+
+
+class ConnectionCaps:
+    """Connections per client address and per DN (0: no cap), counted from the proposal
+    until the connection closes."""
+
+    def __init__(self, per_ip: int, per_dn: int) -> None:
+        self.per_ip = per_ip
+        self.per_dn = per_dn
+        self._lock = threading.Lock()
+        self._ips: dict[str, int] = {}
+        self._dns: dict[str, int] = {}
+
+    def acquire(self, ip: str, dn: str) -> str | None:
+        """Count one connection; None if it fits, else the option it exceeds (not counted)."""
+        with self._lock:
+            if self.per_ip and self._ips.get(ip, 0) >= self.per_ip:
+                return f"MaxConnectionsPerIP={self.per_ip} from {ip}"
+            if dn and self.per_dn and self._dns.get(dn, 0) >= self.per_dn:
+                return f"MaxConnectionsPerDN={self.per_dn} for {dn}"
+            self._ips[ip] = self._ips.get(ip, 0) + 1
+            if dn:
+                self._dns[dn] = self._dns.get(dn, 0) + 1
+        return None
+
+    def release(self, ip: str, dn: str) -> None:
+        with self._lock:
+            for table, key in ((self._ips, ip), (self._dns, dn)):
+                if key and key in table:
+                    table[key] -= 1
+                    if table[key] <= 0:
+                        del table[key]
+
+
+class FrameSlots:
+    """At most ``slots`` frames of ``size`` bytes or more read and decoded at once (a
+    frame costs a few times its size in memory while it is decoded and served)."""
+
+    def __init__(self, slots: int, size: int) -> None:
+        self.size = size
+        self.slots = max(1, slots)
+        self._slots = threading.BoundedSemaphore(self.slots)
+        self._lock = threading.Lock()
+        self.in_use = 0
+        self.peak = 0
+        self.waiting = 0
+
+    def acquire(self, timeout: float | None) -> bool:
+        with self._lock:
+            self.waiting += 1
+        try:
+            got = self._slots.acquire(timeout=timeout)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        if got:
+            with self._lock:
+                self.in_use += 1
+                self.peak = max(self.peak, self.in_use)
+        return got
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+        self._slots.release()

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from seproxy.config import Config, Registry
 from seproxy.rpc.connection import Connection
 from seproxy.rpc.server.auth import AuthManager
-from seproxy.rpc.server.connections import ConnectionRegistry, MethodLimits
+from seproxy.rpc.server.connections import ConnectionCaps, ConnectionRegistry, FrameSlots, MethodLimits
 from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.watchdog import Watchdog
 from seproxy.rpc.version import DIRAC_9_1, DiracCompat
 
 #: Serves one accepted action of a table type (``FileTransfer``):
@@ -55,8 +56,12 @@ class ServingService(Protocol):
     action_types: tuple[str, ...]
     handshake_timeout: float
     request_timeout: float
+    transfer_window_timeout: float
     session_idle_timeout: float
     max_waiting: int
+    watchdog: Watchdog
+    caps: ConnectionCaps
+    large_frames: FrameSlots
 
     @property
     def sessions_available(self) -> bool: ...

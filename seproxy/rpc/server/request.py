@@ -1,6 +1,12 @@
 """Steps every server-side exchange shares (worker, reuse session, message broker):
 send one answer, the framework's own errors, authorise a call, build a fresh handler,
-record a finished call (access log and metrics).
+record a finished call (access log and metrics),
+read a request's argument frame (large frames wait for a slot first).
+
+Message connections (``Connection``) are denied unless a rule allows them: an
+``Authorization/Connection/...`` option or the handler's ``auth_msg_*`` defaults (a
+handler without messages has none); reuse sessions need ``Session/RPC`` or, by default,
+an authenticated (registered) caller.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from seproxy import accesslog, metrics
 from seproxy.config import schema
 from seproxy.errors import LocalProtocolError, SeproxyError
 from seproxy.returnvalues import S_ERROR
-from seproxy.rpc.connection import Connection
+from seproxy.rpc.connection import Connection, ServerConnection
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.watchdog import Watch
 from seproxy.rpc.wire import codec
-from seproxy.rpc.wire.proposal import Proposal, auth_method_path
+from seproxy.rpc.wire.proposal import SESSION_ACTION, Proposal, auth_method_path
 
 log = logging.getLogger("seproxy.rpc.service")
 
@@ -58,15 +65,57 @@ def identity(credentials: dict) -> str:
     return text
 
 
+#: Hard-coded default of ``Session/RPC`` (seproxy's connection reuse): registered callers.
+SESSION_DEFAULT_AUTH = ["authenticated"]
+
+
 def authorize(service: ServingService, action_type: str, action_name: str, credentials: dict) -> bool:
     context = service.context
-    default = service.handler_class._rh_default_auth(action_type, action_name)
+    if action_type == SESSION_ACTION:
+        default: Any = SESSION_DEFAULT_AUTH
+    else:
+        default = service.handler_class._rh_default_auth(action_type, action_name)
     path = auth_method_path(action_type, action_name)
-    allowed = context.auth.authQuery(path, credentials, default)
+    if action_type == "Connection" and not context.auth.getValidPropertiesForMethod(path, default):
+        # no rule at all would mean "anyone" to the AuthManager: a message connection is
+        # a long-lived resource, so it needs a rule that allows it
+        allowed = False
+    else:
+        allowed = context.auth.authQuery(path, credentials, default)
     if not allowed:
         log.warning("Unauthorized query to %s:%s/%s by %s", service.name, action_type, action_name,
                     identity(credentials))
     return allowed
+
+
+def busy(service: ServingService, what: str) -> dict:
+    """The answer to a caller beyond a connection cap or a slot limit."""
+    return framework_error(f"Service {service.name} is busy: too many connections ({what}); "
+                           "try again later")
+
+
+def receive_arguments(service: ServingService, transport: ServerConnection,
+                      watch: Watch) -> tuple[Any, bool]:
+    """The request's argument frame, decoded, and whether a large-frame slot is held (the
+    caller releases it after the call; ``(None, False)``: no slot within RequestTimeout).
+    ``watch`` (the request deadline) is cancelled once the frame is in. Raises
+    SeproxyError when the connection fails."""
+    length = transport.next_frame_length()
+    large = length >= service.large_frames.size
+    if large and not service.large_frames.acquire(service.request_timeout):
+        return None, False
+    try:
+        payload = transport.receive_frame_view() if large else transport.receive_frame()
+        watch.cancel()  # the request is in: the call itself has no deadline here
+        envelope = codec.decode(payload)
+        if large:
+            del payload
+            transport.take_body_buffer()  # the raw frame is not kept while the call runs
+        return envelope, large
+    except BaseException:
+        if large:
+            service.large_frames.release()
+        raise
 
 
 def instantiate(service: ServingService, trid: str, proposal: Proposal | None,

@@ -3,25 +3,38 @@
 Threads of a running service::
 
     acceptor (1)   selectors loop: listener + parked reuse sessions + a wake-up pipe;
-                   banned IPs closed at once; each new connection -> job queue
-    workers (MaxThreads)   job queue (bounded: MaxWaitingPetitions) -> worker.serve_new:
-                   handshake (timeout), proposal, authorisation, action, answer
-    rejector (1)   when the queue is full: handshake + proposal read with short
-                   timeouts, then an explicit S_ERROR "... overloaded ..." and close;
-                   beyond its own small queue connections are closed at once
-    broker (0/1)   message connections (seproxy.rpc.messages), started on demand
+                   banned IPs closed at once; each new connection -> intake
+    intake (1)     seproxy.rpc.server.intake: non-blocking TLS handshake and proposal read,
+                   one deadline for both (HandshakeTimeout), MaxPendingConnections /
+                   MaxPendingPerIP; a whole proposal -> job queue
+    workers (MaxThreads)   job queue (bounded: MaxWaitingPetitions) -> worker.serve_proposal:
+                   per-IP/per-DN caps, authorisation, action, answer; every read after
+                   the proposal under a whole-request deadline (watchdog)
+    rejector (1)   when the queue is full: an explicit S_ERROR "... overloaded ..." to the
+                   waiting proposal, then close; beyond its own small queue connections
+                   are closed at once
+    watchdog (1)   seproxy.rpc.server.watchdog: shuts down connections whose request (RPC
+                   arguments, message-connection arguments, session request) is not whole
+                   within RequestTimeout, or whose transfer sends no chunk window within
+                   TransferWindowTimeout
+    broker (0/1)   message connections (seproxy.rpc.server.broker), started on demand
 
-Nothing is unbounded: the queue, the rejector's queue, the parked sessions
-(``MaxSessions``), every read (timeouts) and every frame (size limits).
+Nothing is unbounded: the queue, the rejector's queue, the intake, the parked sessions
+(``MaxSessions``), connections per address and per DN, large frames being decoded
+(``MaxLargeFrames``), every request (deadlines) and every frame (size limits).
+Reuse sessions and message connections end when the peer's certificate chain expires.
 ``stop()`` closes the listener, lets queued and running requests finish (up to
 ``timeout``), then closes what is left. Options (service section, PROTOCOL.md 9.2):
 declared with types and defaults in ``seproxy.config.schema``:
 ``Port``, ``Protocol``, ``MaxThreads``, ``MaxWaitingPetitions``, ``ThreadLimit/<T>/<m>``,
 ``SocketBacklog``, ``URL``, ``MaxMessagingConnections``, ``HandlerPath``, ``Module``,
 ``Authorization/*``; seproxy's own: ``BindAddress`` (default all), ``Encoding``
-(json | dencode; default DIRAC's), ``HandshakeTimeout`` (10 s), ``RequestTimeout``
-(60 s per read of proposal/arguments), ``EnableSessions`` (yes), ``SessionIdleTimeout`` (60 s),
-``MaxSessions`` (256).
+(json | dencode; default DIRAC's), ``HandshakeTimeout`` (10 s: TLS handshake plus the
+whole proposal), ``RequestTimeout`` (60 s for a whole request after the proposal),
+``TransferWindowTimeout`` (120 s per chunk window of a transfer), ``EnableSessions``
+(yes), ``SessionIdleTimeout`` (60 s), ``MaxSessions`` (256), ``MaxPendingConnections``
+(1024), ``MaxPendingPerIP`` (256), ``MaxConnectionsPerIP`` (256), ``MaxConnectionsPerDN``
+(128), ``MaxLargeFrames`` (4), ``LargeFrameSize`` (8388608 bytes).
 """
 
 from __future__ import annotations
@@ -46,21 +59,26 @@ from seproxy.rpc import transport as transports
 from seproxy.rpc.connection import ServerConnection
 from seproxy.rpc.server import worker
 from seproxy.rpc.server.auth import AuthManager
-from seproxy.rpc.server.connections import ConnectionRegistry, MethodLimits
+from seproxy.rpc.server.connections import ConnectionCaps, ConnectionRegistry, FrameSlots, MethodLimits
 from seproxy.rpc.server.context import ActionServer, ServiceContext
 from seproxy.rpc.server.handler import RequestHandler
+from seproxy.rpc.server.intake import Intake
 from seproxy.rpc.server.loader import load_handler
 from seproxy.rpc.server.session import ReuseSession
+from seproxy.rpc.server.watchdog import Watchdog
 from seproxy.rpc.version import service_compat
 from seproxy.rpc.wire import codec
-from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, SESSION_ACTION
+from seproxy.rpc.wire.proposal import DIRAC_ACTION_TYPES, INVALID_PROPOSAL, PROPOSAL_MAX_SIZE, SESSION_ACTION
 
 log = logging.getLogger("seproxy.rpc.service")
 
-REJECTOR_QUEUE = 64
+#: Refusals waiting for the rejector (each is one small answer: the proposal is in already).
+REJECTOR_QUEUE = 1024
 #: action types the framework serves itself; the others need a server in the action table
 FRAMEWORK_ACTIONS = ("RPC", "Connection", "Message")
 REJECT_TIMEOUT = 2.0
+#: Connections accepted per wake-up of the accept loop.
+ACCEPT_BATCH = 64
 
 
 
@@ -92,8 +110,15 @@ class Service:
         self.max_waiting = self.option("MaxWaitingPetitions")
         self.handshake_timeout = self.option("HandshakeTimeout")
         self.request_timeout = self.option("RequestTimeout")
+        self.transfer_window_timeout = self.option("TransferWindowTimeout")
         self.session_idle_timeout = self.option("SessionIdleTimeout")
         self.max_sessions = self.option("MaxSessions")
+        self.max_pending = self.option("MaxPendingConnections")
+        self.max_pending_per_ip = self.option("MaxPendingPerIP")
+        self.caps = ConnectionCaps(self.option("MaxConnectionsPerIP"), self.option("MaxConnectionsPerDN"))
+        self.large_frames = FrameSlots(self.option("MaxLargeFrames"), self.option("LargeFrameSize"))
+        self.intake: Intake | None = None
+        self.watchdog: Watchdog | None = None
         #: the DIRAC release whose framework answers this service gives (``DIRACVersion``)
         self.compat = service_compat(cfg, self.section)
         self._encoding: str | None = self.option("Encoding") or None
@@ -207,6 +232,11 @@ class Service:
         self.context.service_info["URL"] = self._build_url()
         self._started = True
         metrics.watch_queue(self.name, self._jobs.qsize)
+        self.watchdog = Watchdog(f"{self.name}:watchdog")
+        self.intake = Intake(self._proposal_arrived, self._proposal_invalid,
+                             deadline=self.handshake_timeout, max_pending=self.max_pending,
+                             max_per_ip=self.max_pending_per_ip, max_proposal=PROPOSAL_MAX_SIZE,
+                             name=self.name)
         self._spawn(self._accept_loop, "acceptor")
         self._spawn(self._reject_loop, "rejector")
         for index in range(self.max_threads):
@@ -246,7 +276,7 @@ class Service:
                     paused = False
                 for key, _ in selector.select(timeout=0.05 if paused else 1.0):
                     if key.data == "listen":
-                        self._accept_one()
+                        self._accept_ready()
                     elif key.data == "wake":
                         try:
                             while self._wake_r.recv(4096):
@@ -277,46 +307,60 @@ class Service:
     def _expire_sessions(self, selector: Any, parked: dict) -> None:
         now = time.monotonic()
         for fd, (session, since) in list(parked.items()):
-            if now - since > self.session_idle_timeout:
+            if now - since > self.session_idle_timeout or session.expired(now):
                 selector.unregister(fd)
                 del parked[fd]
                 session.close()
         self._parked_count = len(parked)
 
-    def _accept_one(self) -> None:
-        try:
-            transport = self.listener.accept(timeout=0)
-        except SeproxyError as exc:
-            log.debug("accept failed: %s", exc)
-            return
-        ip = transport.remote_address[0]
-        if ip in self.context.registry.banned_ips():
-            self.context.stats["banned"] += 1
-            log.warning("Closing connection from banned IP %s", ip)
-            transport.close()
-            return
-        try:
-            self._jobs.put_nowait((worker.serve_new, transport))
-            self.context.stats["accepted"] += 1
-        except queue.Full:
-            self._reject(transport)
+    def _accept_ready(self) -> None:
+        """Accept what the backlog holds (up to ACCEPT_BATCH): a burst of connections is
+        taken in one go, so a client's connection does not wait behind it in the kernel."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                transport = self.listener.accept(timeout=0)
+            except SeproxyError as exc:
+                log.debug("accept: %s", exc)
+                return
+            ip = transport.remote_address[0]
+            if ip in self.context.registry.banned_ips():
+                self.context.stats["banned"] += 1
+                log.warning("Closing connection from banned IP %s", ip)
+                transport.close()
+                continue
+            self.context.stats["accepted"] += 1  # before the hand-over: it may be served at once
+            if not self.intake.add(transport):
+                self.context.stats["accepted"] -= 1
+                self.context.stats["rejected"] += 1
 
-    def _reject(self, transport: ServerConnection) -> None:
-        self.context.stats["rejected"] += 1
-        metrics.REJECTIONS.labels(self.name).inc()
-        log.warning("Rejecting client %s due to throttling: %d requests waiting (MaxWaitingPetitions=%d)",
-                    transport.id, self._jobs.qsize(), self.max_waiting)
+    def _proposal_arrived(self, transport: ServerConnection, payload: bytes) -> None:
+        """From the intake: a whole proposal is there; a worker serves it (or we refuse)."""
         try:
-            self._rejects.put_nowait(transport)
+            self._jobs.put_nowait((worker.serve_proposal, (transport, payload)))
+        except queue.Full:
+            self._reject(transport, worker.overloaded(self))
+
+    def _proposal_invalid(self, transport: ServerConnection, error: Exception) -> None:
+        self._reject(transport, worker.framework_error(INVALID_PROPOSAL), count=False)
+
+    def _reject(self, transport: ServerConnection, answer: dict, count: bool = True) -> None:
+        if count:
+            self.context.stats["rejected"] += 1
+            metrics.REJECTIONS.labels(self.name).inc()
+            log.warning("Rejecting client %s due to throttling: %d requests waiting "
+                        "(MaxWaitingPetitions=%d)", transport.id, self._jobs.qsize(), self.max_waiting)
+        try:
+            self._rejects.put_nowait((transport, answer))
         except queue.Full:
             transport.close()
 
     def _reject_loop(self) -> None:
         while True:
-            transport = self._rejects.get()
-            if transport is None:
+            item = self._rejects.get()
+            if item is None:
                 return
-            worker.reject(self, transport, REJECT_TIMEOUT)
+            transport, answer = item
+            worker.reject(self, transport, answer, REJECT_TIMEOUT)
 
     # -- workers ---------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -369,7 +413,8 @@ class Service:
         return self._stopping.is_set()
 
     def is_idle(self) -> bool:
-        return self._busy == 0 and self._jobs.qsize() == 0 and self._rejects.qsize() == 0
+        return (self._busy == 0 and self._jobs.qsize() == 0 and self._rejects.qsize() == 0
+                and (self.intake is None or self.intake.pending == 0))
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self, timeout: float = 30.0) -> None:
@@ -393,8 +438,13 @@ class Service:
                 except queue.Empty:
                     break
                 if job is not None:
-                    (job[1] if isinstance(job, tuple) else job).close()
+                    item = job[1] if pending is self._jobs else job[0]
+                    (item[0] if isinstance(item, tuple) else item).close()
         self.context.connections.close_all()
+        if self.intake is not None:
+            self.intake.close()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self._wake_r.close()
         self._wake_w.close()
         alive = [t.name for t in self._threads if t.is_alive()]

@@ -9,11 +9,15 @@
              S>C <final answer of the call>           as for an RPC action, incl. errors
     C closes (or S closes after IdleTimeout without a request / at shutdown)
 
-Every call is authorised on its own (a fresh copy of the connection's credentials,
+Opening a session is authorised as ``Session/RPC`` (default: registered callers). Every
+call is authorised on its own (a fresh copy of the connection's credentials,
 method path = method) and runs in a fresh handler instance, exactly like a
 one-connection RPC. Between calls the session does not hold a worker: after a
 short linger it is parked in the acceptor's selector until the next request.
-A client must not pipeline (one request in flight per connection).
+A client must not pipeline (one request in flight per connection). Each request must
+arrive whole within ``RequestTimeout`` (the service's watchdog; a large one waits for a
+``MaxLargeFrames`` slot first), and the session ends when the peer's certificate chain
+expires (parked or not): no call runs on a credential past its notAfter.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from seproxy.rpc.connection import ServerConnection
 from seproxy.rpc.server.connections import ConnectionEntry, ConnectionRegistry
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler, finalize_result
-from seproxy.rpc.server.request import authorize, framework_error, handler_init, observe, send
+from seproxy.rpc.server.request import (
+    authorize,
+    busy,
+    framework_error,
+    handler_init,
+    observe,
+    receive_arguments,
+    send,
+)
 from seproxy.rpc.wire.proposal import Proposal
 
 log = logging.getLogger("seproxy.rpc.session")
@@ -55,6 +67,13 @@ class ReuseSession:
     init: tuple = (None, None)
     #: the connection's registry entry (its ``credentials`` are set for each call)
     entry: ConnectionEntry | None = None
+    #: monotonic time at which the peer's credential expires (None: never, e.g. dip)
+    not_after: float | None = None
+
+    def expired(self, now: float | None = None) -> bool:
+        if self.not_after is None:
+            return False
+        return (now if now is not None else time.monotonic()) >= self.not_after
 
     def close(self) -> None:
         if not self.closed:
@@ -75,6 +94,9 @@ def open_session(service: ServingService, transport: ServerConnection, trid: str
         return False
     session = ReuseSession(transport, trid, proposal, dict(credentials), service.context.connections)
     session.entry = session.connections.get(trid)
+    chain = transport.peer_chain()
+    if chain is not None:
+        session.not_after = time.monotonic() + chain.seconds_left
     serve_session(service, session)
     return True
 
@@ -91,22 +113,39 @@ def serve_session(service: ServingService, session: ReuseSession) -> None:
 def _serve(service: ServingService, session: ReuseSession) -> None:
     transport = session.transport
     while True:
+        if session.expired():
+            log.info("Session %s closed: the peer's credential expired", session.trid)
+            session.close()
+            return
         transport.settimeout(service.request_timeout)
+        watch = service.watchdog.watch(transport, service.request_timeout, what="session request")
         try:
-            envelope = transport.receive_data()
+            envelope, large = receive_arguments(service, transport, watch)
         except SeproxyError as exc:
             log.debug("Session %s ended: %s", session.trid, exc)
             session.close()
             return
-        value = unwrap(envelope).value
-        if (not isinstance(value, (list, tuple)) or len(value) != 2 or not isinstance(value[0], str)
-                or not isinstance(value[1], (list, tuple))):
-            send(service, transport, S_ERROR("Invalid session request: expected S_OK([method, [args]])"))
+        finally:
+            watch.cancel()
+        if envelope is None:  # no large-frame slot in time
+            send(service, transport, busy(service, f"MaxLargeFrames={service.large_frames.slots} "
+                                                   "large requests in progress"))
             session.close()
             return
-        if not call(service, session, value[0], list(value[1])):
-            session.close()
-            return
+        try:
+            value = unwrap(envelope).value
+            del envelope
+            if (not isinstance(value, (list, tuple)) or len(value) != 2 or not isinstance(value[0], str)
+                    or not isinstance(value[1], (list, tuple))):
+                send(service, transport, S_ERROR("Invalid session request: expected S_OK([method, [args]])"))
+                session.close()
+                return
+            if not call(service, session, value[0], list(value[1])):
+                session.close()
+                return
+        finally:
+            if large:
+                service.large_frames.release()
         session.calls += 1
         if service.stopping:
             session.close()

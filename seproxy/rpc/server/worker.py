@@ -2,13 +2,15 @@
 
 ::
 
-    handshake (HandshakeTimeout) -> register the connection (trid)
-    -> read the proposal (<= PROPOSAL_MAX_SIZE, RequestTimeout)
+    (seproxy.rpc.server.intake: TLS handshake + the whole proposal, HandshakeTimeout,
+     no worker) -> per-address / per-DN caps (busy answer) -> register the connection
     -> checks in DIRAC's order: envelope, service name, action type, authorisation
        (each failure: S_ERROR with a CallStack key, then close)
     -> handler instance (failure: "Server error while loading handler")
     -> S_OK() -> the action -> its final answer -> close
-       RPC: one argument frame, dispatch (RequestHandler._rh_call_rpc)
+       RPC: one argument frame (whole within RequestTimeout, the watchdog; a frame of
+            LargeFrameSize or more waits for one of MaxLargeFrames slots before it is
+            read), dispatch (RequestHandler._rh_call_rpc)
        other types (FileTransfer): the service's action table, given by whoever built
        the Service (seproxy.transfer.dispatch.serve_transfer for FileTransfer)
        Connection: seproxy.rpc.server.broker (connection stays open)
@@ -23,17 +25,25 @@ from __future__ import annotations
 import logging
 import time
 
-from seproxy import metrics
 from seproxy.errors import ProtocolError, SeproxyError, TransportError
 from seproxy.returnvalues import EUNAUTHORIZED, S_ERROR, S_OK, unwrap
 from seproxy.rpc.connection import ServerConnection
 from seproxy.rpc.server import session as sessions
 from seproxy.rpc.server.context import ServingService
 from seproxy.rpc.server.handler import RequestHandler, finalize_result
-from seproxy.rpc.server.request import authorize, framework_error, instantiate, observe, send
+from seproxy.rpc.server.request import (
+    authorize,
+    busy,
+    framework_error,
+    instantiate,
+    observe,
+    receive_arguments,
+    send,
+)
+from seproxy.rpc.server.watchdog import Watch
+from seproxy.rpc.wire import codec
 from seproxy.rpc.wire.proposal import (
     INVALID_PROPOSAL,
-    PROPOSAL_MAX_SIZE,
     SESSION_ACTION,
     Proposal,
     ProposalRejected,
@@ -45,45 +55,60 @@ log = logging.getLogger("seproxy.rpc.service")
 ACTION_TIMEOUT = 600.0  # DIRAC's socket timeout after the handshake (table actions: transfers)
 
 
-def receive_proposal(service: ServingService, transport: ServerConnection) -> Proposal | None:
+def decode_proposal(service: ServingService, transport: ServerConnection, payload: bytes) -> Proposal | None:
+    """The proposal the intake read, checked; None after answering a bad one."""
     try:
-        envelope = transport.receive_data(PROPOSAL_MAX_SIZE)
-    except SeproxyError as exc:
+        envelope = codec.decode(payload)
+    except ProtocolError as exc:
         log.info("Invalid action proposal from %s: %s", transport.id, exc)
-        if not isinstance(exc, TransportError):
-            send(service, transport, framework_error(INVALID_PROPOSAL))
+        send(service, transport, framework_error(INVALID_PROPOSAL))
         return None
     try:
-        types = service.action_types
-        return check_proposal(envelope, service.context.service_info["validNames"], types)
+        return check_proposal(envelope, service.context.service_info["validNames"], service.action_types)
     except ProposalRejected as exc:
         send(service, transport, framework_error(str(exc)))
         return None
 
 
-def serve_new(service: ServingService, transport: ServerConnection) -> None:
-    """The whole life of one accepted connection (runs in a worker)."""
+def overloaded(service: ServingService) -> dict:
+    return framework_error(f"Service {service.name} is overloaded: {service.max_waiting} requests "
+                           "already waiting (MaxWaitingPetitions); try again later")
+
+
+def serve_proposal(service: ServingService, item: tuple[ServerConnection, bytes]) -> None:
+    """The life of one connection whose whole proposal has arrived (runs in a worker)."""
+    transport, payload = item
     context = service.context
+    transport.settimeout(service.request_timeout)
     try:
-        transport.handshake(timeout=service.handshake_timeout)
         credentials = service.compat.credentials(dict(transport.peer_credentials()))
-        metrics.handshake(None)
     except Exception as exc:  # noqa: BLE001 - bad clients must not reach the worker loop
-        metrics.handshake(exc)
-        log.info("Handshake with %s failed: %s", transport.remote_address, exc)
+        log.info("Credentials of %s unusable: %s", transport.remote_address, exc)
         transport.close()
         return
-    trid = context.connections.add(transport, credentials)
+    ip, dn = str(transport.remote_address[0]), str(credentials.get("DN", ""))
+    exceeded = service.caps.acquire(ip, dn)
+    if exceeded is not None:
+        context.stats["rejected"] += 1
+        log.warning("Rejecting client %s due to throttling: %s", transport.id, exceeded)
+        send(service, transport, busy(service, exceeded))
+        transport.close()
+        return
+    trid = context.connections.add(transport, credentials,
+                                   on_remove=lambda: service.caps.release(ip, dn))
     keep = False
+    watch = None
     try:
-        transport.settimeout(service.request_timeout)
-        proposal = receive_proposal(service, transport)
+        proposal = decode_proposal(service, transport, payload)
         if proposal is None:
             return
         if proposal.extra_credentials:
             extra = proposal.extra_credentials
             credentials["extraCredentials"] = list(extra) if isinstance(extra, tuple) else extra
         if proposal.action_type == SESSION_ACTION:
+            if not authorize(service, SESSION_ACTION, proposal.action_name, dict(credentials)):
+                send(service, transport, framework_error("Unauthorized query", EUNAUTHORIZED))
+                return
             keep = sessions.open_session(service, transport, trid, proposal, credentials)
             return
         if not authorize(service, proposal.action_type, proposal.action_name, credentials):
@@ -95,6 +120,8 @@ def serve_new(service: ServingService, transport: ServerConnection) -> None:
             log.exception("Server error while loading handler of %s", service.name)
             send(service, transport, framework_error("Server error while loading handler"))
             return
+        # from here on every exchange is a whole request with a deadline
+        watch = service.watchdog.watch(transport, service.request_timeout, what="request")
         exchange = getattr(handler, "_rh_delegation", None)  # PROTOCOL 4.4, handler-driven
         if exchange is not None:
             error = exchange(transport, credentials, proposal.action_type, proposal.action_name)
@@ -103,35 +130,53 @@ def serve_new(service: ServingService, transport: ServerConnection) -> None:
                 return
         if not send(service, transport, S_OK()):
             return
-        keep = run_action(service, transport, trid, handler, proposal)
+        keep = run_action(service, transport, trid, handler, proposal, watch)
     finally:
+        if watch is not None:
+            watch.cancel()
         context.stats["served"] += 1
         if not keep:
             context.connections.close(trid)
 
 
 def run_action(service: ServingService, transport: ServerConnection, trid: str, handler: RequestHandler,
-               proposal: Proposal) -> bool:
-    """Run the accepted action; True when the connection must stay open."""
+               proposal: Proposal, watch: Watch) -> bool:
+    """Run the accepted action; True when the connection must stay open. ``watch`` is the
+    request deadline armed when the proposal was accepted."""
     action_type, name = proposal.action_tuple
     handler.serviceInfoDict["actionTuple"] = proposal.action_tuple
     started = time.monotonic()
     if action_type == "RPC":
         try:
-            envelope = transport.receive_data()
+            envelope, large = receive_arguments(service, transport, watch)
         except SeproxyError as exc:
             log.info("Error while receiving arguments %s: %s", handler.srv_getFormattedRemoteCredentials(), exc)
             return False
-        request = unwrap(envelope)
-        if not request.ok:
+        if envelope is None:
+            send(service, transport, busy(service, f"MaxLargeFrames={service.large_frames.slots} "
+                                                   "large requests in progress"), name)
             return False
-        args = request.value
-        if not isinstance(args, (list, tuple)):
-            send(service, transport, S_ERROR("Invalid RPC arguments: expected a list"), name)
-            return False
-        result = handler._rh_call_rpc(name, list(args))
+        try:
+            request = unwrap(envelope)
+            del envelope
+            if not request.ok:
+                return False
+            args = request.value
+            if not isinstance(args, (list, tuple)):
+                send(service, transport, S_ERROR("Invalid RPC arguments: expected a list"), name)
+                return False
+            del request
+            result = handler._rh_call_rpc(name, list(args))
+            del args
+        finally:
+            if large:
+                service.large_frames.release()
     elif action_type in service.actions:
+        watch.cancel()
         transport.settimeout(ACTION_TIMEOUT)
+        # a transfer may take hours, but every chunk window must arrive in time
+        window = service.watchdog.watch(transport, service.transfer_window_timeout, progress=True,
+                                        what="transfer chunk window")
         try:
             result = service.actions[action_type](handler, name, transport, service.encoding)
         except TransportError as exc:
@@ -140,9 +185,10 @@ def run_action(service: ServingService, transport: ServerConnection, trid: str, 
         except Exception as exc:  # noqa: BLE001 - a handler's bug becomes the action's answer
             log.exception("Transfer %s failed", name)
             result = S_ERROR(f"Server error while serving {name[:1].lower() + name[1:]}: {exc!r}")
+        finally:
+            window.cancel()
     elif action_type == "Connection":
-        transport.settimeout(None)
-        return service.context.msg_broker.serve_connection(handler, transport, trid, name)
+        return service.context.msg_broker.serve_connection(handler, transport, trid, name, watch)
     else:  # "Message" (accepted by the proposal check, no body: PROTOCOL.md 5.5), or no server
         log.error("Unknown action %s", action_type)
         return False
@@ -156,16 +202,12 @@ def run_action(service: ServingService, transport: ServerConnection, trid: str, 
     return False
 
 
-def reject(service: ServingService, transport: ServerConnection, timeout: float) -> None:
-    """Overload: an explicit error instead of the answer, with short timeouts, then close."""
+def reject(service: ServingService, transport: ServerConnection, answer: dict, timeout: float) -> None:
+    """Refuse a connection whose proposal is in: ``answer`` (short timeouts), then close."""
     try:
-        transport.handshake(timeout=timeout)
         transport.settimeout(timeout)
-        transport.receive_data(PROPOSAL_MAX_SIZE)
-        send(service, transport, framework_error(
-            f"Service {service.name} is overloaded: {service.max_waiting} requests already waiting "
-            "(MaxWaitingPetitions); try again later"))
-    except (SeproxyError, OSError, ProtocolError) as exc:
+        send(service, transport, answer)
+    except (SeproxyError, OSError) as exc:
         log.debug("Rejected client %s went away: %s", transport.id, exc)
     except Exception:  # noqa: BLE001
         log.exception("Error while rejecting %s", transport.id)

@@ -317,6 +317,57 @@ class Transport:
             got += count
             after_first += count
 
+    def receive_frame_nowait(self, max_size: int | None = None) -> bytes | None:
+        """A whole data frame if what can be read *now* completes one, else None; never
+        waits (the caller polls ``fileno()``). Keep-alives are answered; ``PeerClosed`` at
+        end of stream; ``ProtocolError`` once the frame cannot fit ``max_size`` bytes."""
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            if isinstance(event, KeepAlive):
+                self._keepalive(event.payload)
+                continue
+            if event is not None:
+                self.frames_received += 1
+                return event.payload
+            length = parser.frame_length
+            if max_size is not None and (parser.buffered > max_size + 32
+                                         or (length is not None and length > max_size)):
+                raise ProtocolError(f"Read limit exceeded ({max_size} chars)")
+            with self._io_lock:
+                count = self._recv_into(self._rview)
+            if count == 0:
+                raise PeerClosed("Peer closed connection")
+            if count < 0:
+                return None
+            self._last_activity = time.monotonic()
+            parser.feed(self._rview[:count])
+
+    def next_frame_length(self) -> int:
+        """Wait (as ``receive_frame`` does) until the header of the next data frame has
+        arrived and return its body length; the body is not read (keep-alives before it
+        are answered). Lets a server decide on a large frame before buffering it."""
+        parser = self._parser
+        while True:
+            length = parser.peek_length()
+            if length is not None:
+                if not parser.frame_is_keepalive:
+                    return length
+                event = parser.next_event()
+                if isinstance(event, KeepAlive):
+                    self._keepalive(event.payload)
+                    continue
+            count = self._read_some(self._rview)
+            parser.feed(self._rview[:count])
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked on this connection, from any thread: the socket is shut
+        down (its reads end as "Peer closed connection"), not closed - its owner closes it."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def receive_data(self, max_size: int | None = None) -> Any:
         payload = self.receive_frame(max_size)
         try:

@@ -87,6 +87,15 @@ class FrameParser:
         """Body length of the current frame once its header is parsed, else ``None``."""
         return self._length
 
+    def peek_length(self) -> int | None:
+        """Parse the next frame's header if it has arrived (the body stays buffered) and
+        return its body length; ``None`` while the header is incomplete."""
+        if self._error is not None:
+            raise self._error
+        if self._length is None:
+            self._parse_header()
+        return self._length
+
     @property
     def frame_is_keepalive(self) -> bool:
         """True when the current (header-parsed) frame is a keep-alive."""

@@ -14,7 +14,14 @@ File plugin; on top of it:
   that checksum stored, the file is not read for it; a consumable one on the
   same filesystem is renamed into place (atomic, no copy);
 - every URL must resolve (symlinks included) inside the plugin's base path,
-  else the item fails with a ``PathError`` and nothing is touched.
+  else the item fails with a ``PathError`` and nothing is touched; inside a
+  directory (``listDirectory``, ``getDirectorySize``, ``getDirectory``) an entry
+  whose symlink leads out of the base path is never followed: it is reported as a
+  failure by ``listDirectory`` and left out of sizes and copies;
+- hidden upload temporaries (``.<name>.seproxy-<random>.part``) are never listed
+  or counted; :func:`~seproxy.localfs.remove_orphans` removes those
+  whose writer died (the service does at start-up);
+- directories are created idempotently: a concurrent creator is not an error.
 
 Plugin option: ``BlockSize`` (copy block in bytes, default 4 MiB).
 """
@@ -37,6 +44,7 @@ from seproxy.localfs import (
     dirac_adler_text,
     is_temp_name,
     known_checksum,
+    remove_orphans,
 )
 from seproxy.returnvalues import S_OK, DReturnType
 from seproxy.storage.plugin_api import DISK_STATUS, ItemFailed, StorageBase, WithFailures, metadata
@@ -53,6 +61,15 @@ class FileStorage(StorageBase):
         self.protocol = self.protocolParameters["Protocol"]
         self.block_size = self.option("BlockSize") or BLOCK_SIZE
 
+    def remove_orphans(self) -> tuple[int, int]:
+        """Remove upload temporaries left by dead writers under the base path (seproxy).
+
+        Returns ``(files removed, bytes freed)``; see :func:`localfs.remove_orphans`.
+        """
+        if not self.basePath or not os.path.isdir(self.basePath):
+            return 0, 0
+        return remove_orphans(self.basePath)
+
     # -- URLs: plain paths ------------------------------------------------------------------
     def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
         return S_OK(self.basePath)
@@ -63,13 +80,16 @@ class FileStorage(StorageBase):
     def _check_url(self, url: str) -> None:
         if not isinstance(url, str) or not url or "\0" in url:
             raise PathError(f"Invalid path {url!r}", errno=errno.EINVAL)
-        root = os.path.realpath(self.basePath) if self.basePath else None
-        if root is None:
-            return
-        if not is_within(os.path.realpath(url), root):
+        if not self._inside(url):
             raise PathError(
                 f"Path {url} is outside the storage base path {self.basePath}", errno=errno.EACCES
             )
+
+    def _inside(self, path: str) -> bool:
+        """True if ``path`` resolves (symlinks included) inside the base path."""
+        if not self.basePath:
+            return True
+        return is_within(os.path.realpath(path), os.path.realpath(self.basePath))
 
     # -- files ------------------------------------------------------------------------------
     def _exists(self, url: str) -> bool:
@@ -94,9 +114,7 @@ class FileStorage(StorageBase):
         return size
 
     def _put_file(self, url: str, src: Any, source_size: int) -> int:
-        dirname = os.path.dirname(url)
-        if not os.path.exists(dirname):
-            os.makedirs(dirname)
+        os.makedirs(os.path.dirname(url), exist_ok=True)  # a concurrent creator is fine
         expected_size = int(source_size or 0)
         checksum = known_checksum(src)
         if isinstance(src, LocalSource) and src.consumable:
@@ -164,6 +182,8 @@ class FileStorage(StorageBase):
         files = size = 0
         for root, _dirs, names in os.walk(url):
             for name in names:
+                if is_temp_name(name):
+                    continue
                 files += 1
                 size += os.lstat(os.path.join(root, name)).st_size
         return files, size
@@ -197,6 +217,9 @@ class FileStorage(StorageBase):
                 continue  # an upload in progress is not a file yet
             full = os.path.join(url, child)
             lfn_path = os.path.join("/", os.path.relpath(full, self.basePath))
+            if not self._inside(full):
+                failures[lfn_path] = f"Path {full} is outside the storage base path {self.basePath}"
+                continue
             try:
                 meta = self._stat(full)
             except OSError as exc:
@@ -215,6 +238,8 @@ class FileStorage(StorageBase):
         files = size = subdirs = 0
         for name in os.listdir(url):
             full = os.path.join(url, name)
+            if is_temp_name(name) or not self._inside(full):
+                continue  # an upload in progress, or a link out of the storage element
             if os.path.isfile(full):
                 files += 1
                 size += os.path.getsize(full)
@@ -222,23 +247,33 @@ class FileStorage(StorageBase):
                 subdirs += 1
         return {"Files": files, "Size": size, "SubDirs": subdirs}
 
-    def _copy_tree(self, src_dir: str, dest_dir: str) -> dict[str, int]:
+    def _copy_tree(self, src_dir: str, dest_dir: str, *, from_storage: bool) -> dict[str, int]:
+        """Copy a tree atomically file by file; ``from_storage`` skips what a link would
+        reach outside the base path (and upload temporaries)."""
+        totals = {"Files": 0, "Size": 0}
+
         def copy(src: str, dst: str) -> str:
-            atomic_copy(src, dst, block_size=self.block_size)
+            size, _ = atomic_copy(src, dst, block_size=self.block_size)
+            totals["Files"] += 1
+            totals["Size"] += size
             return dst
 
+        def skipped(directory: str, names: list[str]) -> set[str]:
+            return {name for name in names if is_temp_name(name)
+                    or not self._inside(os.path.join(directory, name))}
+
         try:
-            shutil.copytree(src_dir, dest_dir, copy_function=copy)
+            shutil.copytree(src_dir, dest_dir, copy_function=copy,
+                            ignore=skipped if from_storage else None)
         except (OSError, shutil.Error) as exc:
             raise ItemFailed({"Files": 0, "Size": 0}) from exc
-        files, size = self._tree_totals(src_dir)
-        return {"Files": files, "Size": size}
+        return totals
 
     def _get_directory(self, url: str, local_dir: str) -> dict[str, int]:
-        return self._copy_tree(url, f"{local_dir}/{os.path.basename(url)}")
+        return self._copy_tree(url, f"{local_dir}/{os.path.basename(url)}", from_storage=True)
 
     def _put_directory(self, url: str, src_dir: Any) -> dict[str, int]:
-        return self._copy_tree(str(src_dir), url)
+        return self._copy_tree(str(src_dir), url, from_storage=False)
 
 
 __all__ = ["FileStorage"]

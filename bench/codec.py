@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
-from seproxy.rpc.wire import codec, dencode, jencode  # noqa: E402
+from bench.report import load_note, machine_line, write_section
+from seproxy.rpc.wire import codec, dencode, jencode
 
 MiB = 1024 * 1024
 
@@ -93,7 +93,7 @@ def run(repeat: int) -> list[dict]:
     chunk = os.urandom(MiB)
     chunk_value = {"OK": True, "Value": [True, chunk]}
     chunk_native = json_native(chunk_value)
-    raw = lambda _encoded: MiB  # noqa: E731
+    raw = lambda _encoded: MiB
     enc_size = len
     rows = [
         measure("metadata, DEncode", enc_size, lambda: dencode.encode(meta),

@@ -34,12 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
-from bench.seproxy import make_file, start_serve  # noqa: E402
-from tests.fixtures.cfgtext import cfg_text  # noqa: E402
-from tests.interop.peer_services import dirac_cfg  # noqa: E402
-from tests.interop.peer_venv import DIRAC9, ensure_seproxy_venv, ensure_venv  # noqa: E402
-from tests.storage.test_dirac_compare import RSS_CS_FALLBACK  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section
+from bench.seproxy import make_file, start_serve
+from tests.fixtures.cfgtext import cfg_text
+from tests.interop.peer_services import dirac_cfg
+from tests.interop.peer_venv import DIRAC9, ensure_seproxy_venv, ensure_venv
+from tests.storage.test_dirac_compare import RSS_CS_FALLBACK
 
 SE = "SE-LOCAL"
 LFN = "/dirac/bench/dirac-plugin.bin"

@@ -38,12 +38,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.attackers import AttackProcess  # noqa: E402
-from bench.report import machine_line  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
-from tests.fixtures.services import service_config  # noqa: E402
-from tests.storage.helpers import file_section  # noqa: E402
+from bench.attackers import AttackProcess
+from bench.report import machine_line
+from tests.conftest import free_port
+from tests.fixtures.pki import PKI, REGISTRY_CFG
+from tests.fixtures.services import service_config
+from tests.storage.helpers import file_section
 
 NAME = "DataManagement/StorageElementProxy"
 SE = "SE-FAULTS"
@@ -67,6 +67,13 @@ class Service:
     def pid(self) -> int:
         return self.process.pid
 
+
+
+def _final_state(final: Path, source: Path) -> str:
+    """What a killed upload left under its final name."""
+    if not final.exists():
+        return "absent"
+    return "holds the whole file" if final.stat().st_size == source.stat().st_size else "PARTIAL"
 
 def service_cfg(pki: PKI, work: Path, options: dict | None = None) -> tuple[Any, Path, Path, int]:
     storage, base = work / "storage", work / "cache"
@@ -99,7 +106,7 @@ def start_service(pki: PKI, work: Path, options: dict | None = None, *,
     cfg_file.write_text(cfg.serialize())
     with contextlib.suppress(FileNotFoundError):
         port_file.unlink()
-    log = open(work / "service.log", "ab")  # noqa: SIM115 - the child's stderr
+    log = open(work / "service.log", "ab")  # the child's stderr
     process = subprocess.Popen([sys.executable, "-m", "tests.rpc.service_process", str(cfg_file),
                                 str(port_file), NAME], cwd=REPO, stdout=log, stderr=log,
                                env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -381,7 +388,7 @@ def case_non_utf8(ctx: Context) -> Row:
     """#11: prepareFileForHTTP of a non-UTF-8 LFN."""
     svc = ctx.service()
     row = Row("11 non-UTF-8 LFN", before=proc_stats(svc.pid))
-    http_dirs = lambda: set((svc.base / "httpCache").rglob("*"))  # noqa: E731
+    http_dirs = lambda: set((svc.base / "httpCache").rglob("*"))
     before = http_dirs()
     res = ctx.rpc(encoding="dencode").prepareFileForHTTP(b"/dirac/bad-\xff.dat")
     row.operations = "prepareFileForHTTP(b'/dirac/bad-\\xff.dat') over DEncode"
@@ -423,7 +430,7 @@ def case_kill_upload(ctx: Context) -> Row:
     row.operations = f"sendFile {sent.get('OK')}, uploadFile killed mid-copy (partial seen: {saw_partial}), restart"
     row.errors = f"client: {str(result.get('Message', result.get('OK')))[:60]}"
     row.verified = (f"{left_after_kill} orphan(s) after kill, {len(partial())} after restart; final name "
-                    f"{'holds the whole file' if final.exists() and final.stat().st_size == big.stat().st_size else 'absent' if not final.exists() else 'PARTIAL'}")
+                    f"{_final_state(final, big)}")
     row.after = proc_stats(ctx.svc.pid)
     ok = not partial() and (not final.exists() or final.stat().st_size == big.stat().st_size)
     # (on one filesystem uploadFile renames the staged file into the SE: there may be no
@@ -599,7 +606,7 @@ def case_cache_full(ctx: Context) -> Row:
         msgs = sorted({r["Message"] for r in results + [piped] if not r["OK"]})
         staged = [p for p in (mount / "cache" / "ns").rglob("*") if p.is_file()]
         whole = all(p.stat().st_size == src.stat().st_size for p in staged)
-        tmp_left = lambda: [p for p in (mount / "cache" / "tmp").rglob("*") if p.is_file()]  # noqa: E731
+        tmp_left = lambda: [p for p in (mount / "cache" / "tmp").rglob("*") if p.is_file()]
         deadline = time.monotonic() + 15  # the service cleans up after it has answered
         while tmp_left() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -657,7 +664,7 @@ def case_client_killed(ctx: Context) -> Row:
     down = subprocess.Popen([sys.executable, "-c", code, svc.url, str(cfg_file), proxy, "receiveFile",
                              str(out), "getFile/dl.bin"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     deadline = time.monotonic() + 60
-    partial = lambda: [p for p in ctx.work.glob(".dl-out.bin*")]  # noqa: E731
+    partial = lambda: [p for p in ctx.work.glob(".dl-out.bin*")]
     while not partial() and time.monotonic() < deadline and down.poll() is None:
         time.sleep(0.01)
     down.kill()
@@ -761,7 +768,7 @@ def case_soak(ctx: Context) -> Row:
 
 def cases(quick: bool) -> dict[str, Callable[[Context], Row]]:
     scale = 0.2 if quick else 1.0
-    n = lambda x: max(1, int(x * scale))  # noqa: E731
+    n = lambda x: max(1, int(x * scale))
     return {
         "baseline": attack_case("baseline: no attack", {}),
         "availability": attack_case("availability: TCP-only + idle TLS + HTTP slow-loris",

@@ -47,10 +47,10 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
-from seproxy.rpc.client.base import RPCClient  # noqa: E402
-from tests.fixtures.pki import PKI, REGISTRY_CFG  # noqa: E402
-from tests.fixtures.services import service_config  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section
+from seproxy.rpc.client.base import RPCClient
+from tests.fixtures.pki import PKI, REGISTRY_CFG
+from tests.fixtures.services import service_config
 
 NAME = "Test/Interop"
 HANDLER = REPO / "tests" / "interop" / "InteropHandler.py"
@@ -240,7 +240,8 @@ def fmt(result: dict) -> str:
 
 def section(rows: list[tuple[str, str, str, int, dict]], base: dict, args: argparse.Namespace,
             load: float) -> str:
-    header = "| client | server | mode | threads | calls/s | p50 ms | p99 ms | client CPU µs/call | service CPU µs/call |"
+    header = ("| client | server | mode | threads | calls/s | p50 ms | p99 ms | client CPU µs/call "
+              "| service CPU µs/call |")
     lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c} | {s} | {m} | {t} {fmt(r)}" for c, s, m, t, r in rows]
     by = {(c, s, m, t): r for c, s, m, t, r in rows}

@@ -31,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
-from tests.fixtures import services  # noqa: E402
-from tests.fixtures.servers import start_on_free_port  # noqa: E402
+from bench.report import load_note, machine_line, write_section
+from tests.fixtures import services
+from tests.fixtures.servers import start_on_free_port
 
 SECTION = services.SEPROXY_SECTION
 

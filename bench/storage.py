@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import load_note, machine_line, write_section  # noqa: E402
+from bench.report import load_note, machine_line, write_section
 
 LFN = "/dirac/bench/big.bin"
 NOTES = (

@@ -390,7 +390,8 @@ def section(rows: list[dict], seconds: float, bulk_mb: int, load: str = "") -> s
     return (
         "## TLS\n\n"
         f"`python bench/tls.py --seconds {seconds:g} --bulk-mb {bulk_mb}` on {platform.node()} "
-        f"({platform.machine()}, {os.cpu_count()} CPUs{load}), Python {platform.python_version()}, stdlib {ssl.OPENSSL_VERSION}, "
+        f"({platform.machine()}, {os.cpu_count()} CPUs{load}), Python {platform.python_version()}, "
+        f"stdlib {ssl.OPENSSL_VERSION}, "
         f"pyOpenSSL on {SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n"
         "A connection = TCP connect + TLS handshake (client presents an RFC 3820 proxy, server "

@@ -383,12 +383,12 @@ def render(runs: dict, size: int, load: str, rounds: int, load_end: str = "",
                 f"{plain['up_worst'] / pair['up']:.1f}×, {plain['down_worst'] / pair['down']:.1f}×)")
         if raw and ext:
             # each round's extension run against the same round's raw stream
-            pairs = list(zip(runs[("seproxy", encoding, True)], runs[("raw-tls",)]))
+            pairs = list(zip(runs[("seproxy", encoding, True)], runs[("raw-tls",)], strict=False))
             ratios = {way: [e[way] / r[way] for e, r in pairs] for way in ("up", "down")}
             lines.append(
                 f"- {encoding}: extension / raw TLS = {ext['up'] / raw['up']:.2f} up, "
                 f"{ext['down'] / raw['down']:.2f} down (best of each; per round: "
-                + ", ".join(f"{u:.2f}/{d:.2f}" for u, d in zip(ratios["up"], ratios["down"]))
+                + ", ".join(f"{u:.2f}/{d:.2f}" for u, d in zip(ratios["up"], ratios["down"], strict=False))
                 + " up/down)")
     text = "\n".join(lines) + "\n"
     if notes:

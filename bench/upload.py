@@ -32,8 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.report import kept_notes, load_note, machine_line, write_section  # noqa: E402
-from tests.fixtures import services  # noqa: E402
+from bench.report import kept_notes, load_note, machine_line, write_section
+from tests.fixtures import services
 
 MiB = 1024 * 1024
 LFN = "/dirac/bench/up.bin"
@@ -115,7 +115,7 @@ def run(size_mib: int, repeat: int, other_fs: Path) -> Rows:
 
 def section(rows: Rows, size_mib: int, repeat: int, load: float, fs_note: str) -> str:
     def cells(up: list[float], cp: list[float]) -> str:
-        ratios = [u / c for u, c in zip(up, cp)]
+        ratios = [u / c for u, c in zip(up, cp, strict=False)]
         return (f"{min(up):.3f} | {statistics.median(up):.3f} | {min(cp):.3f} | "
                 f"{statistics.median(cp):.3f} | {min(up) / min(cp):.2f}x | "
                 f"{statistics.median(ratios):.2f}x")

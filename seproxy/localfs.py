@@ -156,7 +156,7 @@ def atomic_write(final_path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
         # created with mode 0 ("being set up"); the real mode comes after the lock
         return os.open(path, flags, 0)
 
-    fh = open(tmp, "wb", buffering=0, opener=opener)  # noqa: SIM115 (closed below)
+    fh = open(tmp, "wb", buffering=0, opener=opener)  # closed below
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # "a writer is alive" (see remove_orphans)
         os.fchmod(fh.fileno(), mode)

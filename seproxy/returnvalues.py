@@ -134,7 +134,7 @@ def returnValueOrRaise(result: DReturnType) -> Any:
     return result["Value"]
 
 
-def convertToReturnValue(func):  # noqa: ANN001, ANN201 - decorator, DIRAC API
+def convertToReturnValue(func):  # decorator, DIRAC API
     """Wrap ``func`` so that it returns S_OK(value), or S_ERROR on an exception (DIRAC API)."""
     import functools
 

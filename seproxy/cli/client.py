@@ -408,7 +408,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     targets = [_destination(lfn, dest, len(lfns) > 1, args.force) for lfn in lfns]
     s = session(args)
     s.check_se(se)
-    results = [_get_one(s, lfn, se, target) for lfn, target in zip(lfns, targets)]
+    results = [_get_one(s, lfn, se, target) for lfn, target in zip(lfns, targets, strict=False)]
     to_stdout = STDIO in targets
     emit(args, results, [f"{r['LFN']} -> {r['Path']} ({r['Size']} bytes, adler32 {r['Adler32']}"
                          f"{_verdict(r)})" for r in results],

@@ -1,6 +1,7 @@
 """``seproxy pki init|host|user`` (a development PKI) and ``seproxy proxy-init``.
 
-``proxy-info`` shows a proxy (like ``dirac-proxy-info``). ``pki`` writes a grid-security style directory (see ``seproxy.security.pki``) that can
+``proxy-info`` shows a proxy (like ``dirac-proxy-info``). ``pki`` writes a grid-security style
+directory (see ``seproxy.security.pki``) that can
 be used as ``/DIRAC/Security/Grid-Security`` directly (default: ``<data dir>/pki``, the
 development PKI of ``seproxy serve``). Configuration as for every subcommand
 (``seproxy.cli.common``: the development site and ``<data dir>/dev.cfg``, or the ``-c`` files; ``-o``);

@@ -34,7 +34,7 @@ class StorageElementProxyHandler(_proxy.StorageElementProxyHandler):
 
 
 #: the module-level initialiser (DIRAC API) the framework looks up next to the class
-initializeStorageElementProxyHandler = _proxy.initializeStorageElementProxyHandler  # noqa: N816
+initializeStorageElementProxyHandler = _proxy.initializeStorageElementProxyHandler
 
 HANDLERS: dict[str, type[RequestHandler]] = {
     "DataManagement/StorageElementProxy": StorageElementProxyHandler,

@@ -235,7 +235,7 @@ class Section:
 
 def _matches(parts: list[str], pattern: list[str]) -> bool:
     """Path components against pattern components (``*`` = one free name)."""
-    return len(parts) == len(pattern) and all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern))
+    return len(parts) == len(pattern) and all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern, strict=False))
 
 
 def _expanded_default(cfg: _Reader, option: Option) -> Any:

@@ -325,7 +325,7 @@ class SpaceReservation:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._state._unreserve(self.size)  # noqa: SLF001 - the state's own helper
+            self._state._unreserve(self.size)  # the state's own helper
 
     def __enter__(self) -> SpaceReservation:
         return self

@@ -47,7 +47,7 @@ from seproxy.localfs import LocalSource, get_checksum_xattr, set_checksum_xattr
 from seproxy.returnvalues import S_ERROR, S_OK, returnSingleResult, unwrap
 from seproxy.rpc.connection import Connection
 from seproxy.rpc.server.handler import RequestHandler
-from seproxy.staging.cache import gRegister, purgeCacheDirectory  # noqa: F401
+from seproxy.staging.cache import gRegister, purgeCacheDirectory
 from seproxy.staging.namespace import Namespace, local_name, namespace_id, open_regular, parse_file_id
 from seproxy.transfer.filehelper import FileHelper
 
@@ -73,7 +73,7 @@ _initialising = threading.local()
 _default_state: dict[str, ProxyState] = {}
 
 
-def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
+def initializeStorageElementProxyHandler(serviceInfo: dict) -> dict:  # noqa: N803 - DIRAC API
     """Read ``BasePath``, ``HttpAccess``, ``HttpPort``, ``HttpCache`` ...; start HTTP."""
     cls = getattr(_initialising, "cls", None)
     cfg = cls._rh_context.cfg if cls is not None and cls._rh_context is not None else get_config()
@@ -117,7 +117,7 @@ class StorageElementProxyHandler(RequestHandler):
     http_server: ClassVar[HttpServerFactory | None] = None
 
     @classmethod
-    def initializeHandler(cls, serviceInfo: dict) -> dict:  # noqa: N802,N803 - DIRAC API
+    def initializeHandler(cls, serviceInfo: dict) -> dict:  # noqa: N803 - DIRAC API
         # runs just before the module initialiser: tell it which service class it sets up
         _initialising.cls = cls
         return S_OK()
@@ -187,9 +187,9 @@ class StorageElementProxyHandler(RequestHandler):
         return Namespace(self._state().cache.ns_root, cred.get("DN", ""), cred.get("group", ""))
 
     # -- RPC: callProxyMethod ----------------------------------------------------------------
-    types_callProxyMethod = [(str,), (str,), list, dict]  # noqa: N815
+    types_callProxyMethod = [(str,), (str,), list, dict]
 
-    def export_callProxyMethod(self, se: str, name: str, args: list, kargs: dict) -> dict:  # noqa: N802
+    def export_callProxyMethod(self, se: str, name: str, args: list, kargs: dict) -> dict:
         """Run the whitelisted StorageElement method ``name`` as the caller."""
         bad = _utf8_error("argument", se, name, args, kargs)
         if bad is not None:
@@ -230,9 +230,9 @@ class StorageElementProxyHandler(RequestHandler):
         return result
 
     # -- RPC: uploadFile -------------------------------------------------------------------------
-    types_uploadFile = [(str,), (str,)]  # noqa: N815
+    types_uploadFile = [(str,), (str,)]
 
-    def export_uploadFile(self, se: str, pfn: str) -> dict:  # noqa: N802
+    def export_uploadFile(self, se: str, pfn: str) -> dict:
         """Put the caller's staged ``putFile/<basename(pfn)>`` to ``pfn`` on ``se``."""
         bad = _utf8_error("LFN", se, pfn)
         if bad is not None:
@@ -273,9 +273,9 @@ class StorageElementProxyHandler(RequestHandler):
         return result
 
     # -- RPC: prepareFile ------------------------------------------------------------------------
-    types_prepareFile = [(str,), (str,)]  # noqa: N815
+    types_prepareFile = [(str,), (str,)]
 
-    def export_prepareFile(self, se: str, pfn: str) -> dict:  # noqa: N802
+    def export_prepareFile(self, se: str, pfn: str) -> dict:
         """Download ``pfn`` from ``se`` into the caller's ``getFile/`` area."""
         bad = _utf8_error("LFN", se, pfn)
         if bad is not None:
@@ -316,9 +316,9 @@ class StorageElementProxyHandler(RequestHandler):
         return S_OK()
 
     # -- RPC: prepareFileForHTTP -----------------------------------------------------------------
-    types_prepareFileForHTTP = [[str, list]]  # noqa: N815
+    types_prepareFileForHTTP = [[str, list]]
 
-    def export_prepareFileForHTTP(self, lfn: str | list) -> dict:  # noqa: N802
+    def export_prepareFileForHTTP(self, lfn: str | list) -> dict:
         """Stage LFN(s) for an HTTP download; a key is issued if anything was staged."""
         state = self._state()
         if state.purge_interval <= 0:  # no background purger: purge here, as DIRAC did
@@ -379,7 +379,7 @@ class StorageElementProxyHandler(RequestHandler):
         return S_OK(value)
 
     # -- transfers ---------------------------------------------------------------------------
-    def transfer_toClient(self, fileID: Any, token: Any, fileHelper: FileHelper) -> dict:  # noqa: N802,N803
+    def transfer_toClient(self, fileID: Any, token: Any, fileHelper: FileHelper) -> dict:  # noqa: N803
         """Send the caller's staged ``getFile/<name>`` and remove it once sent."""
         try:
             area, name = parse_file_id(fileID)
@@ -411,7 +411,7 @@ class StorageElementProxyHandler(RequestHandler):
         finally:
             os.close(dir_fd)
 
-    def transfer_fromClient(self, fileID: Any, token: Any, fileSize: Any, fileHelper: FileHelper) -> dict:  # noqa: N802,N803
+    def transfer_fromClient(self, fileID: Any, token: Any, fileSize: Any, fileHelper: FileHelper) -> dict:  # noqa: N803
         """Receive ``putFile/<name>`` into a temporary file; rename it when complete."""
         state = self._state()
         try:

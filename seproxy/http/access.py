@@ -223,10 +223,10 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
             self.rfile.close()  # the socket's reader holds a reference that would keep it open
             self.rfile = io.BytesIO(header)
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+    def do_HEAD(self) -> None:  # http.server API
         self._serve(body=False)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         self._serve(body=True)
 
     # -- the request ---------------------------------------------------------------------
@@ -337,7 +337,7 @@ class HttpStorageAccessHandler(BaseHTTPRequestHandler):
         metrics.HTTP_DOWNLOADS.labels(str(getattr(code, "value", code))).inc()
         super().log_request(code, size)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+    def log_message(self, format: str, *args: Any) -> None:  # http.server API
         line = format % args
         key = self.path[1:] if getattr(self, "path", "") else ""
         if len(key) > 6:

@@ -242,7 +242,7 @@ class Intake:
         try:
             pending.sock.setblocking(True)
             self._ready(pending.sock, pending.address, bytes(pending.data))
-        except Exception:  # noqa: BLE001 - a failing hand-over must not stop the intake
+        except Exception:  # a failing hand-over must not stop the intake
             log.exception("HTTP: hand-over of %s failed", pending.address)
             _close(pending.sock)
 

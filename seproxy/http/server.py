@@ -5,7 +5,8 @@ request, bounded: at most ``max_connections`` requests are served at once and a
 request beyond that gets ``503`` at once. Until its whole request header has arrived
 (and, with an ``ssl_context``, its TLS handshake is done) a connection waits in the
 non-blocking :mod:`~seproxy.http.intake`, with one deadline (``header_timeout``) for
-handshake and header together: slow or silent clients never hold a thread. ``HttpThread(port, path)`` is DIRAC's daemon thread serving the key
+handshake and header together: slow or silent clients never hold a thread.
+``HttpThread(port, path)`` is DIRAC's daemon thread serving the key
 register; it binds when constructed (so a busy port fails loudly), starts itself,
 and runs the register's background expiry purger.
 """

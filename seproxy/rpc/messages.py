@@ -82,7 +82,7 @@ class Message:
         names = attr_order(self._definition) if self._definition else [f"attr{i}" for i in range(len(values))]
         if self._definition and len(values) != len(names):
             raise SeproxyError(f"Message {self._name} expects {len(names)} attributes")
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=False):
             setattr(self, name, value)
 
     def to_frame(self) -> dict:

@@ -98,7 +98,7 @@ def accept(chain_pem: Any, key: Any, peer_certs: list[x509.Certificate]) -> byte
         raise AuthError("the delegated proxy is not signed by the connection's credentials")
     try:
         certs[0].verify_directly_issued_by(certs[1])
-    except Exception as exc:  # noqa: BLE001 - InvalidSignature carries no message
+    except Exception as exc:  # InvalidSignature carries no message
         raise AuthError(f"the delegated proxy's signature does not verify ({exc!r})") from exc
     chain = X509Chain.from_certificates(certs)
     if not chain.is_proxy:

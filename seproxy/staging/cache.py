@@ -225,7 +225,7 @@ class ExpiringRegister:
         while not self._stop.wait(interval):
             try:
                 self.purgeExpired()
-            except Exception:  # noqa: BLE001 - the purger must survive a bad delete
+            except Exception:  # the purger must survive a bad delete
                 log.exception("purging expired cache keys failed")
 
     # -- internals ---------------------------------------------------------------------
@@ -254,7 +254,7 @@ class ExpiringRegister:
             return
         try:
             self._delete_function(value)
-        except Exception:  # noqa: BLE001 - a failing delete must not break the caller
+        except Exception:  # a failing delete must not break the caller
             log.exception("cache delete function failed for %r", value)
 
 

@@ -116,7 +116,7 @@ class StorageElement(StorageElementInfo):
         name: str,
         protocolSections: Any = None,
         vo: str | None = None,
-        *,  # noqa: N803
+        *,
         config: Config | None = None,
         credentials: StorageCredentials | None = None,
     ) -> None:
@@ -192,7 +192,7 @@ class StorageElement(StorageElementInfo):
         )
 
     # -- execution ----------------------------------------------------------------------
-    def getURL(self, lfn: Any, protocol: Any = False, replicaDict: Any = None) -> DReturnType:  # noqa: N802, N803
+    def getURL(self, lfn: Any, protocol: Any = False, replicaDict: Any = None) -> DReturnType:
         if not protocol:
             protocols = self.turlProtocols
         elif isinstance(protocol, list):
@@ -318,7 +318,7 @@ class StorageElement(StorageElementInfo):
                 )
             try:
                 res = fcn({url: lfn_dict[name] for url, name in url_dict.items()}, *args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 (a plugin bug fails its LFNs, not the call)
+            except Exception as exc:  # a plugin bug fails its LFNs, not the call
                 log.exception("plugin %s.%s raised", storage.pluginName, method)
                 res = S_ERROR(f"{storage.pluginName} plugin raised {exc!r}")
             self._merge(res, url_dict, lfn_dict, successful, failed)

@@ -38,11 +38,11 @@ class StorageElementInfo:
     name: str
     vo: str
     valid: bool
-    errorReason: str  # noqa: N815 (DIRAC name)
+    errorReason: str
     options: dict[str, Any]
     storages: dict[str, Any]
-    localProtocolSections: list[str]  # noqa: N815
-    remoteProtocolSections: list[str]  # noqa: N815
+    localProtocolSections: list[str]
+    remoteProtocolSections: list[str]
     _cfg: Any
 
     stageMethods = ("prestageFile", "prestageFileStatus")
@@ -80,18 +80,18 @@ class StorageElementInfo:
         "isLocalSE",
     )
 
-    def storageElementName(self) -> str:  # noqa: N802
+    def storageElementName(self) -> str:
         return self.name
 
-    def getStorageElementName(self) -> DReturnType:  # noqa: N802
+    def getStorageElementName(self) -> DReturnType:
         return S_OK(self.storageElementName())
 
-    def checksumType(self) -> str:  # noqa: N802
+    def checksumType(self) -> str:
         if "ChecksumType" in self.options:
             return str(self.options["ChecksumType"]).upper()
         return str(schema.value(self._cfg, "/Resources/StorageElements/ChecksumType")).upper()
 
-    def getChecksumType(self) -> DReturnType:  # noqa: N802
+    def getChecksumType(self) -> DReturnType:
         return S_OK(self.checksumType())
 
     def status(self) -> dict[str, Any]:
@@ -128,11 +128,11 @@ class StorageElementInfo:
                 result[key] = -1
         return result
 
-    def getStatus(self) -> DReturnType:  # noqa: N802
+    def getStatus(self) -> DReturnType:
         valid = self.isValid()
         return valid if not valid["OK"] else S_OK(self.status())
 
-    def isValid(self, operation: str | None = None) -> DReturnType:  # noqa: N802
+    def isValid(self, operation: str | None = None) -> DReturnType:
         if not self.valid:
             return S_ERROR(
                 f"SE.isValid: Failed to create StorageElement plugins: {self.errorReason}"
@@ -164,22 +164,22 @@ class StorageElementInfo:
             return S_ERROR(errno.EACCES, f"SE.isValid: {kind} access not currently permitted.")
         return S_OK()
 
-    def getProtocolSections(self) -> DReturnType:  # noqa: N802
+    def getProtocolSections(self) -> DReturnType:
         return (
             S_OK(self.localProtocolSections + self.remoteProtocolSections)
             if self.valid
             else S_ERROR(self.errorReason)
         )
 
-    def getLocalProtocolSections(self) -> DReturnType:  # noqa: N802
+    def getLocalProtocolSections(self) -> DReturnType:
         return S_OK(self.localProtocolSections) if self.valid else S_ERROR(self.errorReason)
 
-    def getRemoteProtocolSections(self) -> DReturnType:  # noqa: N802
+    def getRemoteProtocolSections(self) -> DReturnType:
         return S_OK(self.remoteProtocolSections) if self.valid else S_ERROR(self.errorReason)
 
     def getStorageParameters(
         self,
-        protocolSection: str | None = None,  # noqa: N802, N803
+        protocolSection: str | None = None,
         protocol: str | None = None,
     ) -> DReturnType:
         if protocolSection and protocol:
@@ -197,7 +197,7 @@ class StorageElementInfo:
                     return S_OK(params)
         return S_ERROR(errno.ENOPROTOOPT, "Requested protocolSection or protocol not available.")
 
-    def isSameSE(self, otherSE: StorageElementInfo) -> bool:  # noqa: N802, N803
+    def isSameSE(self, otherSE: StorageElementInfo) -> bool:
         if self is otherSE:
             return True
 
@@ -219,7 +219,7 @@ class StorageElementInfo:
             lines += [f"{k.ljust(15)}: {params[k]}" for k in sorted(params)]
         log.debug("StorageElement %s\n%s", self.name, "\n".join(lines))
 
-    def getLFNFromURL(self, urls: Any) -> DReturnType:  # noqa: N802
+    def getLFNFromURL(self, urls: Any) -> DReturnType:
         res = checkArgumentFormat(urls)
         if not res["OK"]:
             return S_ERROR(

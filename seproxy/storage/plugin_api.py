@@ -134,7 +134,7 @@ class StorageBase:
 
     def __init__(
         self,
-        storageName: str,  # noqa: N803 (DIRAC name)
+        storageName: str,
         parameters: dict[str, Any],
         *,
         credentials: StorageCredentials | None = None,
@@ -173,13 +173,13 @@ class StorageBase:
         return list(getattr(self, attr, default))
 
     # -- configuration and URLs ---------------------------------------------------------
-    def setStorageElement(self, se: Any) -> None:  # noqa: N802
+    def setStorageElement(self, se: Any) -> None:
         self.se = se
 
-    def getName(self) -> str:  # noqa: N802
+    def getName(self) -> str:
         return self.name
 
-    def getParameters(self) -> dict[str, Any]:  # noqa: N802
+    def getParameters(self) -> dict[str, Any]:
         params = dict(self._allProtocolParameters)
         params.update(self.protocolParameters)
         params["StorageName"] = self.name
@@ -188,17 +188,17 @@ class StorageBase:
         params["Endpoint"] = self.getEndpoint().get("Value", "")
         return params
 
-    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:
         parts = dict(self.protocolParameters)
         if not withWSUrl:
             parts["WSUrl"] = ""
         return pfnunparse(parts, srmSpecific=self.srmSpecificParse)
 
-    def getEndpoint(self) -> DReturnType:  # noqa: N802
+    def getEndpoint(self) -> DReturnType:
         parts = dict(self.protocolParameters, Path="")
         return pfnunparse(parts, srmSpecific=self.srmSpecificParse)
 
-    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:
         """The URL of ``lfn``; its first directory must be the VO (or SandBox, S3)."""
         top = lfn.split("/")[1] if "/" in lfn else ""
         vo = getattr(self.se, "vo", None)
@@ -210,7 +210,7 @@ class StorageBase:
         parts["FileName"] = lfn.lstrip("/")
         return pfnunparse(parts, srmSpecific=self.srmSpecificParse)
 
-    def getTransportURL(self, path: Any, protocols: list[str] | None) -> DReturnType:  # noqa: N802
+    def getTransportURL(self, path: Any, protocols: list[str] | None) -> DReturnType:
         res = checkArgumentFormat(path)
         if not res["OK"]:
             return res
@@ -218,12 +218,12 @@ class StorageBase:
             return S_ERROR(errno.EPROTONOSUPPORT, "No native protocol requested")
         return S_OK({"Failed": {}, "Successful": {url: url for url in res["Value"]}})
 
-    def isNativeURL(self, url: str) -> DReturnType:  # noqa: N802
+    def isNativeURL(self, url: str) -> DReturnType:
         scheme = url.split(":", 1)[0] if ":" in url.split("/", 1)[0] else ""
         return S_OK(scheme == self.protocolParameters["Protocol"])
 
     @staticmethod
-    def _addCommonMetadata(metadataDict: dict[str, Any]) -> dict[str, Any]:  # noqa: N802, N803
+    def _addCommonMetadata(metadataDict: dict[str, Any]) -> dict[str, Any]:
         return metadata(**metadataDict)
 
     # -- the bulk plumbing ----------------------------------------------------------------
@@ -277,13 +277,13 @@ class StorageBase:
     def exists(self, path: Any) -> DReturnType:
         return self._bulk("exists", path, self._exists)
 
-    def isFile(self, path: Any) -> DReturnType:  # noqa: N802
+    def isFile(self, path: Any) -> DReturnType:
         return self._bulk("isFile", path, self._is_file)
 
-    def getFile(self, path: Any, localPath: Any = False) -> DReturnType:  # noqa: N802, N803
+    def getFile(self, path: Any, localPath: Any = False) -> DReturnType:
         return self._bulk("getFile", path, self._get_file, localPath or os.getcwd())
 
-    def putFile(self, path: Any, sourceSize: int = 0) -> DReturnType:  # noqa: N802, N803
+    def putFile(self, path: Any, sourceSize: int = 0) -> DReturnType:
         if self._put_file is None:
             return S_ERROR("Storage.putFile: implement me!")
         if not isinstance(path, dict):
@@ -293,49 +293,49 @@ class StorageBase:
             )
         return self._bulk("putFile", path, self._put_file, sourceSize, dict_values=True)
 
-    def removeFile(self, path: Any) -> DReturnType:  # noqa: N802
+    def removeFile(self, path: Any) -> DReturnType:
         return self._bulk("removeFile", path, self._remove_file)
 
-    def getFileMetadata(self, path: Any) -> DReturnType:  # noqa: N802
+    def getFileMetadata(self, path: Any) -> DReturnType:
         return self._bulk("getFileMetadata", path, self._file_metadata)
 
-    def getFileSize(self, path: Any) -> DReturnType:  # noqa: N802
+    def getFileSize(self, path: Any) -> DReturnType:
         return self._bulk("getFileSize", path, self._file_size)
 
-    def isDirectory(self, path: Any) -> DReturnType:  # noqa: N802
+    def isDirectory(self, path: Any) -> DReturnType:
         return self._bulk("isDirectory", path, self._is_directory)
 
-    def createDirectory(self, path: Any) -> DReturnType:  # noqa: N802
+    def createDirectory(self, path: Any) -> DReturnType:
         return self._bulk("createDirectory", path, self._create_directory)
 
-    def removeDirectory(self, path: Any, recursive: bool = False) -> DReturnType:  # noqa: N802
+    def removeDirectory(self, path: Any, recursive: bool = False) -> DReturnType:
         return self._bulk("removeDirectory", path, self._remove_directory, bool(recursive))
 
-    def listDirectory(self, path: Any) -> DReturnType:  # noqa: N802
+    def listDirectory(self, path: Any) -> DReturnType:
         return self._bulk("listDirectory", path, self._list_directory)
 
-    def getDirectoryMetadata(self, path: Any) -> DReturnType:  # noqa: N802
+    def getDirectoryMetadata(self, path: Any) -> DReturnType:
         return self._bulk("getDirectoryMetadata", path, self._directory_metadata)
 
-    def getDirectorySize(self, path: Any) -> DReturnType:  # noqa: N802
+    def getDirectorySize(self, path: Any) -> DReturnType:
         return self._bulk("getDirectorySize", path, self._directory_size)
 
-    def getDirectory(self, path: Any, localPath: Any = False) -> DReturnType:  # noqa: N802, N803
+    def getDirectory(self, path: Any, localPath: Any = False) -> DReturnType:
         return self._bulk("getDirectory", path, self._get_directory, localPath or os.getcwd())
 
-    def putDirectory(self, path: Any) -> DReturnType:  # noqa: N802
+    def putDirectory(self, path: Any) -> DReturnType:
         return self._bulk("putDirectory", path, self._put_directory, dict_values=True)
 
-    def prestageFile(self, *args: Any, **kwargs: Any) -> DReturnType:  # noqa: N802
+    def prestageFile(self, *args: Any, **kwargs: Any) -> DReturnType:
         return S_ERROR("Storage.prestageFile: implement me!")
 
-    def prestageFileStatus(self, *args: Any, **kwargs: Any) -> DReturnType:  # noqa: N802
+    def prestageFileStatus(self, *args: Any, **kwargs: Any) -> DReturnType:
         return S_ERROR("Storage.prestageFileStatus: implement me!")
 
-    def releaseFile(self, *args: Any, **kwargs: Any) -> DReturnType:  # noqa: N802
+    def releaseFile(self, *args: Any, **kwargs: Any) -> DReturnType:
         return S_ERROR("Storage.releaseFile: implement me!")
 
-    def getOccupancy(self, **kwargs: Any) -> DReturnType:  # noqa: N802
+    def getOccupancy(self, **kwargs: Any) -> DReturnType:
         return S_ERROR("Storage.getOccupancy: implement me!")
 
 

@@ -29,7 +29,7 @@ SPECIAL_TOP_DIRS = ("SandBox", "S3")
 MAX_LFN_LENGTH = 4096
 
 
-def checkArgumentFormat(path: Any) -> DReturnType:  # noqa: N802 (DIRAC name)
+def checkArgumentFormat(path: Any) -> DReturnType:
     """``str`` -> ``{path: False}``, list -> dict of its strings, dict -> a copy."""
     if isinstance(path, str):
         return S_OK({path: False})
@@ -62,7 +62,7 @@ def _std_unparse(parts: dict[str, str]) -> str:
     return parse.urlunparse((parts["Protocol"], netloc, path, "", parts.get("Options", ""), ""))
 
 
-def pfnunparse(pfn_dict: dict[str, Any], srmSpecific: bool = True) -> DReturnType:  # noqa: N803
+def pfnunparse(pfn_dict: dict[str, Any], srmSpecific: bool = True) -> DReturnType:
     """Build a URL from ``Protocol, Host, Port, WSUrl, Path, FileName`` (+ ``Options``)."""
     if not isinstance(pfn_dict, dict):
         return S_ERROR(

@@ -492,7 +492,7 @@ class FileHelper:
         close_after = True
         if isinstance(uFile, str):
             try:
-                self.oFile = open(uFile, sFileMode.replace("b", "") + "b")  # noqa: SIM115
+                self.oFile = open(uFile, sFileMode.replace("b", "") + "b")
             except OSError:
                 return S_ERROR(f"{uFile} can't be opened")
             fd = self.oFile.fileno()
@@ -509,7 +509,7 @@ class FileHelper:
     def getDataSink(self, uFile: Any) -> dict[str, Any]:
         if isinstance(uFile, str):
             try:
-                sink, close_after = open(uFile, "wb"), True  # noqa: SIM115
+                sink, close_after = open(uFile, "wb"), True
             except OSError:
                 return S_ERROR(f"{uFile} can't be opened")
         elif isinstance(uFile, io.IOBase):

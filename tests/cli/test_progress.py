@@ -25,7 +25,8 @@ def test_bars_on_a_terminal_for_every_phase(dev_site, tmp_path):
                          *dev_site.client_args], cwd=tmp_path)
     assert code == 0, out
     assert re.search(r"prepareFile big\.bin on the proxy: [0-9:]+ elapsed", out), out
-    assert re.search(r"download big\.bin: 100%\|[^\r\n]*\| 8\.00M/8\.00M \[[0-9:]+<[0-9:]+, +[0-9.]+[kMG]?B/s\]", out), out
+    bar = r"download big\.bin: 100%\|[^\r\n]*\| 8\.00M/8\.00M \[[0-9:]+<[0-9:]+, +[0-9.]+[kMG]?B/s\]"
+    assert re.search(bar, out), out
     assert (tmp_path / "copy.bin").read_bytes() == (tmp_path / "big.bin").read_bytes()
 
 

@@ -118,7 +118,8 @@ def test_accessors(site_cfg: Path) -> None:
     assert cfg.isOption(f"{SEP}/Port") and not cfg.isSection(f"{SEP}/Port")
     assert "Authorization" in cfg.getSections(SEP)
     opts = cfg.getOptions(SEP)
-    assert opts[:4] == ["HttpAccess", "HttpURLHost", "MetricsPort", "Port"] and "Flag" in opts  # merge keeps first-file order
+    # merge keeps first-file order
+    assert opts[:4] == ["HttpAccess", "HttpURLHost", "MetricsPort", "Port"] and "Flag" in opts
     assert cfg.getOptionsDict(SEP)["List"] == "a, b ,, c, d"
     assert cfg.getOption("//Systems//DataManagement/Services/StorageElementProxy/Port") == "19139"
     assert cfg.getOptions("/Nope") == [] and cfg.getSections("/Nope") == []

@@ -26,7 +26,7 @@ class Servers:
     """Scripted servers: url -> CFG text (None: down); records the calls."""
 
     def __init__(self, **texts: str | None) -> None:
-        self.texts = {url: texts.get(name) for name, url in zip("abc", (A, B, C))}
+        self.texts = {url: texts.get(name) for name, url in zip("abc", (A, B, C), strict=False)}
         self.calls: list[tuple[str, str]] = []
 
     def __call__(self, url: str, version: str) -> dict:
@@ -199,7 +199,7 @@ class _TornadoLikeCS:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 form = urllib.parse.parse_qs(body)
                 version = json.loads(form["args"][0])[0]

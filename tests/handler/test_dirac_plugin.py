@@ -123,7 +123,7 @@ def roundtrip(request: pytest.FixtureRequest, se_proxy: Any, tmp_path: Path, maj
         direct, major, *(se_call(m, lfns) for m in READS), se_call("listDirectory", [D, f"{D}/nodir"]),
         se_call("isDirectory", [D, MISSING]), se_call("getDirectorySize", D),
         se_call("getDirectoryMetadata", D), se_call("getFile", lfns, localPath=str(down2)))
-    pairs = [*zip(reads, d_reads), (listing, d_listing), (is_dir, d_is_dir), (dir_size, d_dir_size),
+    pairs = [*zip(reads, d_reads, strict=False), (listing, d_listing), (is_dir, d_is_dir), (dir_size, d_dir_size),
              (dir_meta, d_dir_meta)]
     for proxied, plain in pairs:
         assert proxied == plain, leaf_differences(proxied, plain)
@@ -295,7 +295,7 @@ def test_s3_and_xroot_through_the_proxy(request, se_proxy_factory, tmp_path, maj
         assert (down / path.name).read_bytes() == path.read_bytes()
 
     direct = StorageElement(name, vo="dirac", config=make_config(tree))
-    for method, proxied in zip(READS, reads):
+    for method, proxied in zip(READS, reads, strict=False):
         plain = getattr(direct, method)(lfns)
         assert proxied["OK"] and proxied["Value"]["Successful"] == plain["Value"]["Successful"], \
             leaf_differences(proxied, plain)
@@ -337,7 +337,7 @@ def test_directory_and_staging_methods_equal_direct(request, se_proxy, tmp_path,
     assert (tmp_path / "down-proxy/pd/sub/f33.bin").read_bytes() == (tree / "sub/f33.bin").read_bytes()
     direct = client_for(request, major, None, se_proxy.storage, se_proxy.proxy())
     plain = story(direct, tmp_path / "down-direct")
-    for mine, theirs in zip(proxied, plain):
+    for mine, theirs in zip(proxied, plain, strict=False):
         assert mine == theirs, leaf_differences(mine, theirs)
 
 

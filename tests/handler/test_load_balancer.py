@@ -230,7 +230,7 @@ def _dirac_flow(cluster: Cluster, client, local: Path, lfn: str, data: bytes,
         {"rpc": cluster.url, "method": "uploadFile", "args": [SE, lfn]},
         {"rpc": cluster.url, "method": "prepareFile", "args": [SE, lfn]},
         {"transfer": cluster.url, "method": "receiveFile", "args": [str(back), f"getFile/{name}"]})
-    for step, outcome in zip(("sendFile", "uploadFile", "prepareFile", "receiveFile"), results):
+    for step, outcome in zip(("sendFile", "uploadFile", "prepareFile", "receiveFile"), results, strict=False):
         if not outcome.ok:
             return f"DIRAC {step}: {outcome.error}"
         outcomes.append((step, outcome.value.get("OK")))

@@ -71,7 +71,7 @@ def strict_diff(a: Any, b: Any, path: str = "") -> str | None:
     if isinstance(a, (list, tuple)):
         if len(a) != len(b):
             return f"{path or '/'}: length {len(a)} != {len(b)}: {a!r} != {b!r}"
-        for index, (x, y) in enumerate(zip(a, b)):
+        for index, (x, y) in enumerate(zip(a, b, strict=False)):
             diff = strict_diff(x, y, f"{path}[{index}]")
             if diff:
                 return diff

@@ -41,7 +41,7 @@ import tempfile
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import tagged  # noqa: E402  (this directory, not a package inside the venv)
+import tagged  # this directory, not a package inside the venv
 
 
 _START_ENCODING = os.environ.get("DIRAC_USE_JSON_ENCODE")
@@ -181,7 +181,7 @@ def _run_call(call, default_encoding):
     try:
         decoded = tagged.from_jsonable(call)
         return {"ok": True, "value": tagged.to_jsonable(_KINDS[kinds[0]](decoded))}
-    except BaseException as exc:  # report everything, including SystemExit from DIRAC
+    except BaseException as exc:  # noqa: BLE001 - report everything, including SystemExit from DIRAC
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
@@ -202,7 +202,7 @@ def main():
         _set_encoding(job.get("encoding"))
         try:
             version = _initialise_dirac()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - DIRAC may exit while initialising: report it
             out.write(json.dumps({"ok": False, "error": f"DIRAC initialisation failed: {type(exc).__name__}: {exc}",
                                   "traceback": traceback.format_exc()}))
             return 1

@@ -20,7 +20,8 @@ from tests.rpc import handframed
 
 pytestmark = pytest.mark.interop
 
-SETUP_CFG = f"DIRAC\n{{\n  Setup = {SETUP_8}\n  Setups\n  {{\n    {SETUP_8}\n    {{\n      Test = Tests\n    }}\n  }}\n}}\n"
+SETUP_CFG = (f"DIRAC\n{{\n  Setup = {SETUP_8}\n  Setups\n  {{\n    {SETUP_8}\n    {{\n      Test = Tests\n"
+             "    }\n  }\n}\n")
 
 
 @pytest.fixture(scope="module")

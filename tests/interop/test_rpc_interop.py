@@ -92,7 +92,7 @@ def dirac_answers(client, identity: dict[str, Any], urls: list[str], calls, enco
             for url in urls for name, method, args in calls]
     outcomes = client.run(*(job for _, _, job in jobs))
     return {(url, name): outcome.value if outcome.ok else Raised(outcome.error)
-            for (url, name, _), outcome in zip(jobs, outcomes)}
+            for (url, name, _), outcome in zip(jobs, outcomes, strict=False)}
 
 
 class Raised:
@@ -206,7 +206,7 @@ def seproxy_answers(pki, identity: dict[str, Any], url: str, calls, encoding: st
     for name, method, args in calls:
         try:
             answers[name] = getattr(client, method)(*args)
-        except Exception as exc:  # compared with DIRAC's client raising on the same call
+        except Exception as exc:  # noqa: BLE001 - compared with DIRAC's client raising on the same call
             answers[name] = Raised(f"{type(exc).__name__}: {exc}")
     return answers
 

@@ -82,7 +82,7 @@ def test_dirac_client_with_proxy_init_proxy_handshakes_with_seproxy_transport(
         try:
             transport.handshake(timeout=60)
             seen["credentials"] = transport.peer_credentials()
-        except Exception as exc:  # reported by the assertions below
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
             seen["error"] = exc
         finally:
             transport.close()

@@ -87,7 +87,7 @@ def test_proxies_both_ways(request, tmp_path, pki, registry, registry_cfg, versi
 
     # DIRAC reads our proxies as we do (key order included).
     assert answer["ours"][-1]["creds"]["Value"]["identity"] == ODD_DN
-    for path, seen in zip(ours, answer["ours"]):
+    for path, seen in zip(ours, answer["ours"], strict=False):
         assert seen["valid"], seen
         dirac_creds = seen["creds"]["Value"]
         mine = credential_dict(X509Chain.from_file(path), registry, "dirac")
@@ -97,7 +97,7 @@ def test_proxies_both_ways(request, tmp_path, pki, registry, registry_cfg, versi
         assert (seen["group"]["Value"] or None) == X509Chain.from_file(path).dirac_group  # DIRAC: False
 
     # We read DIRAC's proxies as DIRAC does, and they match ours byte for byte in structure.
-    for (path, group, limited), seen in zip(made, answer["made"]):
+    for (path, group, limited), seen in zip(made, answer["made"], strict=False):
         assert seen["valid"], seen
         chain = X509Chain.from_file(path)
         verify_with_ca_directory(chain, pki.ca_dir)

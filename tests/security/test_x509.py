@@ -146,7 +146,7 @@ def test_malformed_voms_is_an_auth_error(user):
     junk = x509.UnrecognizedExtension(extensions.VOMS_AC_SEQ_OID, b"\x30\x03\x30\x01\x05")
     proxy, _ = devpki.create_proxy_certificate([cert], key, extra_extensions=[(junk, False)])
     with pytest.raises(AuthError):
-        X509Chain([proxy, cert]).voms_attributes
+        _ = X509Chain([proxy, cert]).voms_attributes
 
 
 # -- verification against the CA directory ------------------------------------

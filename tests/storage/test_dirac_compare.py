@@ -152,7 +152,7 @@ def test_file_plugin_results_equal_dirac(
 
     differences = [
         (method, args, normalise(mine), normalise(dirac))
-        for (method, args, _), mine, dirac in zip(sequence, ours, theirs)
+        for (method, args, _), mine, dirac in zip(sequence, ours, theirs, strict=False)
         if normalise(mine) != normalise(dirac)
         and (method, version) not in KNOWN_VERSION_DIFFERENCES
     ]

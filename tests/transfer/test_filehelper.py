@@ -16,7 +16,8 @@ ENCODINGS = ["json", "dencode"]
 VECTORS = {v["id"]: bytes.fromhex(v["framed_hex"]) for v in load_vectors("messages.jsonl")}
 
 
-def helpers(pair, encoding, options=StreamOptions(), checksum=True):
+def helpers(pair, encoding, options=None, checksum=True):
+    options = StreamOptions() if options is None else options
     client, server = pair
     sender = FileHelper(client, encoding, checksum, options=options)
     receiver = FileHelper(server, encoding, checksum, options=options)

@@ -240,14 +240,14 @@ class ProxyStorage(StorageBase):
     _INPUT_PROTOCOLS = ["file", "dip", "dips"]
     _OUTPUT_PROTOCOLS = ["dip", "dips"]
 
-    def __init__(self, storageName: str, parameters: dict[str, Any]) -> None:  # noqa: N803 - DIRAC API
+    def __init__(self, storageName: str, parameters: dict[str, Any]) -> None:
         super().__init__(storageName, parameters)
         self.pluginName = "Proxy"  # StorageElement then hands this plugin LFNs, not URLs
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     @property
-    def seName(self) -> str:  # noqa: N802
+    def seName(self) -> str:
         """The StorageElement's name (a derived SE's own name, not its base SE's)."""
         return getattr(self.se, "name", None) or self.name
 
@@ -278,7 +278,7 @@ class ProxyStorage(StorageBase):
     # -- data: put and get -----------------------------------------------------------------------
 
     @_never_raises
-    def putFile(self, path: Any, sourceSize: int = 0) -> Result:  # noqa: N802,N803 - DIRAC API
+    def putFile(self, path: Any, sourceSize: int = 0) -> Result:
         res = checkArgumentFormat(path)
         if not res["OK"]:
             return res
@@ -319,7 +319,7 @@ class ProxyStorage(StorageBase):
         return S_OK(sized["Value"]["Successful"][lfn])
 
     @_never_raises
-    def getFile(self, path: Any, localPath: Any = False) -> Result:  # noqa: N802,N803 - DIRAC API
+    def getFile(self, path: Any, localPath: Any = False) -> Result:
         res = checkArgumentFormat(path)
         if not res["OK"]:
             return res
@@ -352,7 +352,7 @@ class ProxyStorage(StorageBase):
     # -- directories, file by file ---------------------------------------------------------------
 
     @_never_raises
-    def getDirectory(self, path: Any, localPath: Any = False) -> Result:  # noqa: N802,N803 - DIRAC API
+    def getDirectory(self, path: Any, localPath: Any = False) -> Result:
         res = checkArgumentFormat(path)
         if not res["OK"]:
             return res
@@ -384,7 +384,7 @@ class ProxyStorage(StorageBase):
         return ok
 
     @_never_raises
-    def putDirectory(self, path: Any) -> Result:  # noqa: N802 - DIRAC API
+    def putDirectory(self, path: Any) -> Result:
         res = checkArgumentFormat(path)
         if not res["OK"]:
             return res
@@ -413,22 +413,22 @@ class ProxyStorage(StorageBase):
     # -- everything the service runs by name (its callProxyMethod whitelist) ------------------
 
     exists = _by_name("exists")
-    isFile = _by_name("isFile")  # noqa: N815 - DIRAC API
-    getFileSize = _by_name("getFileSize")  # noqa: N815
-    getFileMetadata = _by_name("getFileMetadata")  # noqa: N815
-    removeFile = _by_name("removeFile")  # noqa: N815
-    prestageFile = _by_name("prestageFile")  # noqa: N815 - StorageElement passes lifetime=
-    prestageFileStatus = _by_name("prestageFileStatus")  # noqa: N815
-    releaseFile = _by_name("releaseFile")  # noqa: N815
-    pinFile = _by_name("pinFile")  # noqa: N815
-    isDirectory = _by_name("isDirectory")  # noqa: N815
-    getDirectoryMetadata = _by_name("getDirectoryMetadata")  # noqa: N815
-    getDirectorySize = _by_name("getDirectorySize")  # noqa: N815
-    listDirectory = _by_name("listDirectory")  # noqa: N815
-    createDirectory = _by_name("createDirectory")  # noqa: N815
-    removeDirectory = _by_name("removeDirectory")  # noqa: N815 - StorageElement passes recursive=
+    isFile = _by_name("isFile")
+    getFileSize = _by_name("getFileSize")
+    getFileMetadata = _by_name("getFileMetadata")
+    removeFile = _by_name("removeFile")
+    prestageFile = _by_name("prestageFile")  # StorageElement passes lifetime=
+    prestageFileStatus = _by_name("prestageFileStatus")
+    releaseFile = _by_name("releaseFile")
+    pinFile = _by_name("pinFile")
+    isDirectory = _by_name("isDirectory")
+    getDirectoryMetadata = _by_name("getDirectoryMetadata")
+    getDirectorySize = _by_name("getDirectorySize")
+    listDirectory = _by_name("listDirectory")
+    createDirectory = _by_name("createDirectory")
+    removeDirectory = _by_name("removeDirectory")  # StorageElement passes recursive=
 
     @_never_raises
-    def getOccupancy(self, **kwargs: Any) -> Result:  # noqa: N802
+    def getOccupancy(self, **kwargs: Any) -> Result:
         return self._on_urls(
             lambda url: rpc_client(url).callProxyMethod(self.seName, "getOccupancy", [], kwargs))

@@ -113,7 +113,7 @@ class MessageClient(BaseClient):
             for callback in self._callbacks.get(msg.getName(), []) + self._callbacks.get("*", []):
                 try:
                     callback(msg)
-                except Exception:  # noqa: BLE001 - a callback must not kill the reader
+                except Exception:  # a callback must not kill the reader
                     log.exception("message callback failed")
         if transport is self._transport:
             self._transport = None
@@ -121,5 +121,5 @@ class MessageClient(BaseClient):
         for callback in self._on_disconnect:
             try:
                 callback(self)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("disconnect callback failed")

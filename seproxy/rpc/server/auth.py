@@ -49,7 +49,7 @@ class AuthManager:
     def __init__(self, cfg: Config, section: str, registry: Registry | None = None,
                  defaults: Mapping[str, Any] | None = None) -> None:
         self.cfg = cfg
-        self.authSection = section.rstrip("/")  # noqa: N815 (DIRAC name)
+        self.authSection = section.rstrip("/")
         #: rules used where the section has none (``Default``, ``FileTransfer/Default``: the
         #: schema's, so they apply in whichever DIRAC layout the section lives)
         self.defaults = {name: _as_list(value) for name, value in (defaults or {}).items()}

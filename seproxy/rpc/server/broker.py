@@ -181,7 +181,7 @@ class MessageBroker(MessageEndpoint):
             for key, _ in events:
                 try:
                     self._read_one(key.data)
-                except Exception:  # noqa: BLE001 - one broken connection must not stop the broker
+                except Exception:  # one broken connection must not stop the broker
                     log.exception("Message connection %s failed", key.data)
                     self._drop(key.data)
 
@@ -247,7 +247,7 @@ class MessageBroker(MessageEndpoint):
         try:
             handler = self.service.handler_class(dict(self.service.context.service_info), trid)
             self._callback(handler, "conn_drop", trid, args)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("conn_drop failed")
         self.service.context.connections.close(trid)
 

@@ -201,7 +201,7 @@ class RequestHandler:
             semaphore.acquire()
         try:
             return func(*args)
-        except Exception as exc:  # noqa: BLE001 - the RPC boundary: exceptions become S_ERROR
+        except Exception as exc:  # the RPC boundary: exceptions become S_ERROR
             self.log.exception("Uncaught exception when serving RPC", f"Function {method}")
             return S_ERROR(f"Server error while serving {method}: {exc}")
         finally:
@@ -214,13 +214,13 @@ class RequestHandler:
         context = self._rh_context
         return context.connections.get(self._rh_trid) if context is not None else None
 
-    def srv_getRemoteCredentials(self) -> dict:  # noqa: N802
+    def srv_getRemoteCredentials(self) -> dict:
         entry = self._rh_entry()
         return entry.credentials if entry is not None else {}
 
     getRemoteCredentials = srv_getRemoteCredentials  # noqa: N815
 
-    def srv_getRemoteAddress(self) -> tuple:  # noqa: N802
+    def srv_getRemoteAddress(self) -> tuple:
         entry = self._rh_entry()
         if entry is not None:
             return tuple(entry.transport.remote_address)
@@ -228,7 +228,7 @@ class RequestHandler:
 
     getRemoteAddress = srv_getRemoteAddress  # noqa: N815
 
-    def srv_getFormattedRemoteCredentials(self) -> str:  # noqa: N802
+    def srv_getFormattedRemoteCredentials(self) -> str:
         entry = self._rh_entry()
         if entry is None:
             return "unknown"
@@ -240,7 +240,7 @@ class RequestHandler:
         return f"({host}:{port}){peer}"
 
     @classmethod
-    def srv_getCSOption(cls, optionName: str, defaultValue: Any = False) -> Any:  # noqa: N802,N803
+    def srv_getCSOption(cls, optionName: str, defaultValue: Any = False) -> Any:  # noqa: N803
         context = cls._rh_context
         if context is None:
             return defaultValue
@@ -260,31 +260,31 @@ class RequestHandler:
 
     getCSOption = srv_getCSOption  # noqa: N815
 
-    def srv_getTransportID(self) -> str:  # noqa: N802
+    def srv_getTransportID(self) -> str:
         return self._rh_trid
 
-    def srv_getClientSetup(self) -> Any:  # noqa: N802
+    def srv_getClientSetup(self) -> Any:
         return self.serviceInfoDict.get("clientSetup")
 
-    def srv_getClientVO(self) -> Any:  # noqa: N802
+    def srv_getClientVO(self) -> Any:
         return self.serviceInfoDict.get("clientVO")
 
-    def srv_getClientVersion(self) -> Any:  # noqa: N802
+    def srv_getClientVersion(self) -> Any:
         return self.serviceInfoDict.get("clientVersion")
 
-    def srv_getActionTuple(self) -> tuple:  # noqa: N802
+    def srv_getActionTuple(self) -> tuple:
         return tuple(self.serviceInfoDict.get("actionTuple") or ("Unknown yet",))
 
     @classmethod
-    def srv_getURL(cls) -> str:  # noqa: N802
+    def srv_getURL(cls) -> str:
         return cls._rh_context.service_info["URL"] if cls._rh_context else ""
 
     @classmethod
-    def srv_getServiceName(cls) -> str:  # noqa: N802
+    def srv_getServiceName(cls) -> str:
         return cls._rh_context.service_info["serviceName"] if cls._rh_context else ""
 
     @classmethod
-    def srv_getMonitor(cls) -> Any:  # noqa: N802
+    def srv_getMonitor(cls) -> Any:
         return getattr(cls._rh_context, "monitor", None)
 
     # message helpers (PROTOCOL.md 12); the broker lives in seproxy.rpc.messages
@@ -294,35 +294,35 @@ class RequestHandler:
             raise RuntimeError("this service has no message broker")
         return broker
 
-    def srv_msgCreate(self, msgName: str) -> dict:  # noqa: N802,N803
+    def srv_msgCreate(self, msgName: str) -> dict:  # noqa: N803
         return self._rh_broker().create_message(msgName)
 
-    def srv_msgReply(self, msgObj: Any) -> dict:  # noqa: N802,N803
+    def srv_msgReply(self, msgObj: Any) -> dict:  # noqa: N803
         return self._rh_broker().send_message(self._rh_trid, msgObj)
 
-    def srv_msgSend(self, trid: str, msgObj: Any) -> dict:  # noqa: N802,N803
+    def srv_msgSend(self, trid: str, msgObj: Any) -> dict:  # noqa: N803
         return self._rh_broker().send_message(trid, msgObj)
 
-    def srv_disconnectClient(self, trid: str) -> dict:  # noqa: N802
+    def srv_disconnectClient(self, trid: str) -> dict:
         return self._rh_broker().disconnect(trid)
 
     def srv_disconnect(self, trid: str | None = None) -> dict:
         return self._rh_broker().disconnect(trid or self._rh_trid)
 
     # -- base transfer refusals (sent after "Accepted", PROTOCOL.md 6.2) -------------------
-    def transfer_fromClient(self, fileId: Any, token: Any, fileSize: Any, fileHelper: object) -> dict:  # noqa: N802,N803
+    def transfer_fromClient(self, fileId: Any, token: Any, fileSize: Any, fileHelper: object) -> dict:  # noqa: N803
         return S_ERROR("This server does no allow receiving files")
 
-    def transfer_toClient(self, fileId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
+    def transfer_toClient(self, fileId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N803
         return S_ERROR("This server does no allow sending files")
 
-    def transfer_bulkFromClient(self, bulkId: Any, token: Any, bulkSize: Any, fileHelper: object) -> dict:  # noqa: N802,N803
+    def transfer_bulkFromClient(self, bulkId: Any, token: Any, bulkSize: Any, fileHelper: object) -> dict:  # noqa: N803
         return S_ERROR("This server does no allow bulk receiving")
 
-    def transfer_bulkToClient(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
+    def transfer_bulkToClient(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N803
         return S_ERROR("This server does no allow bulk sending")
 
-    def transfer_listBulk(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N802,N803
+    def transfer_listBulk(self, bulkId: Any, token: Any, fileHelper: object) -> dict:  # noqa: N803
         return S_ERROR("This server does no allow bulk listing")
 
     # -- built-in methods (PROTOCOL.md 7.8) ------------------------------------------------
@@ -368,11 +368,11 @@ class RequestHandler:
     def export_echo(data: Any) -> dict:
         return S_OK(data)
 
-    types_refreshConfiguration = [bool]  # noqa: N815
-    auth_refreshConfiguration = ["CSAdministrator"]  # noqa: N815
+    types_refreshConfiguration = [bool]
+    auth_refreshConfiguration = ["CSAdministrator"]
 
     @staticmethod
-    def export_refreshConfiguration(fromMaster: bool) -> dict:  # noqa: N802,N803
+    def export_refreshConfiguration(fromMaster: bool) -> dict:  # noqa: N803
         """Re-read the configuration files of this process and refresh from the
         Configuration Servers when it has any (DIRAC's ``Reason(s): ...`` if none answers)."""
         handler = _CURRENT.get()

@@ -116,7 +116,7 @@ class Intake:
                 self._per_ip[ip] += 1
                 # the deadline is drawn between half and all of it: connections opened in
                 # one burst do not all expire (and come back for new handshakes) at once
-                deadline = self.deadline * (0.5 + 0.5 * random.random())  # noqa: S311 - not a secret
+                deadline = self.deadline * (0.5 + 0.5 * random.random())  # not a secret
                 self._incoming.append(_Pending(transport, ip, time.monotonic() + deadline))
                 refused = False
         if refused:
@@ -255,7 +255,7 @@ class Intake:
         self.stats["handed"] += 1
         try:
             self._ready(transport, payload)
-        except Exception:  # noqa: BLE001 - the intake must survive a failing hand-over
+        except Exception:  # the intake must survive a failing hand-over
             log.exception("Hand-over of %s failed", transport.id)
             _close(transport)
 

@@ -197,7 +197,8 @@ class Service:
         }
         self.context = ServiceContext(
             cfg=self.cfg, service_info=info, connections=ConnectionRegistry(),
-            limits=MethodLimits(self._thread_limit, concurrency=self.max_threads), auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry,
+            limits=MethodLimits(self._thread_limit, concurrency=self.max_threads),
+            auth=AuthManager(self.cfg, f"{self.section}/Authorization", registry,
                                                           defaults=self.schema.defaults_under("Authorization")),
             registry=registry, start_time=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None),
             compat=self.compat,
@@ -373,7 +374,7 @@ class Service:
                 self._busy += 1
             try:
                 func(self, arg)
-            except Exception:  # noqa: BLE001 - a worker never dies
+            except Exception:  # a worker never dies
                 log.exception("Unexpected error while serving a connection")
             finally:
                 with self._busy_lock:

@@ -81,7 +81,8 @@ class ReuseSession:
             self.connections.close(self.trid)
 
 
-def open_session(service: ServingService, transport: ServerConnection, trid: str, proposal: Proposal, credentials: dict) -> bool:
+def open_session(service: ServingService, transport: ServerConnection, trid: str, proposal: Proposal,
+                 credentials: dict) -> bool:
     """Answer a ``Session`` proposal; True when the session took over the connection."""
     if proposal.action_name != "RPC":
         send(service, transport, framework_error(f"Unsupported session type {proposal.action_name}"))
@@ -209,7 +210,7 @@ def call(service: ServingService, session: ReuseSession, method: str, args: list
         return send(service, session.transport, denied, method)
     try:
         handler = _new_handler(service, session)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("Server error while loading handler of %s", service.name)
         return send(service, session.transport, S_ERROR("Server error while loading handler", callStack=[]), method)
     handler.serviceInfoDict["actionTuple"] = ("RPC", method)

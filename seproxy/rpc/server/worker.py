@@ -116,7 +116,7 @@ def serve_proposal(service: ServingService, item: tuple[ServerConnection, bytes]
             return
         try:
             handler = instantiate(service, trid, proposal, transport)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("Server error while loading handler of %s", service.name)
             send(service, transport, framework_error("Server error while loading handler"))
             return
@@ -182,7 +182,7 @@ def run_action(service: ServingService, transport: ServerConnection, trid: str, 
         except TransportError as exc:
             log.info("Transfer %s from %s broken: %s", name, transport.id, exc)
             return False
-        except Exception as exc:  # noqa: BLE001 - a handler's bug becomes the action's answer
+        except Exception as exc:  # a handler's bug becomes the action's answer
             log.exception("Transfer %s failed", name)
             result = S_ERROR(f"Server error while serving {name[:1].lower() + name[1:]}: {exc!r}")
         finally:
@@ -209,7 +209,7 @@ def reject(service: ServingService, transport: ServerConnection, answer: dict, t
         send(service, transport, answer)
     except (SeproxyError, OSError) as exc:
         log.debug("Rejected client %s went away: %s", transport.id, exc)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("Error while rejecting %s", transport.id)
     finally:
         transport.close()

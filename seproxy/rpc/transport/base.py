@@ -383,7 +383,7 @@ class Transport:
         try:
             with self._io_lock:
                 self._shutdown()
-        except Exception:  # noqa: BLE001, S110 - closing must not fail
+        except Exception:  # noqa: BLE001 - closing must not fail
             pass
         try:
             self._sock.close()

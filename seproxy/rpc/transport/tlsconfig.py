@@ -413,7 +413,7 @@ class Verifier:
                         from seproxy.security.names import name_to_dn
 
                         subject = f", {name_to_dn(x509.load_der_x509_certificate(der()).subject)}"
-                    except Exception:  # noqa: BLE001, S110 - only a message
+                    except Exception:  # noqa: BLE001 - only a message
                         pass
                     local.error = f"{verify_error_text(errnum)} (depth {depth}{subject})"
                 return False

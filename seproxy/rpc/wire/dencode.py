@@ -279,7 +279,7 @@ def _reader(data: bytes, max_depth: int, exact: bool) -> Callable[[int, int], tu
         if len(items) % 2:
             raise _fail(start, "dict with a key but no value")
         try:
-            return dict(zip(items[::2], items[1::2])), pos + 1
+            return dict(zip(items[::2], items[1::2], strict=False)), pos + 1
         except TypeError:
             bad = next(k for k in items[::2] if not _hashable(k))
             raise _fail(start, f"unhashable dict key of type {type(bad).__name__}") from None

@@ -43,7 +43,7 @@ class DIPStorage(StorageBase):
     _INPUT_PROTOCOLS = ["file", "dip", "dips"]
     _OUTPUT_PROTOCOLS = ["dip", "dips"]
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(storageName, parameters, **kwargs)
         ports = [p.strip() for p in str(self.protocolParameters["Port"]).split(",") if p.strip()]
         random.shuffle(ports)
@@ -75,7 +75,7 @@ class DIPStorage(StorageBase):
             raise StorageError(result["Message"])
         return result.get("Value")
 
-    def _transfer(self):  # noqa: ANN202 (TransferClient)
+    def _transfer(self):  # TransferClient
         from seproxy.transfer.client import TransferClient
 
         return TransferClient(self.url, **self._client_kwargs())

@@ -56,7 +56,7 @@ class FileStorage(StorageBase):
 
     pluginName = "File"
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(storageName, parameters, **kwargs)
         self.protocol = self.protocolParameters["Protocol"]
         self.block_size = self.option("BlockSize") or BLOCK_SIZE
@@ -71,10 +71,10 @@ class FileStorage(StorageBase):
         return remove_orphans(self.basePath)
 
     # -- URLs: plain paths ------------------------------------------------------------------
-    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:
         return S_OK(self.basePath)
 
-    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:
         return S_OK(os.path.join(self.basePath, lfn.lstrip("/")))
 
     def _check_url(self, url: str) -> None:

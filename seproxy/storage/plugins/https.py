@@ -140,7 +140,7 @@ class HTTPSStorage(RemoteTree, StorageBase):
     _INPUT_PROTOCOLS = ["file", "https", "davs", "http", "dav"]
     _OUTPUT_PROTOCOLS = ["https", "davs", "http", "dav"]
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         if requests is None:
             raise StorageError("The HTTPS plugin needs requests (pip install 'seproxy[https]')")
         super().__init__(storageName, parameters, **kwargs)

@@ -84,7 +84,7 @@ class S3Storage(StorageBase):
     srmSpecificParse = False
     _OUTPUT_PROTOCOLS = ["file", "s3", "http", "https"]
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         if boto3 is None:
             raise StorageError("The S3 plugin needs boto3 (pip install 'seproxy[s3]')")
         super().__init__(storageName, parameters, **kwargs)

@@ -71,7 +71,7 @@ class XROOTStorage(RemoteTree, StorageBase):
     _INPUT_PROTOCOLS = ["file", "root", "xroot"]
     _OUTPUT_PROTOCOLS = ["root"]
 
-    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:  # noqa: N803
+    def __init__(self, storageName: str, parameters: dict[str, Any], **kwargs: Any) -> None:
         if xrd_client is None:
             raise StorageError(
                 "The XROOT plugin needs the xrootd bindings (pip install 'seproxy[xroot]')"
@@ -105,10 +105,10 @@ class XROOTStorage(RemoteTree, StorageBase):
             res["Value"] = f"{scheme}://{netloc}//{path.lstrip('/')}"
         return res
 
-    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def getURLBase(self, withWSUrl: bool = False) -> DReturnType:
         return self._double_slash(super().getURLBase(withWSUrl))
 
-    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:  # noqa: N802, N803
+    def constructURLFromLFN(self, lfn: str, withWSUrl: bool = False) -> DReturnType:
         return self._double_slash(super().constructURLFromLFN(lfn, withWSUrl))
 
     def _path(self, url: str) -> str:

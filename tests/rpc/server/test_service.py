@@ -231,7 +231,8 @@ def test_several_services_in_one_process():
         def export_two(self):
             return S_OK(2)
 
-    with ServiceReactor(cfg, ["Test/One", "Test/Two"], handler_classes={"Test/One": RequestHandler, "Test/Two": Two}) as reactor:
+    handlers = {"Test/One": RequestHandler, "Test/Two": Two}
+    with ServiceReactor(cfg, ["Test/One", "Test/Two"], handler_classes=handlers) as reactor:
         one, two = reactor.services
         assert one.port != two.port
         assert RPCClient(f"dip://127.0.0.1:{one.port}/Test/One", config=cfg).ping()["Value"]["name"] == "Test/One"

@@ -16,9 +16,10 @@ def same(a: Any, b: Any) -> bool:
             return math.isnan(a) and math.isnan(b)
         return a == b and math.copysign(1, a) == math.copysign(1, b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
-        return list(map(_key, a)) == list(map(_key, b)) and all(same(x, y) for x, y in zip(a.values(), b.values()))
+        return list(map(_key, a)) == list(map(_key, b)) and all(
+            same(x, y) for x, y in zip(a.values(), b.values(), strict=False))
     return a == b
 
 

@@ -22,6 +22,7 @@ the ``*_stream`` methods underneath raise :class:`TransferError`/``TransportErro
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Callable
@@ -346,7 +347,7 @@ class FileHelper:
                 self._send(sender.eof_message())
                 while sender.in_flight and not sender.stopped:
                     self._sender_reply(sender)
-            elif self.options.extended:
+            elif self.options.extended and not sender.terminated:
                 self._send(sender.abort_message())      # terminator: the receiver drains to it
             self.bFinishedTransmission = True
             return sender.sent
@@ -402,8 +403,12 @@ class FileHelper:
             raise RemoteProtocolError("Invalid transfer message: data chunk in place of an ack")
         event = sender.handle_reply(message)
         if isinstance(event, PeerError):
-            if self.options.extended:
-                self._send(sender.abort_message())
+            if self.options.extended and not sender.terminated:
+                # one terminator per stream: after our EOF (or error) the receiver's drain
+                # already ends there; a second one would arrive after it answered and
+                # closed (a reset, or this write failing in place of its answer)
+                with contextlib.suppress(TransportError):
+                    self._send(sender.abort_message())
             raise StreamResult(event.result)
         if isinstance(event, Aborted):
             self.bFinishedTransmission = True

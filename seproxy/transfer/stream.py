@@ -251,6 +251,7 @@ class StreamSender:
         self.sent = 0
         self.finished = False   # EOF, error or abort sent, or abort received
         self.stopped = False    # the receiver stopped us (error or abort ack)
+        self.terminated = False  # our terminator (EOF, error or abort) is sent: the stream is over
 
     @property
     def can_send(self) -> bool:
@@ -280,7 +281,7 @@ class StreamSender:
         return Acked()
 
     def eof_message(self) -> dict[str, Any]:
-        self.finished = True
+        self.finished = self.terminated = True
         digest = self.sums.md5_hex() if self.checksum_enabled else EMPTY_MD5
         message: dict[str, Any] = {"OK": True, "Value": [False, digest]}
         if self.sums.use_adler:
@@ -288,9 +289,9 @@ class StreamSender:
         return message
 
     def error_message(self, text: str) -> dict[str, Any]:
-        self.finished = True
+        self.finished = self.terminated = True
         return error_message(text)
 
     def abort_message(self) -> dict[str, Any]:
-        self.finished = True
+        self.finished = self.terminated = True
         return abort_message()

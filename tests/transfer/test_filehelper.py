@@ -166,6 +166,29 @@ def test_receiver_error_stops_sender(transport_pair, background):
     assert result["Message"] == "Not enough disk space"
 
 
+def test_windowed_sender_stopped_after_its_eof_sends_no_second_terminator(transport_pair, background):
+    """A windowed sender whose chunk and EOF are both on the way when the receiver stops
+    it has already sent its terminator (the EOF): the receiver drains to it, answers and
+    closes, so an extra abort would arrive after the close (a reset, or the sender's
+    write failing in place of the answer: test_bad_file_ids_for_upload's flake)."""
+    client, server = transport_pair
+    options = StreamOptions(chunk_size=128 * 1024, window=8)
+
+    def server_side():
+        server.send_data({"OK": False, "Errno": 0, "Message": "Invalid fileID"}, "json")
+        frames = [server.receive_data() for _ in range(2)]     # the chunk, then the EOF
+        server.send_data({"OK": False, "Errno": 0, "Message": "final"}, "json")
+        return frames, server.wait_readable(0.5)
+
+    job = background(server_side)
+    result = FileHelper(client, "json", options=options).stringToNetwork(b"payload")
+    frames, more = job.result()
+    assert result["Message"] == "Invalid fileID"
+    assert frames[1]["Value"][0] is False and not frames[1].get("AbortTransfer")
+    assert not more, "a second terminator followed the EOF"
+    assert client.receive_data()["Message"] == "final"
+
+
 def test_peer_vanishing_mid_stream(transport_pair, background):
     client, server = transport_pair
     receiver = FileHelper(server, "dencode")

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from seproxy.cli.common import add_common_options, data_dir, emit, load_config
+from seproxy.cli.common import add_common_options, data_dir, emit, load_config, proxy_for
 from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
@@ -143,7 +143,11 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
 
 
 def cmd_proxy_info(args: argparse.Namespace) -> int:
-    path = locations.proxy_location(args.file)
+    # the proxy the client commands would present: --file, DIRAC's location, the data dir's
+    path = args.file or proxy_for(args)
+    if path is None:
+        raise AuthError("no proxy found ($X509_USER_PROXY, /tmp/x509up_u<uid>, <data dir>/proxy.pem):"
+                        " make one with `seproxy proxy-init`, or pass --file FILE")
     chain = X509Chain.from_file(path)
     chain.check_structure()
     info = {

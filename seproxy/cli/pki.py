@@ -236,7 +236,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     info = subparsers.add_parser("proxy-info", help="show a proxy (exit 1 if it has expired)")
     add_common_options(info)
-    info.add_argument("--file", help="proxy file (default: DIRAC's proxy location)")
+    info.add_argument("--file", help="proxy file (default: DIRAC's proxy location, else "
+                      "<data dir>/proxy.pem, as the client commands)")
     info.add_argument("--verify", action="store_true",
                       help="also verify the chain against the CA directory")
     info.add_argument("--json", action="store_true", help="JSON output")

@@ -47,10 +47,12 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0,
     return True
 
 
+# Imported ones first: tests.fixtures.dirac imports servers and mariadb (through
+# tests.interop.peer_site), which then could no longer have their asserts rewritten.
 pytest_plugins = [
     "tests.fixtures.pki",
     "tests.fixtures.services",
-    "tests.fixtures.dirac",
     "tests.fixtures.servers",
     "tests.fixtures.mariadb",
+    "tests.fixtures.dirac",
 ]

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from seproxy.cli.common import add_common_options, data_dir, emit, load_config
+from seproxy.cli.common import add_common_options, data_dir, emit, load_config, proxy_for
 from seproxy.config import schema
 from seproxy.errors import AuthError, ConfigError
 from seproxy.security import locations
@@ -143,7 +143,11 @@ def cmd_proxy_init(args: argparse.Namespace) -> int:
 
 
 def cmd_proxy_info(args: argparse.Namespace) -> int:
-    path = locations.proxy_location(args.file)
+    # the proxy the client commands would present: --file, DIRAC's location, the data dir's
+    path = args.file or proxy_for(args)
+    if path is None:
+        raise AuthError("no proxy found ($X509_USER_PROXY, /tmp/x509up_u<uid>, <data dir>/proxy.pem):"
+                        " make one with `seproxy proxy-init`, or pass --file FILE")
     chain = X509Chain.from_file(path)
     chain.check_structure()
     info = {
@@ -232,7 +236,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     info = subparsers.add_parser("proxy-info", help="show a proxy (exit 1 if it has expired)")
     add_common_options(info)
-    info.add_argument("--file", help="proxy file (default: DIRAC's proxy location)")
+    info.add_argument("--file", help="proxy file (default: DIRAC's proxy location, else "
+                      "<data dir>/proxy.pem, as the client commands)")
     info.add_argument("--verify", action="store_true",
                       help="also verify the chain against the CA directory")
     info.add_argument("--json", action="store_true", help="JSON output")

@@ -207,3 +207,17 @@ def test_proxy_info(pki):
     assert foreign.returncode == 2 and "unable to get a trusted issuer" in foreign.stderr
     legacy = run("proxy-info", "--file", pki.legacy_proxy)
     assert legacy.returncode == 2 and "legacy" in legacy.stderr
+
+
+def test_proxy_info_finds_the_proxy_the_client_commands_use(pki, tmp_path):
+    home = tmp_path / "home"
+    (home / ".seproxy").mkdir(parents=True)
+    none = run("proxy-info", env_extra={"HOME": str(home)})
+    assert none.returncode == 2 and none.stderr.startswith("ERROR no proxy found (")
+    assert "--file FILE" in none.stderr and "proxyLocation" not in none.stderr
+    own = home / ".seproxy" / "proxy.pem"  # what `seproxy serve` makes on the development site
+    own.write_bytes(pki.proxy().read_bytes())
+    shown = run("proxy-info", "--json", env_extra={"HOME": str(home)})
+    assert shown.returncode == 0, shown.stderr
+    import json
+    assert json.loads(shown.stdout)["path"] == str(own)

@@ -429,6 +429,8 @@ def case_kill_upload(ctx: Context) -> Row:
     final = target / "big.bin"
     row.operations = f"sendFile {sent.get('OK')}, uploadFile killed mid-copy (partial seen: {saw_partial}), restart"
     row.errors = f"client: {str(result.get('Message', result.get('OK')))[:60]}"
+    if not sent.get("OK"):
+        row.errors += f"; sendFile: {str(sent.get('Message'))[:80]}"
     row.verified = (f"{left_after_kill} orphan(s) after kill, {len(partial())} after restart; final name "
                     f"{_final_state(final, big)}")
     row.after = proc_stats(ctx.svc.pid)

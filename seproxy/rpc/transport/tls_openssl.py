@@ -37,6 +37,13 @@ _RECORD = 16384
 _ZERO_COPY_READ = hasattr(SSL.Connection, "_raise_ssl_error")
 _WANT_READ_CODE = _lib.SSL_ERROR_WANT_READ
 _WANT_WRITE_CODE = _lib.SSL_ERROR_WANT_WRITE
+#: OpenSSL's error queue is per thread, and SSL_get_error reads it: "the current thread's
+#: error queue must be empty before the TLS/SSL I/O operation is attempted" (SSL_get_error(3)).
+#: An error left there by any earlier call on the thread (pyOpenSSL does not clear the queue
+#: when it raises SysCallError, e.g. for a write to a peer that went away) turns the next
+#: EAGAIN of this non-blocking socket into SSL_ERROR_SYSCALL, "(11, 'EAGAIN')", instead of
+#: SSL_ERROR_WANT_READ. So every SSL_read/SSL_write/handshake step starts with a clean queue.
+_clear_errors = _lib.ERR_clear_error
 #: Plaintext per guarded write (see ``OpenSSLTransport.expect_early_answers``): the memory
 #: BIO grows by reallocation, so a few records at a time cost least.
 _GUARDED_WRITE = 64 * 1024
@@ -179,6 +186,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         _lib.BIO_set_mem_eof_return(bio, -1)  # reads from it: "retry", never end of stream
         _lib.SSL_set_bio(ssl, bio, bio)  # the SSL object owns it (and frees the socket BIO)
         try:
+            _clear_errors()
             with _ffi.from_buffer(view) as source:
                 result = _lib.SSL_write(ssl, source, min(len(view), 0x7FFFFFFF))
             code = _lib.SSL_ERROR_NONE if result > 0 else _lib.SSL_get_error(ssl, result)
@@ -223,6 +231,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         return 1
 
     def _io_error(self, exc: SSL.Error, prefix: str) -> int:
+        _clear_errors()  # what the failed call left on this thread's queue is handled here
         if isinstance(exc, SSL.WantReadError):
             return WANT_READ
         if isinstance(exc, (SSL.WantWriteError, SSL.WantX509LookupError)):
@@ -236,6 +245,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 
     def _recv_into(self, view: memoryview) -> int:
         conn = self._conn
+        _clear_errors()
         if not _ZERO_COPY_READ:
             try:
                 return conn.recv_into(view, _RECORD)
@@ -266,13 +276,14 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         if not _ZERO_COPY_READ or self._closed:
             super()._fill_body(body, got, length, max_size, after_first)
             return
-        ssl, read, lock = self._conn._ssl, _lib.SSL_read, self._io_lock
+        ssl, read, lock, clear = self._conn._ssl, _lib.SSL_read, self._io_lock, _clear_errors
         start = got
         with _ffi.from_buffer(body, require_writable=True) as base:
             while got < length:
                 if max_size is not None and after_first > max_size:
                     raise RemoteProtocolError(f"Read limit exceeded ({max_size} chars)")
                 with lock:
+                    clear()
                     count = read(ssl, base + got, length - got)
                     if count <= 0:
                         count = self._read_failed(count)
@@ -297,6 +308,7 @@ class OpenSSLTransport(tlsbase.TLSTransport):
         if self._unsent and (state := self._flush()) != 1:
             return state
         conn = self._conn
+        _clear_errors()
         try:
             if not _ZERO_COPY_READ:
                 return conn.send(view)
@@ -318,12 +330,14 @@ class OpenSSLTransport(tlsbase.TLSTransport):
 
     def _shutdown(self) -> None:
         if self._handshake_done:
+            _clear_errors()
             try:
                 self._conn.shutdown()
             except SSL.Error:
                 pass
 
     def _handshake_step(self) -> int:
+        _clear_errors()
         try:
             self._conn.do_handshake()
             return 0

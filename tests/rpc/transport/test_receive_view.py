@@ -124,3 +124,34 @@ def test_tls_prefers_aes128_gcm_and_moves_large_frames(pki, registry_cfg):
         assert server.outcome().ok
     finally:
         server.close()
+
+
+def test_tls_read_survives_a_stale_openssl_error_on_the_thread(pki, registry_cfg):
+    """OpenSSL's error queue is per thread and SSL_get_error reads it: an error some
+    earlier call left there (a worker thread's previous connection, say a failed write to
+    a client that went away) made a later read that merely had to wait (EAGAIN on the
+    non-blocking socket) look like SSL_ERROR_SYSCALL, "Error in _read: (11, 'EAGAIN')"
+    (fault battery row 12: every upload served by that worker thread failed)."""
+    from OpenSSL._util import lib
+
+    cfg = tls_cfg(registry_cfg, cert=pki.host_cert, key=pki.host_key, ca_dir=pki.ca_dir,
+                  backend="pyopenssl")
+    server = EchoServer("dips", cfg)
+    try:
+        conn = transport.connect("dips", "127.0.0.1", server.port, cfg=cfg, timeout=10,
+                                 proxy_location=str(pki.proxy()))
+        try:
+            conn.settimeout(30)
+            payloads = [os.urandom(8 << 20), b"tiny", os.urandom(3 << 20)]
+            for payload in payloads:
+                lib.ERR_clear_error()
+                lib.ERR_put_error(2, 0, 32, b"stale.c", 1)  # ERR_LIB_SYS, EPIPE: left behind
+                conn.send_frame(payload)
+                lib.ERR_put_error(2, 0, 32, b"stale.c", 1)
+                assert conn.receive_frame_view() == payload
+        finally:
+            lib.ERR_clear_error()
+            conn.close()
+        assert server.outcome().ok
+    finally:
+        server.close()

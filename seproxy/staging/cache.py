@@ -72,13 +72,57 @@ class Lease:
         return self.entry.value
 
 
-class ExpiringRegister:
+class PeriodicPurger:
+    """A daemon thread that calls ``purgeExpired()`` every ``interval`` seconds (the HTTP key
+    registers use it); ``_purge_failed(exc)`` decides what a failed round logs."""
+
+    _purger: threading.Thread | None
+    _stop: threading.Event
+    _purger_name = "seproxy-purger"
+    _purger_lock = threading.Lock()  # two start_purger() calls start one thread
+
+    def purgeExpired(self) -> int:  # noqa: N802 - DIRAC's name
+        raise NotImplementedError
+
+    def start_purger(self, interval: float = 30.0) -> None:
+        """Run :meth:`purgeExpired` every ``interval`` seconds in a daemon thread."""
+        with self._purger_lock:
+            if self._purger is not None:
+                return
+            self._stop.clear()
+            self._purger = threading.Thread(target=self._purge_loop, args=(interval,),
+                                            name=self._purger_name, daemon=True)
+            self._purger.start()
+
+    def stop_purger(self) -> None:
+        self._stop.set()
+        thread, self._purger = self._purger, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _purge_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.purgeExpired()
+            except Exception as exc:  # noqa: BLE001 - the purger must survive a bad round
+                self._purge_failed(exc)
+
+    def _purge_failed(self, exc: Exception) -> None:
+        log.error("purging expired keys failed", exc_info=exc)
+
+
+class ExpiringRegister(PeriodicPurger):
     """A thread-safe ``key -> value`` map whose entries expire (DIRAC ``DictCache``).
 
     ``deleteFunction(value)`` is called for every entry that leaves the register
     through :meth:`delete`, :meth:`purgeExpired` or :meth:`purgeAll` (never while the
     entry is in use: then it is called by the last :meth:`release`).
     """
+
+    _purger_name = "seproxy-register-purger"
+
+    def _purge_failed(self, exc: Exception) -> None:  # a bad delete: logged, next round
+        log.error("purging expired cache keys failed", exc_info=exc)
 
     def __init__(self, deleteFunction: Callable[[Any], None] | None = None,  # noqa: N803
                  *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -205,29 +249,6 @@ class ExpiringRegister:
             self._call_delete(entry.value)
 
     # -- background purger -------------------------------------------------------------
-    def start_purger(self, interval: float = 30.0) -> None:
-        """Run :meth:`purgeExpired` every ``interval`` seconds in a daemon thread."""
-        with self._lock:
-            if self._purger is not None:
-                return
-            self._stop.clear()
-            self._purger = threading.Thread(target=self._purge_loop, args=(interval,),
-                                            name="seproxy-register-purger", daemon=True)
-            self._purger.start()
-
-    def stop_purger(self) -> None:
-        self._stop.set()
-        thread, self._purger = self._purger, None
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def _purge_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.purgeExpired()
-            except Exception:  # the purger must survive a bad delete
-                log.exception("purging expired cache keys failed")
-
     # -- internals ---------------------------------------------------------------------
     def _live(self, key: Any, valid_seconds: float) -> _Entry | None:
         with self._lock:

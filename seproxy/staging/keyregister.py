@@ -39,7 +39,7 @@ from sqlalchemy import exc as sa_exc
 
 from seproxy.errors import KeyInUse, SeproxyError
 from seproxy.staging import db
-from seproxy.staging.cache import CacheArea, purgeCacheDirectory
+from seproxy.staging.cache import CacheArea, PeriodicPurger, purgeCacheDirectory
 from seproxy.staging.keys import KeyGrant, KeySigner, dir_expiry
 
 log = logging.getLogger("seproxy.staging.keyregister")
@@ -225,8 +225,10 @@ class KeyLease:
     released: bool = False
 
 
-class SignedKeyRegister:
+class SignedKeyRegister(PeriodicPurger):
     """Issues signed keys into a shared HTTP cache and looks them up for the HTTP front."""
+
+    _purger_name = "seproxy-key-purger"
 
     def __init__(self, signer: KeySigner, claims: Claims, cache: CacheArea, instance: str, *,
                  lifetime: float, claim_hold: float = 60.0,
@@ -348,28 +350,10 @@ class SignedKeyRegister:
             self.claims.purge(now)
         return removed
 
-    def start_purger(self, interval: float = 30.0) -> None:
-        if self._purger is not None:
-            return
-        self._stop.clear()
-        self._purger = threading.Thread(target=self._purge_loop, args=(interval,),
-                                        name="seproxy-key-purger", daemon=True)
-        self._purger.start()
-
-    def stop_purger(self) -> None:
-        self._stop.set()
-        thread, self._purger = self._purger, None
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def _purge_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                self.purgeExpired()
-            except SeproxyError as exc:  # the database is down: try again next time
-                log.warning("purging expired HTTP keys failed: %s", exc)
-            except OSError as exc:
-                log.warning("purging expired HTTP keys failed: %s", exc)
+    def _purge_failed(self, exc: Exception) -> None:
+        if not isinstance(exc, (SeproxyError, OSError)):  # a bug: the thread ends, as before
+            raise exc
+        log.warning("purging expired HTTP keys failed: %s", exc)  # the database is down: next time
 
 
 def _subdirs(path: Path) -> list[Path]:
